@@ -1,0 +1,1 @@
+"""Reusable rendering pieces; pages call services and hand results to these."""

@@ -1,0 +1,6 @@
+"""Session-state keys, in one place (pages and components import these instead of string literals)."""
+
+PRINCIPAL = "chat.principal"
+TOKEN = "chat.token"
+CONVERSATION_ID = "chat.conversation_id"
+DRAFT = "chat.draft"

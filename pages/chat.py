@@ -1,0 +1,5 @@
+"""Chat page."""
+
+import streamlit as st
+
+st.title("Chat")

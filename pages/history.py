@@ -1,0 +1,5 @@
+"""History page."""
+
+import streamlit as st
+
+st.title("History")

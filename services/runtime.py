@@ -1,0 +1,44 @@
+"""Builds the per-process services once (app.py caches the result with st.cache_resource).
+
+Nothing here holds per-user state: every call takes the caller's Principal.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from services.config import Settings, redact
+from services.store import MessageStore
+from services.store import embedded
+from services.store.migrate import migrate
+from services.store.postgres import PostgresStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: MessageStore
+
+
+def connect_store(settings: Settings) -> PostgresStore:
+    """Start or reach the database, apply pending migrations, and open the app's connection pool."""
+    try:
+        if settings.database_url is None:
+            db = embedded.start(settings.data_dir)
+            admin_url, app_url = db.admin_url, db.app_url
+        else:
+            admin_url = app_url = settings.database_url.reveal()
+        applied = migrate(admin_url)
+        if applied:
+            log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
+        return PostgresStore(app_url, max_message_chars=settings.max_message_chars, pool_max=settings.db_pool_max)
+    except Exception as exc:
+        # Connection errors can quote the DSN; never let a password reach a log or the page.
+        raise RuntimeError(f"Could not start the database: {redact(str(exc), settings)}") from None
+
+
+def build_services(settings: Settings) -> Services:
+    return Services(settings=settings, store=connect_store(settings))

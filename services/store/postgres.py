@@ -1,0 +1,310 @@
+"""MessageStore on PostgreSQL with psycopg 3 and a connection pool, scoped by row-level security.
+
+Every unit of work is one transaction that first does what PostgREST does for a request:
+`set local role authenticated` and `set_config('request.jwt.claims', <claims>, true)`. Both are
+transaction-local (`true`), so a pooled connection never carries one user's claims into the next
+user's transaction. The policies in supabase/migrations/ then decide what each statement may see.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg_pool import ConnectionPool
+
+from services.auth import Principal
+from services.store import (
+    MAX_STORED_CHARS,
+    MAX_TITLE_CHARS,
+    ROLES,
+    STATUSES,
+    Conversation,
+    InvalidInput,
+    Message,
+    NotFound,
+    Page,
+    StoreError,
+    check_limit,
+    check_text,
+    decode_cursor,
+    encode_cursor,
+    parse_uuid,
+)
+
+MESSAGE_COLUMNS = (
+    "id, conversation_id, user_id, role, content, model, status,"
+    " input_tokens, output_tokens, latency_ms, created_at"
+)
+CONVERSATION_COLUMNS = "id, user_id, title, created_at, updated_at"
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    # A runaway query must not hold a pooled connection (and a browser tab) forever.
+    conn.execute("set statement_timeout = '15s'")
+    conn.execute("set idle_in_transaction_session_timeout = '60s'")
+    conn.commit()
+
+
+class PostgresStore:
+    def __init__(self, conninfo: str, *, max_message_chars: int = 32_000, pool_max: int = 10) -> None:
+        self.max_message_chars = max_message_chars
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_max,
+            configure=_configure,
+            open=True,
+            name="chat-store",
+        )
+        self._pool.wait(timeout=30)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self, principal: Principal) -> Iterator[psycopg.Connection]:
+        """One transaction as `authenticated` with the principal's claims. The claims come only from a
+        verified Principal; an expired one is refused before any SQL runs."""
+        if not isinstance(principal, Principal):
+            raise TypeError("the store needs a verified Principal")
+        principal.ensure_fresh()
+        claims = json.dumps(principal.db_claims(), separators=(",", ":"), default=str)
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
+                [claims],
+            )
+            try:
+                yield conn
+            except psycopg.errors.InsufficientPrivilege as exc:
+                # RLS `with check` failures land here: the row would belong to someone else.
+                raise NotFound("That conversation does not exist.") from exc
+            except psycopg.errors.ForeignKeyViolation as exc:
+                raise NotFound("That conversation does not exist.") from exc
+            except psycopg.errors.CheckViolation as exc:
+                raise InvalidInput("The message could not be stored: a value is out of range.") from exc
+            except psycopg.errors.DataError as exc:
+                raise InvalidInput("The message could not be stored: it contains invalid data.") from exc
+            except psycopg.errors.QueryCanceled as exc:
+                raise StoreError("The database took too long to answer. Please try again.") from exc
+
+    @staticmethod
+    def _one_message(conn: psycopg.Connection, query: str, params: Sequence[Any] | dict[str, Any]) -> Message | None:
+        with conn.cursor(row_factory=class_row(Message)) as cur:
+            cur.execute(query, params)  # type: ignore[arg-type]
+            return cur.fetchone()
+
+    # --- conversations ---------------------------------------------------------------------------
+
+    def create_conversation(self, principal: Principal, title: str = "New chat") -> Conversation:
+        title = _clean_title(title)
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
+            cur.execute(
+                f"insert into public.conversations (user_id, title) values (%s, %s) returning {CONVERSATION_COLUMNS}",
+                [principal.user_id, title],
+            )
+            row = cur.fetchone()
+        assert row is not None
+        return row
+
+    def get_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> Conversation:
+        cid = parse_uuid(conversation_id)
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
+            cur.execute(f"select {CONVERSATION_COLUMNS} from public.conversations where id = %s", [cid])
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound("That conversation does not exist.")
+        return row
+
+    def list_conversations(
+        self, principal: Principal, limit: int = 20, before: str | None = None
+    ) -> Page[Conversation]:
+        limit = check_limit(limit)
+        params: dict[str, Any] = {"uid": principal.user_id, "n": limit + 1}
+        where = "user_id = %(uid)s"
+        if before:
+            params["ts"], params["id"] = decode_cursor(principal, "conversations", before)
+            where += " and (updated_at, id) < (%(ts)s, %(id)s)"
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
+            cur.execute(
+                f"select {CONVERSATION_COLUMNS} from public.conversations where {where}"
+                " order by updated_at desc, id desc limit %(n)s",
+                params,
+            )
+            rows = cur.fetchall()
+        return _page(principal, "conversations", rows, limit, lambda c: (c.updated_at, c.id))
+
+    def rename_conversation(self, principal: Principal, conversation_id: uuid.UUID | str, title: str) -> Conversation:
+        cid = parse_uuid(conversation_id)
+        title = _clean_title(title)
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
+            cur.execute(
+                f"update public.conversations set title = %s where id = %s returning {CONVERSATION_COLUMNS}",
+                [title, cid],
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound("That conversation does not exist.")
+        return row
+
+    def delete_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> None:
+        cid = parse_uuid(conversation_id)
+        with self._tx(principal) as conn:
+            deleted = conn.execute("delete from public.conversations where id = %s", [cid]).rowcount
+        if deleted == 0:
+            raise NotFound("That conversation does not exist.")
+
+    # --- messages --------------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        principal: Principal,
+        conversation_id: uuid.UUID | str,
+        role: str,
+        content: str,
+        model: str,
+        status: str = "complete",
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        latency_ms: int | None = None,
+    ) -> Message:
+        cid = parse_uuid(conversation_id)
+        if role not in ROLES:
+            raise InvalidInput(f"Unknown message role {role!r}.")
+        _check_status(status)
+        limit = self.max_message_chars if role == "user" else MAX_STORED_CHARS
+        check_text(content, max_chars=limit)
+        if role == "user" and not content.strip():
+            raise InvalidInput("Message is empty.")
+        model = _clean_model(model)
+        with self._tx(principal) as conn:
+            row = self._one_message(
+                conn,
+                "insert into public.messages (conversation_id, user_id, role, content, model, status,"
+                " input_tokens, output_tokens, latency_ms)"
+                f" values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning {MESSAGE_COLUMNS}",
+                [cid, principal.user_id, role, content, model, status, input_tokens, output_tokens, latency_ms],
+            )
+        assert row is not None
+        return row
+
+    def update_message(
+        self,
+        principal: Principal,
+        message_id: uuid.UUID | str,
+        *,
+        content: str,
+        status: str,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        latency_ms: int | None = None,
+    ) -> Message:
+        mid = parse_uuid(message_id, "message")
+        _check_status(status)
+        check_text(content, max_chars=MAX_STORED_CHARS)
+        with self._tx(principal) as conn:
+            row = self._one_message(
+                conn,
+                "update public.messages set content = %s, status = %s,"
+                " input_tokens = coalesce(%s, input_tokens), output_tokens = coalesce(%s, output_tokens),"
+                f" latency_ms = coalesce(%s, latency_ms) where id = %s returning {MESSAGE_COLUMNS}",
+                [content, status, input_tokens, output_tokens, latency_ms, mid],
+            )
+        if row is None:
+            raise NotFound("That message does not exist.")
+        return row
+
+    def recent_messages(self, principal: Principal, conversation_id: uuid.UUID | str, limit: int = 50) -> list[Message]:
+        """The last `limit` messages of a conversation, oldest first (what the chat page renders)."""
+        cid = parse_uuid(conversation_id)
+        limit = check_limit(limit)
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Message)) as cur:
+            cur.execute(
+                f"select {MESSAGE_COLUMNS} from public.messages where conversation_id = %s"
+                " order by created_at desc, id desc limit %s",
+                [cid, limit],
+            )
+            rows = cur.fetchall()
+        rows.reverse()
+        return rows
+
+    def page_messages(
+        self,
+        principal: Principal,
+        limit: int = 20,
+        before: str | None = None,
+        conversation_id: uuid.UUID | str | None = None,
+    ) -> Page[Message]:
+        """One page of the user's messages, newest first, and the cursor of the next (older) page.
+
+        Keyset paging on (created_at, id): the row comparison uses the (user_id, created_at desc, id desc)
+        index, so every page costs the same at any depth, and equal timestamps never skip or repeat a row.
+        """
+        limit = check_limit(limit)
+        scope = "messages" if conversation_id is None else f"messages:{conversation_id}"
+        params: dict[str, Any] = {"uid": principal.user_id, "n": limit + 1}
+        where = ["user_id = %(uid)s"]
+        if conversation_id is not None:
+            params["cid"] = parse_uuid(conversation_id)
+            where.append("conversation_id = %(cid)s")
+        if before:
+            params["ts"], params["id"] = decode_cursor(principal, scope, before)
+            where.append("(created_at, id) < (%(ts)s, %(id)s)")
+        with self._tx(principal) as conn:
+            if conversation_id is not None and not conn.execute(
+                "select 1 from public.conversations where id = %(cid)s", params
+            ).fetchone():
+                raise NotFound("That conversation does not exist.")
+            with conn.cursor(row_factory=class_row(Message)) as cur:
+                cur.execute(
+                    f"select {MESSAGE_COLUMNS} from public.messages where {' and '.join(where)}"
+                    " order by created_at desc, id desc limit %(n)s",
+                    params,
+                )
+                rows = cur.fetchall()
+        return _page(principal, scope, rows, limit, lambda m: (m.created_at, m.id))
+
+    def delete_all_user_data(self, principal: Principal) -> int:
+        """Delete every conversation and message of this user (GDPR erasure). Returns messages deleted."""
+        with self._tx(principal) as conn:
+            count = conn.execute("delete from public.messages where user_id = %s", [principal.user_id]).rowcount
+            conn.execute("delete from public.conversations where user_id = %s", [principal.user_id])
+        return count
+
+
+def _page(principal: Principal, scope: str, rows: list[Any], limit: int, key: Any) -> Page[Any]:
+    # We fetched limit + 1 rows: the extra one only tells whether an older page exists.
+    if len(rows) > limit:
+        rows = rows[:limit]
+        created_at, row_id = key(rows[-1])
+        return Page(items=rows, next_cursor=encode_cursor(principal, scope, created_at, row_id))
+    return Page(items=rows, next_cursor=None)
+
+
+def _clean_title(title: str) -> str:
+    check_text(title, max_chars=10_000, what="Title")
+    title = " ".join(title.split())
+    if not title:
+        raise InvalidInput("A conversation title cannot be empty.")
+    return title[:MAX_TITLE_CHARS]
+
+
+def _clean_model(model: str) -> str:
+    check_text(model, max_chars=200, what="Model name")
+    if not model.strip():
+        raise InvalidInput("A model name is required.")
+    return model.strip()
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise InvalidInput(f"Unknown message status {status!r}.")
