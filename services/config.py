@@ -67,6 +67,7 @@ def redact(text: str, settings: Settings) -> str:
 class Settings:
     data_dir: Path = Path(".data")
     database_url: Secret | None = None
+    database_admin_url: Secret | None = None
     db_pool_max: int = 10
     max_message_chars: int = 32_000
 
@@ -204,10 +205,17 @@ def settings_from(environ: Mapping[str, str], secrets: Mapping[str, Any] | None 
     if database_url is not None and not re.match(r"^postgres(ql)?://", database_url.reveal()):
         raise ConfigError("Config 'DATABASE_URL' must be a postgresql:// URL.")
 
+    database_admin_url = _secret(read, "DATABASE_ADMIN_URL")
+    if database_admin_url is not None and database_url is None:
+        raise ConfigError("Config 'DATABASE_ADMIN_URL' is set but 'DATABASE_URL' is not: set both, or neither.")
+    if database_admin_url is not None and not re.match(r"^postgres(ql)?://", database_admin_url.reveal()):
+        raise ConfigError("Config 'DATABASE_ADMIN_URL' must be a postgresql:// URL.")
+
     users_file = read("CHAT_USERS_FILE")
     return Settings(
         data_dir=Path(read("CHAT_DATA_DIR") or ".data"),
         database_url=database_url,
+        database_admin_url=database_admin_url,
         db_pool_max=_int(read, "CHAT_DB_POOL_MAX", 10, 1, 200),
         max_message_chars=_int(read, "CHAT_MAX_MESSAGE_CHARS", 32_000, 1, 1_000_000),
         auth_mode=auth_mode,

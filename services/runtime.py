@@ -30,7 +30,9 @@ def connect_store(settings: Settings) -> PostgresStore:
             db = embedded.start(settings.data_dir)
             admin_url, app_url = db.admin_url, db.app_url
         else:
-            admin_url = app_url = settings.database_url.reveal()
+            app_url = settings.database_url.reveal()
+            # Migrations may need more rights than the app's login role has (DATABASE_ADMIN_URL).
+            admin_url = (settings.database_admin_url or settings.database_url).reveal()
         applied = migrate(admin_url)
         if applied:
             log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
