@@ -1,16 +1,24 @@
 """Identity: the Principal every service call takes, and AuthError with a reason code.
 
-The token verifier (Clerk JWKS/PEM, local issuer) builds on these types; see DESIGN.md "Identity".
+`TokenVerifier` checks Clerk tokens (JWKS or PEM) and the local demo issuer's tokens the same way;
+see DESIGN.md "Identity". Every rejection is an AuthError whose `reason` says what was wrong.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt import PyJWKClient
+from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWKError, PyJWKSetError
 
 
 class AuthError(Exception):
@@ -80,3 +88,207 @@ def expiry_from_claims(claims: Mapping[str, Any]) -> datetime | None:
     if isinstance(exp, int | float):
         return datetime.fromtimestamp(exp, tz=UTC)
     return None
+
+
+# --- token verification ----------------------------------------------------------------------------
+
+# Clerk session tokens are a few hundred bytes to a few KB (they must fit in a cookie); anything far
+# larger is refused before any parsing, so a hostile token cannot make us base64-decode megabytes.
+MAX_TOKEN_BYTES = 8 * 1024
+ALGORITHM = "RS256"
+REQUIRED_CLAIMS = ("exp", "iat", "iss", "sub")
+# Headers that would let a token name its own key. Keys come only from the configured JWKS or PEM.
+KEY_HEADERS = ("jwk", "jku", "x5u", "x5c")
+
+_UNAVAILABLE = "We cannot verify sign-in right now. Please try again in a minute."
+_INVALID = "Your sign-in could not be verified. Please sign in again."
+
+
+def _load_public_key(pem: str) -> RSAPublicKey:
+    # Env vars and secrets often carry a PEM with literal "\n" sequences instead of newlines.
+    text = pem.strip().replace("\\n", "\n")
+    try:
+        key = serialization.load_pem_public_key(text.encode())
+    except ValueError:
+        raise ValueError("public_key_pem is not a PEM-encoded public key") from None
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError("public_key_pem must be an RSA public key (RS256)")
+    return key
+
+
+class _JwksKeys:
+    """Keys from a JWKS URL: fetched with PyJWKClient, cached for `lifespan_s`, and refreshed at most
+    once per `refresh_cooldown_s` when a token names a kid we do not know (key rotation). The cooldown
+    stops tokens with made-up kids from turning us into a JWKS request amplifier."""
+
+    def __init__(self, url: str, *, lifespan_s: float, refresh_cooldown_s: float, timeout_s: float) -> None:
+        # cooldown_duration=0: PyJWKClient's own cooldown also counts the first fetch, which would block
+        # the refresh a freshly rotated key needs; we apply our own cooldown to forced refreshes only.
+        self._client = PyJWKClient(
+            url, cache_jwk_set=True, lifespan=lifespan_s, timeout=timeout_s, cooldown_duration=0
+        )
+        self._refresh_cooldown_s = refresh_cooldown_s
+        self._last_forced_refresh: float | None = None
+        self._lock = threading.Lock()
+
+    def key_for(self, kid: str) -> Any:
+        with self._lock:
+            key = self._find(kid, refresh=False)
+            if key is not None:
+                return key
+            now = time.monotonic()
+            if self._last_forced_refresh is not None and now - self._last_forced_refresh < self._refresh_cooldown_s:
+                raise AuthError("unknown_kid", _INVALID)
+            self._last_forced_refresh = now
+            key = self._find(kid, refresh=True)
+            if key is None:
+                raise AuthError("unknown_kid", _INVALID)
+            return key
+
+    def _find(self, kid: str, *, refresh: bool) -> Any:
+        try:
+            keys = self._client.get_signing_keys(refresh=refresh)
+        except PyJWKClientConnectionError:
+            raise AuthError("jwks_unavailable", _UNAVAILABLE) from None
+        except (PyJWKClientError, PyJWKSetError, PyJWKError):
+            # The endpoint answered with something that is not a usable key set: we cannot verify.
+            raise AuthError("jwks_unavailable", _UNAVAILABLE) from None
+        for key in keys:
+            if key.key_id == kid and key.algorithm_name == ALGORITHM:
+                return key.key
+        return None
+
+
+class TokenVerifier:
+    """Checks an RS256 JWT and returns the Principal it names, or raises AuthError with a reason code.
+
+    Keys come from `jwks_url` (cached) or `public_key_pem` (networkless, Clerk's CLERK_JWT_KEY, or the
+    local demo issuer's key), never from the token. `exp`, `iat`, `iss` and `sub` are required, `nbf`
+    is honoured, the issuer must match exactly, and `azp` must be one of `authorized_parties` when any
+    are configured. Tokens carrying an `aud` claim must match `audience` (PyJWT's rule).
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        jwks_url: str | None = None,
+        public_key_pem: str | None = None,
+        authorized_parties: Sequence[str] = (),
+        leeway_s: float = 5,
+        audience: str | Sequence[str] | None = None,
+        max_token_bytes: int = MAX_TOKEN_BYTES,
+        jwks_lifespan_s: float = 300,
+        jwks_refresh_cooldown_s: float = 30,
+        jwks_timeout_s: float = 5,
+    ) -> None:
+        if not issuer:
+            raise ValueError("issuer is required")
+        if (jwks_url is None) == (public_key_pem is None):
+            raise ValueError("give exactly one of jwks_url or public_key_pem")
+        if isinstance(authorized_parties, str):
+            raise ValueError("authorized_parties must be a list of origins, not one string")
+        self.issuer = issuer
+        self.authorized_parties = tuple(authorized_parties)
+        self.leeway_s = leeway_s
+        self.audience = audience
+        self.max_token_bytes = max_token_bytes
+        self._pem_key = _load_public_key(public_key_pem) if public_key_pem is not None else None
+        self._jwks = (
+            _JwksKeys(
+                jwks_url,
+                lifespan_s=jwks_lifespan_s,
+                refresh_cooldown_s=jwks_refresh_cooldown_s,
+                timeout_s=jwks_timeout_s,
+            )
+            if jwks_url is not None
+            else None
+        )
+
+    def verify(self, token: str) -> Principal:
+        header = self._check_shape(token)
+        key = self._key(header)
+        claims = self._decode(token, key)
+        self._check_azp(claims)
+        return Principal(user_id=claims["sub"], claims=claims, expires_at=expiry_from_claims(claims))
+
+    def _check_shape(self, token: str) -> dict[str, Any]:
+        if not isinstance(token, str) or not token:
+            raise AuthError("malformed", _INVALID)
+        if len(token) > self.max_token_bytes:
+            raise AuthError("token_too_large", _INVALID)
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise AuthError("malformed", _INVALID)
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise AuthError("malformed", _INVALID) from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg.lower() == "none":
+            raise AuthError("alg_none", _INVALID)
+        if alg != ALGORITHM:
+            raise AuthError("alg_not_allowed", _INVALID)
+        if not parts[2]:
+            raise AuthError("missing_signature", _INVALID)
+        if any(name in header for name in KEY_HEADERS):
+            raise AuthError("untrusted_key_header", _INVALID)
+        # We implement no JWS extensions, so any critical one must be refused (RFC 7515 §4.1.11).
+        if "crit" in header:
+            raise AuthError("unsupported_crit", _INVALID)
+        return header
+
+    def _key(self, header: Mapping[str, Any]) -> Any:
+        if self._jwks is None:
+            return self._pem_key
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthError("missing_kid", _INVALID)
+        return self._jwks.key_for(kid)
+
+    def _decode(self, token: str, key: Any) -> dict[str, Any]:
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                # A list makes PyJWT compare exactly (a bare string once allowed partial matches).
+                issuer=[self.issuer],
+                audience=self.audience,
+                leeway=self.leeway_s,
+                options={"require": list(REQUIRED_CLAIMS), "verify_signature": True},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("expired", "Your sign-in has expired. Please sign in again.") from None
+        except jwt.ImmatureSignatureError as exc:
+            reason = "issued_in_future" if "(iat)" in str(exc) else "not_yet_valid"
+            raise AuthError(reason, _INVALID) from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError(f"missing_{exc.claim}", _INVALID) from None
+        except jwt.InvalidIssuerError:
+            raise AuthError("wrong_issuer", _INVALID) from None
+        except jwt.InvalidAudienceError:
+            raise AuthError("wrong_audience", _INVALID) from None
+        except jwt.InvalidSignatureError:
+            raise AuthError("bad_signature", _INVALID) from None
+        except jwt.InvalidAlgorithmError:
+            raise AuthError("alg_not_allowed", _INVALID) from None
+        except jwt.InvalidSubjectError:
+            raise AuthError("missing_sub", _INVALID) from None
+        except (jwt.InvalidIssuedAtError, jwt.DecodeError):
+            raise AuthError("malformed", _INVALID) from None
+        except jwt.InvalidTokenError:
+            raise AuthError("invalid_token", _INVALID) from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub.strip():
+            raise AuthError("missing_sub", _INVALID)
+        return claims
+
+    def _check_azp(self, claims: Mapping[str, Any]) -> None:
+        if not self.authorized_parties:
+            return
+        azp = claims.get("azp")
+        if azp is None:
+            raise AuthError("missing_azp", _INVALID)
+        if azp not in self.authorized_parties:
+            raise AuthError("wrong_azp", _INVALID)
