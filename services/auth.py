@@ -6,6 +6,9 @@ see DESIGN.md "Identity". Every rejection is an AuthError whose `reason` says wh
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +21,13 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt import PyJWKClient
-from jwt.exceptions import PyJWKClientConnectionError, PyJWKClientError, PyJWKError, PyJWKSetError
+from jwt.exceptions import (
+    InvalidSubjectError,
+    PyJWKClientConnectionError,
+    PyJWKClientError,
+    PyJWKError,
+    PyJWKSetError,
+)
 
 
 class AuthError(Exception):
@@ -116,6 +125,19 @@ def _load_public_key(pem: str) -> RSAPublicKey:
     return key
 
 
+def _unverified_header(segment: str) -> dict[str, Any]:
+    # Parsed by hand rather than with jwt.get_unverified_header, which already rejects some headers
+    # (`crit`) as generic errors; we want each kind of bad header to have its own reason code.
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        header = json.loads(raw)
+    except (ValueError, binascii.Error):
+        raise AuthError("malformed", _INVALID) from None
+    if not isinstance(header, dict):
+        raise AuthError("malformed", _INVALID)
+    return header
+
+
 class _JwksKeys:
     """Keys from a JWKS URL: fetched with PyJWKClient, cached for `lifespan_s`, and refreshed at most
     once per `refresh_cooldown_s` when a token names a kid we do not know (key rotation). The cooldown
@@ -150,8 +172,9 @@ class _JwksKeys:
             keys = self._client.get_signing_keys(refresh=refresh)
         except PyJWKClientConnectionError:
             raise AuthError("jwks_unavailable", _UNAVAILABLE) from None
-        except (PyJWKClientError, PyJWKSetError, PyJWKError):
-            # The endpoint answered with something that is not a usable key set: we cannot verify.
+        except (PyJWKClientError, PyJWKSetError, PyJWKError, ValueError):
+            # The endpoint answered with something that is not a usable key set (an HTML error page,
+            # an empty set): we cannot verify, which is not the same as the token being bad.
             raise AuthError("jwks_unavailable", _UNAVAILABLE) from None
         for key in keys:
             if key.key_id == kid and key.algorithm_name == ALGORITHM:
@@ -220,10 +243,7 @@ class TokenVerifier:
         parts = token.split(".")
         if len(parts) != 3:
             raise AuthError("malformed", _INVALID)
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise AuthError("malformed", _INVALID) from None
+        header = _unverified_header(parts[0])
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none":
             raise AuthError("alg_none", _INVALID)
@@ -273,7 +293,7 @@ class TokenVerifier:
             raise AuthError("bad_signature", _INVALID) from None
         except jwt.InvalidAlgorithmError:
             raise AuthError("alg_not_allowed", _INVALID) from None
-        except jwt.InvalidSubjectError:
+        except InvalidSubjectError:
             raise AuthError("missing_sub", _INVALID) from None
         except (jwt.InvalidIssuedAtError, jwt.DecodeError):
             raise AuthError("malformed", _INVALID) from None
