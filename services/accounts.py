@@ -1,0 +1,312 @@
+"""Local accounts for demo deployments, and the local RS256 token issuer.
+
+Accounts live in a credentials YAML in streamlit-authenticator's standard format
+(`credentials: usernames: <name>: {email, first_name, last_name, password: <bcrypt>, roles}`), so the
+library's login widget reads it unchanged and admins can edit it by hand (plain-text passwords written
+there are hashed on the next load). The first account created gets the `reviewer` role.
+
+A successful login is turned into a short-lived RS256 token signed by a key this module creates in the
+data directory (mode 0600); the token is then checked by the same `TokenVerifier.verify` as Clerk's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from streamlit_authenticator.utilities.hasher import Hasher
+
+from services.auth import Principal, TokenVerifier
+
+log = logging.getLogger(__name__)
+
+LOCAL_ISSUER = "urn:chat-app:local"
+REVIEWER = "reviewer"
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{2,31}$")
+MIN_PASSWORD_CHARS = 8
+# bcrypt only looks at the first 72 bytes; a longer password would silently be truncated.
+MAX_PASSWORD_BYTES = 72
+MAX_NAME_CHARS = 80
+
+
+class AccountError(ValueError):
+    """A sign-up or accounts-file problem; the message is safe to show and says what to change."""
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    name: str
+    email: str
+    roles: tuple[str, ...]
+
+    @property
+    def user_id(self) -> str:
+        # Prefixed so a local user id can never collide with a Clerk id (`user_...`) in the same database.
+        return f"local:{self.username}"
+
+
+def _account(username: str, entry: dict[str, Any]) -> Account:
+    name = f"{entry.get('first_name') or ''} {entry.get('last_name') or ''}".strip() or str(entry.get("name") or "")
+    roles = entry.get("roles") or []
+    if isinstance(roles, str):
+        roles = [roles]
+    return Account(
+        username=username,
+        name=name or username,
+        email=str(entry.get("email") or ""),
+        roles=tuple(str(r) for r in roles),
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically, readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class AccountStore:
+    """The credentials YAML. Every change holds an exclusive lock on a sibling `.lock` file, so two
+    sign-ups at once (two tabs, two replicas on one volume) cannot both become the first account."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a", encoding="utf-8") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            raise AccountError(f"The accounts file {self.path} (CHAT_USERS_FILE) is not valid YAML.") from None
+        credentials = data.get("credentials") if isinstance(data, dict) else None
+        users = (credentials or {}).get("usernames") if isinstance(credentials or {}, dict) else None
+        if (
+            not isinstance(data, dict)
+            or not isinstance(credentials or {}, dict)
+            or not isinstance(users or {}, dict)
+            or not all(isinstance(entry, dict) for entry in (users or {}).values())
+        ):
+            raise AccountError(
+                f"The accounts file {self.path} (CHAT_USERS_FILE) must have a 'credentials: usernames:' mapping "
+                "of username to details."
+            )
+        return data
+
+    def _users(self, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        users = (data.get("credentials") or {}).get("usernames") or {}
+        return {str(name).lower(): dict(entry or {}) for name, entry in users.items()}
+
+    def _save(self, data: dict[str, Any], users: dict[str, dict[str, Any]]) -> None:
+        data = dict(data)
+        data["credentials"] = {**(data.get("credentials") or {}), "usernames": users}
+        _write_private(self.path, yaml.safe_dump(data, default_flow_style=False, allow_unicode=True, sort_keys=True))
+
+    def credentials(self) -> dict[str, Any]:
+        """A fresh copy in streamlit-authenticator's `credentials` shape, every password a bcrypt hash."""
+        data = self._read()
+        users = self._users(data)
+        if any(not Hasher.is_hash(str(u.get("password") or "")) for u in users.values()):
+            users = self._hash_plaintext()
+        return {"usernames": users}
+
+    def _hash_plaintext(self) -> dict[str, dict[str, Any]]:
+        # An admin may write plain-text passwords by hand, as the library's docs show; hash them at rest.
+        with self._locked():
+            data = self._read()
+            users = self._users(data)
+            changed = False
+            for entry in users.values():
+                password = str(entry.get("password") or "")
+                if password and not Hasher.is_hash(password):
+                    entry["password"] = Hasher.hash(password)
+                    changed = True
+            if changed:
+                self._save(data, users)
+                log.info("hashed plain-text passwords in %s", self.path)
+            return users
+
+    def has_accounts(self) -> bool:
+        return bool(self._users(self._read()))
+
+    def get(self, username: str) -> Account | None:
+        name = username.strip().lower()
+        entry = self._users(self._read()).get(name)
+        return None if entry is None else _account(name, entry)
+
+    def check_password(self, username: str, password: str) -> Account | None:
+        name = username.strip().lower()
+        entry = self.credentials()["usernames"].get(name)
+        hashed = str((entry or {}).get("password") or "")
+        if entry is None or not Hasher.is_hash(hashed) or len(password.encode()) > MAX_PASSWORD_BYTES:
+            return None
+        return _account(name, entry) if Hasher.check_pw(password, hashed) else None
+
+    def create(self, username: str, password: str, *, name: str = "", email: str = "") -> Account:
+        """Add an account; the first one gets the reviewer role. Raises AccountError with a message the
+        sign-up form can show as is."""
+        username = username.strip().lower()
+        name = name.strip()
+        email = email.strip()
+        if not USERNAME_RE.match(username):
+            raise AccountError(
+                "Choose a username of 3 to 32 characters: lowercase letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit."
+            )
+        if len(password) < MIN_PASSWORD_CHARS:
+            raise AccountError(f"Choose a password of at least {MIN_PASSWORD_CHARS} characters.")
+        if len(password.encode()) > MAX_PASSWORD_BYTES:
+            raise AccountError(f"Choose a password of at most {MAX_PASSWORD_BYTES} bytes.")
+        if len(name) > MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
+            raise AccountError(f"Keep the display name under {MAX_NAME_CHARS} characters, on one line.")
+        if email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", email):
+            raise AccountError("That email address does not look right.")
+        hashed = Hasher.hash(password)
+        with self._locked():
+            data = self._read()
+            users = self._users(data)
+            if username in users:
+                raise AccountError("That username is taken; choose another.")
+            roles = [REVIEWER] if not users else []
+            users[username] = {
+                "email": email,
+                "first_name": name or username,
+                "last_name": "",
+                "password": hashed,
+                "roles": roles,
+                "failed_login_attempts": 0,
+                "logged_in": False,
+            }
+            self._save(data, users)
+        return _account(username, users[username])
+
+
+# --- keys --------------------------------------------------------------------------------------------
+
+
+def _create_exclusive(path: Path, text: str) -> str:
+    """Create `path` with `text` unless it exists; return what is in the file afterwards. A temp file plus
+    link() is atomic, so two processes starting together agree on one key and never read half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    return path.read_text(encoding="utf-8")
+
+
+def load_or_create_signing_key(path: Path) -> rsa.RSAPrivateKey:
+    if not path.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        _create_exclusive(path, pem)
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, rsa.RSAPrivateKey):
+        raise AccountError(f"{path} does not hold an RSA private key; delete it to have a new one created.")
+    return loaded
+
+
+def load_or_create_secret(path: Path) -> str:
+    if not path.exists():
+        _create_exclusive(path, secrets.token_urlsafe(48))
+    return path.read_text(encoding="utf-8").strip()
+
+
+def is_private_file(path: Path) -> bool:
+    """True when only the owner can read `path` (what a signing key needs)."""
+    try:
+        return path.stat().st_mode & 0o077 == 0
+    except FileNotFoundError:
+        return True
+
+
+# --- issuer ------------------------------------------------------------------------------------------
+
+
+class LocalIssuer:
+    """Signs short-lived RS256 tokens for local accounts; `verifier` checks them like Clerk's."""
+
+    def __init__(self, private_key: rsa.RSAPrivateKey, *, ttl_s: int, issuer: str = LOCAL_ISSUER) -> None:
+        self._private_key = private_key
+        self.ttl_s = ttl_s
+        self.issuer = issuer
+        public_der = private_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.kid = hashlib.sha256(public_der).hexdigest()[:16]
+        self.public_pem = (
+            private_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+        self.verifier = TokenVerifier(issuer=issuer, public_key_pem=self.public_pem, leeway_s=5)
+
+    def issue(self, account: Account, *, now: float | None = None) -> str:
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "iss": self.issuer,
+            "sub": account.user_id,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + self.ttl_s,
+            "name": account.name,
+            "username": account.username,
+            "roles": list(account.roles),
+            "role": "authenticated",
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode(claims, self._private_key, algorithm="RS256", headers={"kid": self.kid})
+
+    def sign_in(self, account: Account) -> tuple[str, Principal]:
+        """Issue a token and verify it straight away: the principal pages get always comes from verify."""
+        token = self.issue(account)
+        return token, self.verifier.verify(token)

@@ -1,0 +1,147 @@
+"""Which sign-in the app uses (CHAT_AUTH) and the objects behind it, built once per process.
+
+The start-up rules are pure functions of the settings and the address the server listens on, so they
+are tested without a server: `none` is only allowed on localhost, and a server reachable from other
+machines refuses to start with a missing or well-known cookie key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.accounts import (
+    AccountStore,
+    LocalIssuer,
+    is_private_file,
+    load_or_create_secret,
+    load_or_create_signing_key,
+)
+from services.auth import Principal, TokenVerifier
+from services.config import Settings
+
+LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1", "[::1]")
+# Values seen in streamlit-authenticator's docs and in example configs; anyone can sign cookies with them.
+KNOWN_COOKIE_KEYS = frozenset(
+    {
+        "some_key",
+        "some_signature_key",
+        "random_signature_key",
+        "abcdef",
+        "key",
+        "secret",
+        "changeme",
+        "change-me",
+        "replace-me",
+        "replace-with-a-long-random-string",
+    }
+)
+MIN_COOKIE_KEY_CHARS = 32
+COOKIE_NAME = "chat_auth"
+
+# The single user of CHAT_AUTH=none: a fixed principal, reviewer so the history page is usable.
+LOCAL_USER = Principal(user_id="local-user", claims={"roles": ["reviewer"], "name": "Local user"})
+
+
+@dataclass(frozen=True)
+class Identity:
+    mode: str
+    verifier: TokenVerifier | None = None
+    accounts: AccountStore | None = None
+    issuer: LocalIssuer | None = None
+    cookie_key: str | None = None
+    cookie_key_from_settings: bool = False
+    signing_key_path: Path | None = None
+
+
+def keys_dir(settings: Settings) -> Path:
+    return settings.data_dir / "keys"
+
+
+def build_identity(settings: Settings) -> Identity:
+    if settings.auth_mode == "none":
+        return Identity(mode="none")
+    if settings.auth_mode == "clerk":
+        clerk_issuer = settings.clerk_issuer or ""
+        if settings.clerk_jwt_key is not None:
+            verifier = TokenVerifier(
+                issuer=clerk_issuer,
+                public_key_pem=settings.clerk_jwt_key.reveal(),
+                authorized_parties=settings.clerk_authorized_parties,
+            )
+        else:
+            verifier = TokenVerifier(
+                issuer=clerk_issuer,
+                jwks_url=settings.clerk_jwks_url or f"{clerk_issuer}/.well-known/jwks.json",
+                authorized_parties=settings.clerk_authorized_parties,
+            )
+        return Identity(mode="clerk", verifier=verifier)
+    key_path = keys_dir(settings) / "local-signing-key.pem"
+    issuer = LocalIssuer(load_or_create_signing_key(key_path), ttl_s=settings.token_ttl_s)
+    if settings.cookie_key is not None:
+        cookie_key, from_settings = settings.cookie_key.reveal(), True
+    else:
+        cookie_key, from_settings = load_or_create_secret(keys_dir(settings) / "cookie-key"), False
+    return Identity(
+        mode="local",
+        verifier=issuer.verifier,
+        accounts=AccountStore(settings.resolved_users_file),
+        issuer=issuer,
+        cookie_key=cookie_key,
+        cookie_key_from_settings=from_settings,
+        signing_key_path=key_path,
+    )
+
+
+def is_local_address(address: str | None) -> bool:
+    """True when Streamlit's `server.address` keeps the app on this machine (unset counts as local)."""
+    if address is None or address.strip() == "":
+        return True
+    return address.strip().lower() in LOCAL_ADDRESSES
+
+
+def none_mode_problem(mode: str, address: str | None) -> str | None:
+    if mode == "none" and not is_local_address(address):
+        return (
+            f"CHAT_AUTH=none gives everyone who can reach this server the same account, so it only runs "
+            f"when the server listens on localhost; server.address is {address!r}. Set CHAT_AUTH=local or "
+            "clerk, or set server.address to localhost."
+        )
+    return None
+
+
+def cookie_key_problem(cookie_key: str | None, from_settings: bool, address: str | None) -> str | None:
+    """A server reachable from other machines needs a real CHAT_COOKIE_KEY: the login cookie is signed with
+    it, and anyone who knows the key can forge a login as any user."""
+    if is_local_address(address):
+        return None
+    if not from_settings or not cookie_key:
+        return (
+            "Config 'CHAT_COOKIE_KEY' is missing: this server listens on "
+            f"{address!r}, so set CHAT_COOKIE_KEY to a long random string "
+            "(python -c \"import secrets; print(secrets.token_urlsafe(32))\")."
+        )
+    if cookie_key.strip().lower() in KNOWN_COOKIE_KEYS or len(cookie_key) < MIN_COOKIE_KEY_CHARS:
+        return (
+            "Config 'CHAT_COOKIE_KEY' is a default or too short: this server listens on "
+            f"{address!r}, so set CHAT_COOKIE_KEY to a random string of at least {MIN_COOKIE_KEY_CHARS} "
+            "characters."
+        )
+    return None
+
+
+def startup_problem(identity: Identity, address: str | None) -> str | None:
+    """Why this process must not serve sign-ins, or None. Shown instead of the app."""
+    problem = none_mode_problem(identity.mode, address)
+    if problem or identity.mode != "local":
+        return problem
+    problem = cookie_key_problem(identity.cookie_key, identity.cookie_key_from_settings, address)
+    if problem:
+        return problem
+    if identity.signing_key_path is not None and not is_local_address(address):
+        if not is_private_file(identity.signing_key_path):
+            return (
+                f"The token signing key {identity.signing_key_path} is readable by other users of this machine: "
+                "run chmod 600 on it (or delete it to have a new one created) before serving other machines."
+            )
+    return None
