@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components.auth_gate import current_principal
+from components.auth_gate import current_principal, signed_out_page
+from components.user_badge import render_user_badge
 from services.config import ConfigError, load_settings
 from services.runtime import Services, build_services
 
@@ -24,7 +25,11 @@ except (ConfigError, RuntimeError) as exc:
 
 principal = current_principal(services)
 if principal is None:
+    # Until someone signs in, the only page is an empty one under the sign-in form the gate drew, so no
+    # URL (and no pages/ auto-discovery) can reach a real page without a principal.
+    st.navigation([st.Page(signed_out_page, title="Sign in", url_path="sign-in")], position="hidden").run()
     st.stop()
+render_user_badge(principal, services.settings.auth_mode)
 
 pages = [
     st.Page("pages/chat.py", title="Chat", icon=":material/chat:", default=True),

@@ -1,19 +1,177 @@
-"""The auth gate app.py runs before any page: returns the verified Principal or renders the sign-in."""
+"""The auth gate app.py runs before any page: returns the verified Principal or renders the sign-in.
+
+Every script run re-verifies the token kept in session state, so an expired or revoked sign-in stops
+at the next interaction; the store also calls `principal.ensure_fresh()` before each transaction.
+The chat draft (state.DRAFT) is never touched here, so signing in again loses nothing.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+
 import streamlit as st
 
-from components import state
-from services.auth import Principal
+from components import login, state
+from services.auth import AuthError, Principal
+from services.identity import LOCAL_USER, Identity, build_identity, startup_problem
 from services.runtime import Services
 
-LOCAL_USER = Principal(user_id="local-user", claims={"roles": ["reviewer"], "name": "Local user"})
+log = logging.getLogger(__name__)
+
+EXPIRED_NOTICE = "Your sign-in has expired. Please sign in again; your draft is kept."
+__all__ = ["LOCAL_USER", "current_principal", "request_logout", "signed_out_page"]
+
+
+def _identity(services: Services) -> Identity:
+    # Services built by older code paths (or tests) may not carry identity; build it from the settings.
+    return services.identity if services.identity is not None else build_identity(services.settings)
+
+
+def signed_out_page() -> None:
+    """The page app.py navigates to while nobody is signed in: the gate has already drawn the sign-in."""
+
+
+def request_logout() -> None:
+    """Button callback: the next run of the gate signs out (it can render the cookie component)."""
+    st.session_state[state.LOGOUT_REQUESTED] = True
 
 
 def current_principal(services: Services) -> Principal | None:
-    if services.settings.auth_mode == "none":
-        st.session_state[state.PRINCIPAL] = LOCAL_USER
-        return LOCAL_USER
-    st.info("Sign-in is not available yet in this build.")
+    identity = _identity(services)
+    problem = startup_problem(identity, st.get_option("server.address"))
+    if problem:
+        st.error(problem)
+        _forget_principal()
+        return None
+
+    if identity.mode == "none":
+        principal: Principal | None = LOCAL_USER
+    elif identity.mode == "local":
+        principal = _local(services, identity)
+    else:
+        principal = _clerk(identity)
+
+    if principal is None:
+        _forget_principal()
+        return None
+    st.session_state[state.PRINCIPAL] = principal
+    return principal
+
+
+def _forget_principal() -> None:
+    st.session_state.pop(state.PRINCIPAL, None)
+
+
+def _verified(identity: Identity, token: str) -> Principal | None:
+    """The principal behind a stored token, or None (with a notice for the sign-in page)."""
+    if identity.verifier is None:
+        return None
+    try:
+        return identity.verifier.verify(token)
+    except AuthError as exc:
+        st.session_state.pop(state.TOKEN, None)
+        if exc.reason == "expired":
+            st.session_state[state.AUTH_NOTICE] = EXPIRED_NOTICE
+        else:
+            log.info("stored sign-in token rejected: %s", exc.reason)
+            st.session_state[state.AUTH_NOTICE] = exc.message
+        return None
+
+
+def _local(services: Services, identity: Identity) -> Principal | None:
+    settings = services.settings
+    if st.session_state.pop(state.LOGOUT_REQUESTED, False):
+        login.sign_out()
+        st.session_state[state.AUTH_NOTICE] = "You are signed out."
+
+    token = st.session_state.get(state.TOKEN)
+    if isinstance(token, str):
+        principal = _verified(identity, token)
+        if principal is not None:
+            return principal
+        # The token is gone: the library's login must not silently mint a new one from its session state.
+        login.forget_library_login()
+
+    signed_in = login.render_sign_in(
+        identity,
+        allow_signup=settings.allow_signup,
+        token_ttl_s=settings.token_ttl_s,
+        users_file=str(settings.resolved_users_file),
+    )
+    token = st.session_state.get(state.TOKEN)
+    if signed_in and isinstance(token, str):
+        return _verified(identity, token)
     return None
+
+
+# --- clerk ---------------------------------------------------------------------------------------------
+
+
+def _clerk_token() -> str | None:
+    """A Clerk token from Streamlit's OIDC login (expose_tokens), else the Authorization header, else
+    the `__session` cookie. Headers and cookies are the websocket handshake's snapshot."""
+    try:
+        if st.user.is_logged_in:
+            tokens = st.user.tokens
+            token = tokens.get("id") if tokens else None
+            if isinstance(token, str) and token:
+                return token
+    except Exception:  # noqa: BLE001 - st.user without [auth] configured, or without Authlib
+        pass
+    try:
+        auth = st.context.headers.get("Authorization") or ""
+        if auth[:7].lower() == "bearer " and auth[7:].strip():
+            return auth[7:].strip()
+        cookie = st.context.cookies.get("__session")
+        if cookie:
+            return str(cookie)
+    except Exception:  # noqa: BLE001 - no request context (bare mode)
+        pass
+    return None
+
+
+def _oidc_available() -> bool:
+    try:
+        configured = "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file
+        configured = False
+    return configured and importlib.util.find_spec("authlib") is not None
+
+
+def _clerk(identity: Identity) -> Principal | None:
+    if st.session_state.pop(state.LOGOUT_REQUESTED, False):
+        st.session_state.pop(state.TOKEN, None)
+        if _oidc_available():
+            st.logout()
+        st.session_state[state.AUTH_NOTICE] = "You are signed out."
+        return None
+    token = _clerk_token()
+    if token is not None and identity.verifier is not None:
+        try:
+            principal = identity.verifier.verify(token)
+            st.session_state[state.TOKEN] = token
+            return principal
+        except AuthError as exc:
+            if exc.reason == "jwks_unavailable":
+                st.title("Sign in")
+                st.warning("We cannot verify sign-in right now. Please try again in a minute; your draft is kept.")
+                return None
+            log.info("clerk token rejected: %s", exc.reason)
+            st.session_state[state.AUTH_NOTICE] = EXPIRED_NOTICE if exc.reason == "expired" else exc.message
+    _clerk_sign_in_page()
+    return None
+
+
+def _clerk_sign_in_page() -> None:
+    st.title("Sign in")
+    notice = st.session_state.pop(state.AUTH_NOTICE, None)
+    if notice:
+        st.info(notice)
+    if _oidc_available():
+        st.button("Sign in with Clerk", on_click=st.login, args=("clerk",), type="primary")
+    else:
+        st.write(
+            "This app signs in with Clerk. Open it through your Clerk-protected site, or configure "
+            "Streamlit's OIDC login ([auth.clerk] in .streamlit/secrets.toml, with the Authlib package)."
+        )

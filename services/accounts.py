@@ -196,6 +196,9 @@ class AccountStore:
             raise AccountError(f"Choose a password of at least {MIN_PASSWORD_CHARS} characters.")
         if len(password.encode()) > MAX_PASSWORD_BYTES:
             raise AccountError(f"Choose a password of at most {MAX_PASSWORD_BYTES} bytes.")
+        if password != password.strip():
+            # streamlit-authenticator strips what is typed at login, so such a password could never match.
+            raise AccountError("A password cannot start or end with a space.")
         if len(name) > MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
             raise AccountError(f"Keep the display name under {MAX_NAME_CHARS} characters, on one line.")
         if email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", email):

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from services.accounts import AccountError
 from services.config import Settings, redact
+from services.identity import Identity, build_identity
 from services.store import MessageStore, embedded
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 class Services:
     settings: Settings
     store: MessageStore
+    # Sign-in objects for CHAT_AUTH (verifier, local accounts and issuer); see services/identity.py.
+    identity: Identity | None = None
 
 
 def connect_store(settings: Settings) -> PostgresStore:
@@ -41,5 +45,13 @@ def connect_store(settings: Settings) -> PostgresStore:
         raise RuntimeError(f"Could not start the database: {redact(str(exc), settings)}") from None
 
 
+def connect_identity(settings: Settings) -> Identity:
+    try:
+        return build_identity(settings)
+    except (AccountError, OSError, ValueError) as exc:
+        raise RuntimeError(f"Could not set up sign-in: {exc}") from None
+
+
 def build_services(settings: Settings) -> Services:
-    return Services(settings=settings, store=connect_store(settings))
+    identity = connect_identity(settings)
+    return Services(settings=settings, store=connect_store(settings), identity=identity)
