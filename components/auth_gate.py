@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -19,8 +21,9 @@ from services.runtime import Services
 
 log = logging.getLogger(__name__)
 
+_MAIN_SCRIPT = str(Path(__file__).resolve().parents[1] / "app.py")
 EXPIRED_NOTICE = "Your sign-in has expired. Please sign in again; your draft is kept."
-__all__ = ["LOCAL_USER", "current_principal", "request_logout", "signed_out_page"]
+__all__ = ["LOCAL_USER", "current_principal", "request_logout", "require_principal", "signed_out_page"]
 
 
 def _identity(services: Services) -> Identity:
@@ -32,12 +35,50 @@ def signed_out_page() -> None:
     """The page app.py navigates to while nobody is signed in: the gate has already drawn the sign-in."""
 
 
+def require_principal() -> Principal:
+    """First line of every page: the Principal the gate verified on this run, or stop.
+
+    With a `pages/` folder next to app.py, a freshly started Streamlit process serves `/chat` or
+    `/history` by running that file directly (multipage "v1" mode) until app.py has run once, so the
+    gate in app.py can be skipped. A page that finds no principal sends the browser through app.py,
+    which leaves v1 mode for good and shows the sign-in."""
+    principal = st.session_state.get(state.PRINCIPAL)
+    if isinstance(principal, Principal):
+        return principal
+    try:
+        st.switch_page(_MAIN_SCRIPT)
+    except Exception:  # noqa: BLE001 - app.py is not a page here (normal navigation): just stop
+        pass
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises; this keeps the return type honest
+
+
 def request_logout() -> None:
     """Button callback: the next run of the gate signs out (it can render the cookie component)."""
     st.session_state[state.LOGOUT_REQUESTED] = True
 
 
+def _leave_pages_folder_mode() -> None:
+    """With a `pages/` folder next to app.py, a fresh Streamlit process starts in multipage "v1" mode and
+    only leaves it when app.py first calls st.navigation. That first run then ends on a different page id
+    than the browser sends back, and Streamlit drops the widget values of the first interaction (a new
+    user's sign-up form came back empty). Registering our navigation and rerunning once makes the first
+    run like every later one. Uses a Streamlit internal; if it moves, this quietly does nothing."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
+    if getattr(PagesManager, "uses_pages_directory", None):
+        st.navigation([_sign_in_nav_page()], position="hidden")
+        st.rerun()
+
+
+def _sign_in_nav_page() -> Any:
+    return st.Page(signed_out_page, title="Sign in", url_path="sign-in")
+
+
 def current_principal(services: Services) -> Principal | None:
+    _leave_pages_folder_mode()
     identity = _identity(services)
     problem = startup_problem(identity, st.get_option("server.address"))
     if problem:

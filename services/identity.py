@@ -34,6 +34,7 @@ KNOWN_COOKIE_KEYS = frozenset(
         "change-me",
         "replace-me",
         "replace-with-a-long-random-string",
+        "a long random string",
     }
 )
 MIN_COOKIE_KEY_CHARS = 32
