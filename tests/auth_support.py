@@ -15,9 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from streamlit.runtime.pages_manager import PagesManager
 
 ISSUER = "https://clerk.example.test"
 APP_ORIGIN = "https://app.example.test"
@@ -125,3 +127,21 @@ def serve_jwks(server_state: JwksServer) -> Iterator[JwksServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def app_py_runs_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make AppTest run app.py (and so the gate) on every run, as a running server does.
+
+    With a `pages/` folder next to app.py, Streamlit starts a process in multipage "v1" mode and only
+    leaves it once app.py has called st.navigation. AppTest resets that process-wide flag before every
+    run, so its second and later runs execute the current page file directly, skipping app.py; a
+    server only does that until app.py has run once in the process (tests/test_auth_e2e.py covers it).
+    """
+    original = PagesManager.__init__
+
+    def init(self: PagesManager, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)

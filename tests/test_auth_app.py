@@ -7,40 +7,21 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import streamlit as st
 import yaml
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from components import state
 from services.accounts import AccountStore, LocalIssuer, load_or_create_signing_key
 from services.auth import Principal
 from services.store.embedded import EmbeddedDatabase
+from tests.auth_support import app_py_runs_every_time  # noqa: F401 - autouse fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(autouse=True)
-def app_py_runs_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make AppTest run app.py (and so the gate) on every run, as a running server does.
-
-    With a `pages/` folder next to app.py, Streamlit starts a process in multipage "v1" mode and only
-    leaves it once app.py has called st.navigation. AppTest resets that process-wide flag before every
-    run, so its second and later runs execute the current page file directly, skipping app.py; a
-    server only does that on the very first run of a fresh process (see the report / README note).
-    """
-    original = PagesManager.__init__
-
-    def init(self: PagesManager, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture
@@ -282,3 +263,26 @@ def test_none_mode_is_refused_when_listening_beyond_localhost(
     assert not at.exception, at.exception
     assert any("CHAT_AUTH=none" in e.value for e in at.error)
     assert principal_of(at) is None
+
+
+def _page_using_require_principal() -> None:
+    import streamlit as st
+
+    from components.auth_gate import require_principal
+
+    principal = require_principal()
+    st.text(f"page for {principal.user_id}")
+
+
+def test_require_principal_stops_a_page_without_one() -> None:
+    at = AppTest.from_function(_page_using_require_principal, default_timeout=30).run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.text] == []
+
+
+def test_require_principal_returns_the_gates_principal() -> None:
+    at = AppTest.from_function(_page_using_require_principal, default_timeout=30)
+    at.session_state[state.PRINCIPAL] = Principal(user_id="local:ann")
+    at.run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.text] == ["page for local:ann"]

@@ -1,0 +1,104 @@
+"""CHAT_AUTH=clerk through the real app.py: tokens from Streamlit's OIDC login (st.user.tokens, seeded
+with AppTest.user) checked against a real JWKS server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from components import state
+from services.auth import Principal
+from services.store.embedded import EmbeddedDatabase
+from tests.auth_support import (  # noqa: F401 - app_py_runs_every_time is an autouse fixture
+    APP_ORIGIN,
+    ISSUER,
+    JwksServer,
+    SigningKey,
+    app_py_runs_every_time,
+    claims,
+    serve_jwks,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return SigningKey.generate("clerk-kid")
+
+
+@pytest.fixture
+def jwks(
+    key: SigningKey, database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[JwksServer]:
+    with serve_jwks(JwksServer(keys=[key.jwk()])) as server:
+        monkeypatch.setenv("CHAT_AUTH", "clerk")
+        monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+        monkeypatch.setenv("CLERK_JWKS_URL", server.url)
+        monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", APP_ORIGIN)
+        monkeypatch.delenv("CLERK_JWT_KEY", raising=False)
+        monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("DATABASE_URL", database.app_url)
+        monkeypatch.setenv("DATABASE_ADMIN_URL", database.admin_url)
+        st.cache_resource.clear()
+        yield server
+        st.cache_resource.clear()
+
+
+def session_with(token: str | None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    if token is not None:
+        at.user = {"is_logged_in": True, "email": "ann@example.test", "tokens": {"id": token}}
+    return at.run()
+
+
+def principal_of(at: AppTest) -> Principal | None:
+    return at.session_state[state.PRINCIPAL] if state.PRINCIPAL in at.session_state else None
+
+
+def test_oidc_token_gives_principal(jwks: JwksServer, key: SigningKey) -> None:
+    at = session_with(key.sign(claims(sub="user_clerk1", name="Ann", metadata={"roles": ["reviewer"]})))
+    assert not at.exception, at.exception
+    principal = principal_of(at)
+    assert principal is not None and principal.user_id == "user_clerk1" and principal.is_reviewer
+    assert "Ann" in [t.value for t in at.sidebar.text]
+    at.run()
+    assert principal_of(at) is not None
+    assert jwks.fetches == 1
+
+
+def test_no_token_shows_sign_in_page(jwks: JwksServer) -> None:
+    at = session_with(None)
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert principal_of(at) is None
+    assert jwks.fetches == 0
+
+
+def test_jwks_down_is_a_clear_state_not_a_crash_or_a_pass(jwks: JwksServer, key: SigningKey) -> None:
+    jwks.status = 503
+    at = session_with(key.sign(claims()))
+    assert not at.exception, at.exception
+    assert any("cannot verify sign-in right now" in w.value for w in at.warning)
+    assert principal_of(at) is None
+    jwks.status = 200
+    at.run()
+    assert principal_of(at) is not None
+
+
+def test_expired_or_foreign_tokens_are_refused(jwks: JwksServer, key: SigningKey) -> None:
+    now = int(time.time())
+    at = session_with(key.sign(claims(iat=now - 600, nbf=now - 600, exp=now - 300)))
+    assert not at.exception, at.exception
+    assert principal_of(at) is None
+    assert any("expired" in i.value for i in at.info)
+
+    at = session_with(SigningKey.generate("clerk-kid").sign(claims()))
+    assert principal_of(at) is None
+    at = session_with(key.sign(claims(azp="https://evil.example.test")))
+    assert principal_of(at) is None
