@@ -4,7 +4,8 @@
 with empty `choices`, then `data: [DONE]`); `WireServer("anthropic")` answers POST /v1/messages with
 Messages SSE (message_start ... message_stop). Each request takes the next queued `Script` (or the
 default one), so a test can script faults: an error event before the first token, a connection dropped
-mid-stream, HTTP 429/500, a stream that stalls. Bodies use chunked transfer encoding, as the real APIs
+mid-stream, HTTP 429/500, a stream that stalls, a body that ends cleanly but early.
+Bodies use chunked transfer encoding, as the real APIs
 do, so a dropped connection is a protocol error for the client and not a clean end of body.
 """
 
@@ -19,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 Kind = Literal["openai", "anthropic"]
-Fault = Literal["error_first", "drop", "stall"]
+Fault = Literal["error_first", "drop", "stall", "truncate"]
 
 
 @dataclass
@@ -290,6 +291,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(b"")
 
     def _fault(self, fault: Fault) -> None:
+        if fault == "truncate":
+            self._write(b"")  # a clean end of the body, without the provider's end-of-message events
+            return
         if fault == "stall":
             # Hold the connection open without sending anything until the client gives up (or stop()).
             self.wire.release.wait(60)
