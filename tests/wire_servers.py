@@ -32,6 +32,7 @@ class Script:
     fault_after: int = 0  # text chunks sent before a "drop" or "stall"
     chunk_delay_s: float = 0.0
     first_delay_s: float = 0.0
+    pause_before: dict[int, float] = field(default_factory=dict)  # extra pause before chunk i
     retry_after: str | None = None
 
 
@@ -148,7 +149,7 @@ class AnthropicFormat:
 
     @staticmethod
     def start(model: str, input_tokens: int) -> list[bytes]:
-        message = {
+        message: dict[str, Any] = {
             "id": "msg_wire",
             "type": "message",
             "role": "assistant",
@@ -282,6 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if i and script.chunk_delay_s:
                 self._pause(script.chunk_delay_s)
+            self._pause(script.pause_before.get(i, 0.0))
             self._write(OpenAIFormat.text(model, text) if openai else AnthropicFormat.text(text))
         if script.fault is not None:
             self._fault(script.fault)

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import anthropic
+from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
 
 from services.providers import ProviderError, Turn, Usage, error_for_status
 
@@ -32,6 +33,12 @@ def _error(exc: BaseException) -> ProviderError:
     if "Timeout" in name:
         return ProviderError("timeout", f"{LABEL} did not answer in time. Please retry.")
     return ProviderError("connection", f"The connection to {LABEL} failed or dropped. Please retry.")
+
+
+def _message(turn: Turn) -> MessageParam:
+    if turn.role == "user":
+        return UserMessageParam(role="user", content=turn.content)
+    return AssistantMessageParam(role="assistant", content=turn.content)
 
 
 class _AnthropicReply:
@@ -79,7 +86,7 @@ class AnthropicProvider:
             self._client.messages.stream(
                 model=model,
                 max_tokens=max_tokens,
-                messages=[{"role": t.role, "content": t.content} for t in turns],
+                messages=[_message(t) for t in turns],
             )
         )
         reply.open()

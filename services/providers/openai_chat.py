@@ -7,6 +7,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import openai
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionMessageParam,
+    ChatCompletionUserMessageParam,
+)
 
 from services.providers import ProviderError, Turn, Usage, error_for_status
 
@@ -26,6 +31,12 @@ def _error(exc: BaseException, label: str) -> ProviderError:
         # An error event inside a 200 stream: the body is the provider's, not ours to show verbatim.
         return ProviderError("server", f"{label} stopped the reply with an error. Please retry.")
     return ProviderError("connection", f"The connection to {label} failed. Please retry.")
+
+
+def _message(turn: Turn) -> ChatCompletionMessageParam:
+    if turn.role == "user":
+        return ChatCompletionUserMessageParam(role="user", content=turn.content)
+    return ChatCompletionAssistantMessageParam(role="assistant", content=turn.content)
 
 
 class _OpenAIReply:
@@ -85,7 +96,7 @@ class OpenAIProvider:
         try:
             stream = self._client.chat.completions.create(
                 model=model,
-                messages=[{"role": t.role, "content": t.content} for t in turns],
+                messages=[_message(t) for t in turns],
                 stream=True,
                 stream_options={"include_usage": True},
                 max_completion_tokens=max_tokens,
