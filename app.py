@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components import state
 from components.auth_gate import current_principal
 from services.config import ConfigError, load_settings
 from services.runtime import Services, build_services
@@ -22,6 +23,7 @@ except (ConfigError, RuntimeError) as exc:
     st.error(str(exc))
     st.stop()
 
+st.session_state[state.SERVICES] = services  # pages read the per-process services from here
 principal = current_principal(services)
 if principal is None:
     st.stop()

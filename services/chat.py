@@ -220,6 +220,21 @@ class ChatService:
     def conversations(self, principal: Principal, limit: int = 20, before: str | None = None) -> Page[Conversation]:
         return self.store.list_conversations(principal, limit=limit, before=before)
 
+    def recent_conversations(
+        self, principal: Principal, pages: int = 1, per_page: int = 20
+    ) -> tuple[list[Conversation], bool]:
+        """The user's conversations, most recently active first, `pages` keyset pages deep; and whether
+        there are more."""
+        items: list[Conversation] = []
+        cursor: str | None = None
+        for _ in range(max(1, pages)):
+            page = self.store.list_conversations(principal, limit=per_page, before=cursor)
+            items.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return items, cursor is not None
+
     def open_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> Conversation:
         return self.store.get_conversation(principal, conversation_id)
 
