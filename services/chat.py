@@ -30,6 +30,7 @@ from services.store import (
     Status,
     StoreError,
     check_text,
+    parse_uuid,
 )
 
 log = logging.getLogger(__name__)
@@ -65,19 +66,15 @@ class Reply:
     `interrupted`; closing one that never started stores nothing."""
 
     def __init__(
-        self, conversation: Conversation, user_message: Message | None, option: ModelOption, created: bool
+        self, conversation_id: uuid.UUID, user_message: Message | None, option: ModelOption, created: bool
     ) -> None:
-        self.conversation = conversation
+        self.conversation_id = conversation_id
         self.user_message = user_message
         self.option = option
         self.created_conversation = created
         self.outcome: Outcome | None = None
         self._gen: Generator[str, None, None] | None = None
         self._iterated = False
-
-    @property
-    def conversation_id(self) -> uuid.UUID:
-        return self.conversation.id
 
     def __iter__(self) -> Iterator[str]:
         if self._gen is None or self._iterated:
@@ -96,7 +93,8 @@ class _Pump:
     hand-over. This is what coalesces: the page renders at most once per interval however small the
     provider's chunks are, and a chunk never waits for the *next* one to arrive before it is shown."""
 
-    def __init__(self, stream: ReplyStream) -> None:
+    def __init__(self, chunks: Iterator[str], stream: ReplyStream) -> None:
+        self._chunks = chunks
         self._stream = stream
         self._cond = threading.Condition()
         self._buf: list[str] = []
@@ -108,7 +106,7 @@ class _Pump:
 
     def _read(self) -> None:
         try:
-            for chunk in self._stream:
+            for chunk in self._chunks:
                 if not chunk:
                     continue
                 with self._cond:
@@ -125,8 +123,8 @@ class _Pump:
                 self._done = True
                 self._cond.notify()
 
-    def batches(self, interval_s: float) -> Iterator[str]:
-        next_at = 0.0  # the first text goes out at once
+    def batches(self, interval_s: float, first_shown_at: float) -> Iterator[str]:
+        next_at = first_shown_at + interval_s
         while True:
             with self._cond:
                 while not self._buf and not self._done:
@@ -148,11 +146,15 @@ class _Pump:
         with self._cond:
             self._closed = True
             self._buf.clear()
-        try:
-            # From this thread while the helper may be blocked reading: closing the response unblocks it.
-            self._stream.close()
-        except Exception:  # noqa: BLE001 - closing a broken stream can fail; there is nothing left to save
-            log.debug("closing the provider stream failed", exc_info=True)
+        # From this thread while the helper may be blocked reading: closing the response unblocks it.
+        _close_quietly(self._stream)
+
+
+def _close_quietly(stream: ReplyStream) -> None:
+    try:
+        stream.close()
+    except Exception:  # noqa: BLE001 - closing a broken stream can fail; there is nothing left to save
+        log.debug("closing the provider stream failed", exc_info=True)
 
 
 def title_from(text: str) -> str:
@@ -275,28 +277,42 @@ class ChatService:
 
     def send(self, principal: Principal, conversation_id: uuid.UUID | str | None, text: str, model: str) -> Reply:
         """Store the user's message and return the reply to stream. Raises InvalidInput (bad text or
-        model), RateLimited, NotFound, StoreError or AuthError before anything is stored."""
+        model), RateLimited, NotFound (no such conversation of this user), StoreError or AuthError, and
+        then nothing is stored.
+
+        Only what the provider request needs runs before it (rate limit, insert, context read: three
+        short transactions); titling a new conversation from its first message happens after the reply.
+        """
         text = self.validate(text)
         option = self.model_option(model)
         principal.ensure_fresh()
-        conversation = None
-        if conversation_id is not None:
-            conversation = self._own_conversation(principal, conversation_id)
+        cid = parse_uuid(conversation_id) if conversation_id is not None else None
         if self.limiter is not None:
             self.limiter.check(principal)
-        created = conversation is None
-        if conversation is None:
-            conversation = self.store.create_conversation(principal, title_from(text))
+        created = cid is None
+        if cid is None:
+            cid = self.store.create_conversation(principal, title_from(text)).id
         try:
-            user_message = self.store.add_message(principal, conversation.id, "user", text, option.id, "complete")
+            # RLS refuses the insert into a conversation that is not the caller's (NotFound).
+            user_message = self.store.add_message(principal, cid, "user", text, option.id, "complete")
         except BaseException:
             if created:
-                self._forget_conversation(principal, conversation.id)
+                self._forget_conversation(principal, cid)
             raise
-        if not created and conversation.title == DEFAULT_TITLE:
-            conversation = self._retitle(principal, conversation, text)
-        history = self.store.recent_messages(principal, conversation.id, limit=CONTEXT_MESSAGES)
-        return self._reply(principal, conversation, user_message, option, history, created)
+        if created:
+            history: Sequence[Message] = [user_message]
+        else:
+            history = self.store.recent_messages(principal, cid, limit=CONTEXT_MESSAGES)
+        first_message = not any(m.role == "user" and m.id != user_message.id for m in history)
+        return self._reply(
+            principal,
+            cid,
+            user_message,
+            option,
+            history,
+            created,
+            retitle=text if first_message and not created else None,
+        )
 
     def regenerate(self, principal: Principal, conversation_id: uuid.UUID | str, model: str) -> Reply:
         """Answer the conversation's last user message again (Retry after an error, or Regenerate). The
@@ -309,7 +325,7 @@ class ChatService:
             raise InvalidInput("There is no message to answer in this conversation yet.")
         if self.limiter is not None:
             self.limiter.check(principal)
-        return self._reply(principal, conversation, None, option, history[: last_user + 1], False)
+        return self._reply(principal, conversation.id, None, option, history[: last_user + 1], False)
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -325,31 +341,40 @@ class ChatService:
         except (StoreError, AuthError):
             log.warning("could not remove an empty conversation after a failed insert", exc_info=True)
 
-    def _retitle(self, principal: Principal, conversation: Conversation, text: str) -> Conversation:
+    def _retitle(self, principal: Principal, cid: uuid.UUID, text: str) -> None:
+        """Name a conversation that was created empty ("New chat") after its first message."""
         try:
-            return self.store.rename_conversation(principal, conversation.id, title_from(text))
-        except StoreError:
-            return conversation  # a title is cosmetic; never fail a message over it
+            if self.store.get_conversation(principal, cid).title == DEFAULT_TITLE:
+                self.store.rename_conversation(principal, cid, title_from(text))
+        except (StoreError, AuthError):
+            log.warning("could not title a conversation from its first message", exc_info=True)
 
     def _reply(
         self,
         principal: Principal,
-        conversation: Conversation,
+        cid: uuid.UUID,
         user_message: Message | None,
         option: ModelOption,
         history: Sequence[Message],
         created: bool,
+        retitle: str | None = None,
     ) -> Reply:
         provider, option = self.catalogue.resolve(option.id)
         turns = build_context(history, max(self.context_chars, self.max_message_chars))
-        reply = Reply(conversation, user_message, option, created)
-        reply._gen = self._stream(reply, principal, provider, option, turns)
+        reply = Reply(cid, user_message, option, created)
+        reply._gen = self._stream(reply, principal, provider, option, turns, retitle)
         return reply
 
     def _stream(
-        self, reply: Reply, principal: Principal, provider: Provider, option: ModelOption, turns: list[Turn]
+        self,
+        reply: Reply,
+        principal: Principal,
+        provider: Provider,
+        option: ModelOption,
+        turns: list[Turn],
+        retitle: str | None,
     ) -> Generator[str, None, None]:
-        store, cid = self.store, reply.conversation.id
+        store, cid = self.store, reply.conversation_id
         started = time.monotonic()
         parts: list[str] = []
         status, error = "interrupted", None
@@ -358,24 +383,30 @@ class ChatService:
         message: Message | None = None
         first_token_ms: int | None = None
         renders = 0
-        last_checkpoint = started
         try:
             stream = provider.stream(option.model, turns, max_tokens=self.max_reply_tokens)
-            pump = _Pump(stream)
-            for text in pump.batches(self.render_interval_s):
-                if first_token_ms is None:
-                    first_token_ms = int((time.monotonic() - started) * 1000)
-                parts.append(text)
+            chunks = iter(stream)
+            # The first chunk is read on this thread and shown at once: no hand-over delay for it.
+            first = next((c for c in chunks if c), None)
+            if first is not None:
+                first_token_ms = int((time.monotonic() - started) * 1000)
+                parts.append(first)
                 renders += 1
-                yield text
+                yield first
                 # Persist after handing the text on, so a database round trip never delays what is shown.
-                now = time.monotonic()
-                if message is None:
-                    message = store.add_message(principal, cid, "assistant", _joined(parts), option.id, "streaming")
-                    last_checkpoint = now
-                elif now - last_checkpoint >= self.checkpoint_s:
-                    message = store.update_message(principal, message.id, content=_joined(parts), status="streaming")
-                    last_checkpoint = now
+                message = store.add_message(principal, cid, "assistant", first, option.id, "streaming")
+                last_checkpoint = time.monotonic()
+                pump = _Pump(chunks, stream)
+                for text in pump.batches(self.render_interval_s, first_shown_at=last_checkpoint):
+                    parts.append(text)
+                    renders += 1
+                    yield text
+                    now = time.monotonic()
+                    if now - last_checkpoint >= self.checkpoint_s:
+                        message = store.update_message(
+                            principal, message.id, content=_joined(parts), status="streaming"
+                        )
+                        last_checkpoint = now
             status = "complete"
         except ProviderError as exc:
             status, error = "error", exc
@@ -389,10 +420,12 @@ class ChatService:
             if pump is not None:
                 pump.close()
             elif stream is not None:
-                stream.close()
+                _close_quietly(stream)
             reply.outcome = self._finish(
                 principal, cid, option, message, _joined(parts), status, error, stream, started, first_token_ms, renders
             )
+            if retitle is not None:
+                self._retitle(principal, cid, retitle)
 
     def _finish(
         self,

@@ -94,7 +94,7 @@ def test_a_complete_reply_is_stored_with_usage_and_latency(
     assert (assistant.role, assistant.content, assistant.status) == ("assistant", "The answer is 42.", "complete")
     assert (assistant.model, assistant.input_tokens, assistant.output_tokens) == (model, 17, 5)
     assert assistant.latency_ms is not None and assistant.latency_ms >= 0
-    assert reply.conversation.title == "What is the answer?"
+    assert store.get_conversation(alice, reply.conversation_id).title == "What is the answer?"
 
 
 FAULTS = [
