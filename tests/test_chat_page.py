@@ -4,9 +4,11 @@ model and the real openai SDK against a local wire-format server."""
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -16,8 +18,9 @@ from components.auth_gate import LOCAL_USER
 from components.chat import neutralise, safe_stream
 from services.auth import Principal
 from services.providers.demo import demo_reply
-from services.store import Message
+from services.store import Message, embedded
 from services.store.embedded import EmbeddedDatabase
+from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
 from tests.wire_servers import Script, WireServer
 
@@ -200,16 +203,55 @@ def test_long_conversation_renders_fifty_and_shows_earlier(
     assert [text for _, text in bubbles(at)] == [f"message {i}" for i in range(20, 120)]
 
 
-def test_another_users_conversation_does_not_open(app: Callable[..., AppTest], my_store: PostgresStore) -> None:
-    other = Principal(user_id="user_someone_else")
-    theirs = my_store.create_conversation(other, "private")
-    my_store.add_message(other, theirs.id, "user", "secret plans", "demo/echo-1")
+@pytest.mark.parametrize("link", [str(uuid.uuid4()), "not-a-uuid"], ids=["unknown-id", "garbage"])
+def test_a_link_to_a_missing_conversation_starts_a_new_chat(app: Callable[..., AppTest], link: str) -> None:
     at = app()
-    at.query_params["c"] = str(theirs.id)
+    at.query_params["c"] = link
     at.run()
     assert not at.exception
     assert any("does not exist" in w.value for w in at.warning)
-    assert not at.chat_message and "secret plans" not in str(at)
+    assert not at.chat_message and at.chat_input  # an empty chat, ready for a message
+    assert "c" not in at.query_params
+
+
+@pytest.fixture
+def reviewer_database(pg_server: EmbeddedDatabase, database: EmbeddedDatabase) -> EmbeddedDatabase:
+    """A separate database where reviewers may read others' conversations, as the history migration
+    allows (simulated here with its own policy names, so both can coexist once that lands)."""
+    name = f"reviewers_{uuid.uuid4().hex[:8]}"
+    embedded.ensure_database(pg_server.admin_url, name)
+    admin = pg_server.url_for(name, admin=True)
+    embedded.ensure_app_role(admin, name)
+    migrate(admin)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for table in ("conversations", "messages"):
+            conn.execute(
+                f"create policy chat_test_reviewers_read_{table} on public.{table} for select to authenticated"
+                " using (coalesce((select auth.jwt() -> 'roles') ? 'reviewer', false))"
+            )
+    return embedded.EmbeddedDatabase(admin_url=admin, app_url=pg_server.url_for(name))
+
+
+def test_a_reviewer_sees_another_users_conversation_read_only(
+    app: Callable[..., AppTest], reviewer_database: EmbeddedDatabase
+) -> None:
+    assert ME.is_reviewer
+    owner = Principal(user_id="user_someone_else")
+    store = PostgresStore(reviewer_database.app_url, pool_max=1)
+    try:
+        theirs = store.create_conversation(owner, "their chat")
+        store.add_message(owner, theirs.id, "user", "their question", "demo/echo-1")
+        store.add_message(owner, theirs.id, "assistant", "their answer", "demo/echo-1")
+    finally:
+        store.close()
+    at = app(DATABASE_URL=reviewer_database.app_url, DATABASE_ADMIN_URL=reviewer_database.admin_url)
+    at.query_params["c"] = str(theirs.id)
+    at.run()
+    assert not at.exception
+    assert bubbles(at) == [("user", "their question"), ("assistant", "their answer")]
+    assert any("read-only" in i.value for i in at.info)
+    assert not at.chat_input  # nothing to type into
+    assert not [b for b in at.button if b.label in ("Retry", "Regenerate")]
 
 
 def test_new_chat_and_switching_conversations(app: Callable[..., AppTest], my_store: PostgresStore) -> None:
