@@ -183,3 +183,35 @@ def test_reply_grows_in_the_browser_and_the_conversation_survives_a_reload(serve
     expect(page.get_by_test_id("stChatMessage")).to_have_count(2, timeout=30_000)
     page.screenshot(path=str(SHOTS / "05-from-sidebar.png"))
     page.close()
+
+
+def test_the_stop_button_keeps_the_partial_reply(server: str, browser: Browser) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server, wait_until="domcontentloaded")
+    sign_in(page)
+    page.get_by_test_id("stSidebar").get_by_role("button", name="New chat").click()
+    box = page.get_by_test_id("stChatInputTextArea")
+    expect(box).to_be_visible(timeout=60_000)
+    box.fill("Stop me half-way")
+    box.press("Enter")
+    reply = page.get_by_test_id("stChatMessage").nth(1).get_by_test_id("stChatMessageContent")
+
+    def a_few_words() -> bool:
+        return page.get_by_test_id("stChatMessage").count() >= 2 and len(reply.inner_text().split()) >= 4
+
+    wait_until(a_few_words, 60, "the first words of the reply", interval_s=0.05)
+    page.get_by_test_id("stChatInputStopButton").click()
+    expect(page.get_by_test_id("stChatInputSubmitButton")).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(SHOTS / "06-stopped.png"))
+
+    page.reload(wait_until="domcontentloaded")
+    sign_in(page)
+    messages = page.get_by_test_id("stChatMessage")
+    expect(messages).to_have_count(2, timeout=30_000)
+    expect(messages.nth(1)).to_contain_text("Stopped before the end.")
+    stored = messages.nth(1).get_by_test_id("stMarkdownContainer").first.inner_text()
+    assert stored.startswith("This is the") and CONFIGURE_HINT not in stored
+    expect(page.get_by_role("button", name="Regenerate")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "07-stopped-reloaded.png"))
+    page.close()
