@@ -112,7 +112,7 @@ def test_stop_mid_stream_leaves_an_interrupted_message(app: Callable[..., AppTes
     # AppTest stops an overrunning script exactly as the stop button does (request_stop -> StopException
     # at the next render), then reports the timeout.
     with pytest.raises(RuntimeError, match="timed out"):
-        at.run(timeout=5)
+        at.run(timeout=8)
     newest = my_store.page_messages(ME, limit=2).items
     assert total_messages(my_store) == before + 2
     assistant, user_msg = newest
