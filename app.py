@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components import state
 from components.auth_gate import current_principal, signed_out_page
 from components.user_badge import render_user_badge
 from services.config import ConfigError, load_settings
@@ -23,6 +24,7 @@ except (ConfigError, RuntimeError) as exc:
     st.error(str(exc))
     st.stop()
 
+st.session_state[state.SERVICES] = services  # pages read the per-process services from here
 principal = current_principal(services)
 if principal is None:
     # Until someone signs in, the only page is an empty one under the sign-in form the gate drew, so no
