@@ -22,6 +22,7 @@ from services.runtime import Services
 log = logging.getLogger(__name__)
 
 _MAIN_SCRIPT = str(Path(__file__).resolve().parents[1] / "app.py")
+_CLERK_SIGNED_OUT = "chat.clerk_signed_out"
 EXPIRED_NOTICE = "Your sign-in has expired. Please sign in again; your draft is kept."
 __all__ = ["LOCAL_USER", "current_principal", "request_logout", "require_principal", "signed_out_page"]
 
@@ -149,9 +150,8 @@ def _local(services: Services, identity: Identity) -> Principal | None:
 # --- clerk ---------------------------------------------------------------------------------------------
 
 
-def _clerk_token() -> str | None:
-    """A Clerk token from Streamlit's OIDC login (expose_tokens), else the Authorization header, else
-    the `__session` cookie. Headers and cookies are the websocket handshake's snapshot."""
+def _oidc_token() -> str | None:
+    """The ID token from Streamlit's OIDC login (needs `expose_tokens` in [auth])."""
     try:
         if st.user.is_logged_in:
             tokens = st.user.tokens
@@ -160,13 +160,19 @@ def _clerk_token() -> str | None:
                 return token
     except Exception:  # noqa: BLE001 - st.user without [auth] configured, or without Authlib
         pass
+    return None
+
+
+def _session_token() -> str | None:
+    """A Clerk session token from the Authorization header or the `__session` cookie. Both are the
+    websocket handshake's snapshot: a long-lived tab keeps the token it connected with."""
     try:
-        auth = st.context.headers.get("Authorization") or ""
-        if auth[:7].lower() == "bearer " and auth[7:].strip():
+        auth = st.context.headers.get("Authorization")
+        if isinstance(auth, str) and auth[:7].lower() == "bearer " and auth[7:].strip():
             return auth[7:].strip()
         cookie = st.context.cookies.get("__session")
-        if cookie:
-            return str(cookie)
+        if isinstance(cookie, str) and cookie:
+            return cookie
     except Exception:  # noqa: BLE001 - no request context (bare mode)
         pass
     return None
@@ -183,16 +189,27 @@ def _oidc_available() -> bool:
 def _clerk(identity: Identity) -> Principal | None:
     if st.session_state.pop(state.LOGOUT_REQUESTED, False):
         st.session_state.pop(state.TOKEN, None)
-        if _oidc_available():
-            st.logout()
+        # A header/cookie token stays in this session's handshake snapshot: ignore it from now on.
+        st.session_state[_CLERK_SIGNED_OUT] = True
         st.session_state[state.AUTH_NOTICE] = "You are signed out."
+        if _oidc_token() is not None:
+            st.logout()  # clears Streamlit's identity cookie and reruns
         return None
-    token = _clerk_token()
-    if token is not None and identity.verifier is not None:
+    oidc_token = _oidc_token()
+    if oidc_token is not None and identity.oidc_verifier is None:
+        st.title("Sign in")
+        st.error(
+            "Streamlit's sign-in returned a Clerk ID token, but CLERK_AUDIENCE is not set: set it to the "
+            "OAuth client id of your Clerk application (the client_id under [auth.clerk] in secrets.toml)."
+        )
+        return None
+    session_token = None if st.session_state.get(_CLERK_SIGNED_OUT) else _session_token()
+    candidates = [(oidc_token, identity.oidc_verifier), (session_token, identity.verifier)]
+    for token, verifier in candidates:
+        if token is None or verifier is None:
+            continue
         try:
-            principal = identity.verifier.verify(token)
-            st.session_state[state.TOKEN] = token
-            return principal
+            principal = verifier.verify(token)
         except AuthError as exc:
             if exc.reason == "jwks_unavailable":
                 st.title("Sign in")
@@ -200,6 +217,9 @@ def _clerk(identity: Identity) -> Principal | None:
                 return None
             log.info("clerk token rejected: %s", exc.reason)
             st.session_state[state.AUTH_NOTICE] = EXPIRED_NOTICE if exc.reason == "expired" else exc.message
+            continue
+        st.session_state[state.TOKEN] = token
+        return principal
     _clerk_sign_in_page()
     return None
 

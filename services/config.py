@@ -80,6 +80,8 @@ class Settings:
     clerk_jwks_url: str | None = None
     clerk_jwt_key: Secret | None = None
     clerk_authorized_parties: tuple[str, ...] = ()
+    # OAuth client id(s) of Streamlit's OIDC login with Clerk: the `aud` of the ID tokens st.login gets.
+    clerk_audience: tuple[str, ...] = ()
 
     openai_api_key: Secret | None = None
     openai_base_url: str | None = None
@@ -238,6 +240,7 @@ def settings_from(environ: Mapping[str, str], secrets: Mapping[str, Any] | None 
         clerk_jwks_url=clerk_jwks_url,
         clerk_jwt_key=clerk_jwt_key,
         clerk_authorized_parties=_list(read, "CLERK_AUTHORIZED_PARTIES", ()),
+        clerk_audience=_list(read, "CLERK_AUDIENCE", ()),
         openai_api_key=_secret(read, "OPENAI_API_KEY"),
         openai_base_url=openai_base_url,
         openai_compat_models=openai_compat_models,

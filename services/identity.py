@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from services.accounts import (
     AccountStore,
@@ -48,6 +49,8 @@ LOCAL_USER = Principal(user_id="local-user", claims={"roles": ["reviewer"], "nam
 class Identity:
     mode: str
     verifier: TokenVerifier | None = None
+    # clerk only: checks ID tokens from Streamlit's OIDC login (needs CLERK_AUDIENCE).
+    oidc_verifier: TokenVerifier | None = None
     accounts: AccountStore | None = None
     issuer: LocalIssuer | None = None
     cookie_key: str | None = None
@@ -63,20 +66,13 @@ def build_identity(settings: Settings) -> Identity:
     if settings.auth_mode == "none":
         return Identity(mode="none")
     if settings.auth_mode == "clerk":
-        clerk_issuer = settings.clerk_issuer or ""
-        if settings.clerk_jwt_key is not None:
-            verifier = TokenVerifier(
-                issuer=clerk_issuer,
-                public_key_pem=settings.clerk_jwt_key.reveal(),
-                authorized_parties=settings.clerk_authorized_parties,
-            )
-        else:
-            verifier = TokenVerifier(
-                issuer=clerk_issuer,
-                jwks_url=settings.clerk_jwks_url or f"{clerk_issuer}/.well-known/jwks.json",
-                authorized_parties=settings.clerk_authorized_parties,
-            )
-        return Identity(mode="clerk", verifier=verifier)
+        return Identity(
+            mode="clerk",
+            verifier=_clerk_verifier(settings, authorized_parties=settings.clerk_authorized_parties),
+            oidc_verifier=(
+                _clerk_verifier(settings, audience=settings.clerk_audience) if settings.clerk_audience else None
+            ),
+        )
     key_path = keys_dir(settings) / "local-signing-key.pem"
     issuer = LocalIssuer(load_or_create_signing_key(key_path), ttl_s=settings.token_ttl_s)
     if settings.cookie_key is not None:
@@ -92,6 +88,22 @@ def build_identity(settings: Settings) -> Identity:
         cookie_key_from_settings=from_settings,
         signing_key_path=key_path,
     )
+
+
+def _clerk_verifier(
+    settings: Settings, *, authorized_parties: tuple[str, ...] = (), audience: tuple[str, ...] = ()
+) -> TokenVerifier:
+    """Session tokens (cookie / Authorization header) carry `azp` = the site's origin and no `aud`;
+    ID tokens from st.login carry `aud` = the OAuth client id. Same issuer and keys, different checks."""
+    issuer = settings.clerk_issuer or ""
+    common: dict[str, Any] = {
+        "issuer": issuer,
+        "authorized_parties": authorized_parties,
+        "audience": list(audience) or None,
+    }
+    if settings.clerk_jwt_key is not None:
+        return TokenVerifier(public_key_pem=settings.clerk_jwt_key.reveal(), **common)
+    return TokenVerifier(jwks_url=settings.clerk_jwks_url or f"{issuer}/.well-known/jwks.json", **common)
 
 
 def is_local_address(address: str | None) -> bool:

@@ -25,6 +25,12 @@ from tests.auth_support import (  # noqa: F401 - app_py_runs_every_time is an au
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+CLIENT_ID = "oauth_client_123"
+
+
+def id_token(key: SigningKey, **overrides: object) -> str:
+    """An OIDC ID token as Clerk issues it to Streamlit's st.login: `aud` is the OAuth client id."""
+    return key.sign(claims(**{"aud": CLIENT_ID, "azp": CLIENT_ID, **overrides}))
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,7 @@ def jwks(
         monkeypatch.setenv("CLERK_ISSUER", ISSUER)
         monkeypatch.setenv("CLERK_JWKS_URL", server.url)
         monkeypatch.setenv("CLERK_AUTHORIZED_PARTIES", APP_ORIGIN)
+        monkeypatch.setenv("CLERK_AUDIENCE", CLIENT_ID)
         monkeypatch.delenv("CLERK_JWT_KEY", raising=False)
         monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path))
         monkeypatch.setenv("DATABASE_URL", database.app_url)
@@ -62,7 +69,7 @@ def principal_of(at: AppTest) -> Principal | None:
 
 
 def test_oidc_token_gives_principal(jwks: JwksServer, key: SigningKey) -> None:
-    at = session_with(key.sign(claims(sub="user_clerk1", name="Ann", metadata={"roles": ["reviewer"]})))
+    at = session_with(id_token(key, sub="user_clerk1", name="Ann", metadata={"roles": ["reviewer"]}))
     assert not at.exception, at.exception
     principal = principal_of(at)
     assert principal is not None and principal.user_id == "user_clerk1" and principal.is_reviewer
@@ -82,7 +89,7 @@ def test_no_token_shows_sign_in_page(jwks: JwksServer) -> None:
 
 def test_jwks_down_is_a_clear_state_not_a_crash_or_a_pass(jwks: JwksServer, key: SigningKey) -> None:
     jwks.status = 503
-    at = session_with(key.sign(claims()))
+    at = session_with(id_token(key))
     assert not at.exception, at.exception
     assert any("cannot verify sign-in right now" in w.value for w in at.warning)
     assert principal_of(at) is None
@@ -93,12 +100,25 @@ def test_jwks_down_is_a_clear_state_not_a_crash_or_a_pass(jwks: JwksServer, key:
 
 def test_expired_or_foreign_tokens_are_refused(jwks: JwksServer, key: SigningKey) -> None:
     now = int(time.time())
-    at = session_with(key.sign(claims(iat=now - 600, nbf=now - 600, exp=now - 300)))
+    at = session_with(id_token(key, iat=now - 600, nbf=now - 600, exp=now - 300))
     assert not at.exception, at.exception
     assert principal_of(at) is None
-    assert any("expired" in i.value for i in at.info)
+    assert any("expired" in i.value for i in at.info), [i.value for i in at.info]
 
-    at = session_with(SigningKey.generate("clerk-kid").sign(claims()))
+    at = session_with(SigningKey.generate("clerk-kid").sign(claims(aud=CLIENT_ID)))
     assert principal_of(at) is None
-    at = session_with(key.sign(claims(azp="https://evil.example.test")))
+    at = session_with(id_token(key, aud="another_client"))
+    assert principal_of(at) is None
+    at = session_with(key.sign(claims()))  # a session token (no aud) is not an ID token
+    assert principal_of(at) is None
+
+
+def test_id_token_without_clerk_audience_says_what_to_set(
+    jwks: JwksServer, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLERK_AUDIENCE")
+    st.cache_resource.clear()
+    at = session_with(id_token(key))
+    assert not at.exception, at.exception
+    assert any("CLERK_AUDIENCE" in e.value for e in at.error)
     assert principal_of(at) is None

@@ -138,4 +138,5 @@ def test_fresh_server_does_not_serve_a_page_by_its_url(server: str, browser: obj
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(f"{server}/{path}")
     expect(page.get_by_role("heading").first).to_be_visible()
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    # Whatever page came up has rendered by now; the sign-in must follow within a few reruns.
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=15_000)

@@ -131,6 +131,13 @@ def test_clerk_identity_pem_and_jwks(tmp_path: Path) -> None:
     jwks_settings = settings_from({"CHAT_AUTH": "clerk", "CLERK_ISSUER": "https://clerk.example.test"})
     assert jwks_settings.clerk_jwks_url == "https://clerk.example.test/.well-known/jwks.json"
     assert build_identity(jwks_settings).verifier is not None
+    assert build_identity(jwks_settings).oidc_verifier is None
+
+    oidc = build_identity(
+        settings_from({"CHAT_AUTH": "clerk", "CLERK_ISSUER": "https://clerk.example.test", "CLERK_AUDIENCE": "cid"})
+    )
+    assert oidc.oidc_verifier is not None and oidc.oidc_verifier.audience == ["cid"]
+    assert oidc.oidc_verifier.authorized_parties == ()
 
 
 def test_clerk_mode_without_issuer_names_the_setting() -> None:
