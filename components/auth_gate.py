@@ -96,9 +96,22 @@ def current_principal(services: Services) -> Principal | None:
 
     if principal is None:
         _forget_principal()
+        _keep_typed_message()
         return None
     st.session_state[state.PRINCIPAL] = principal
     return principal
+
+
+def _keep_typed_message() -> None:
+    """A message sent just as the sign-in expired reaches this run, but the chat page will not run to take
+    it: park it as the draft, which the chat page puts back into the input box after signing in again."""
+    try:
+        typed = st.session_state.get(state.CHAT_INPUT)
+    except Exception:  # noqa: BLE001 - widget state from an older run can be unreadable; nothing to keep
+        return
+    text = getattr(typed, "text", typed)
+    if isinstance(text, str) and text.strip() and not st.session_state.get(state.DRAFT):
+        st.session_state[state.DRAFT] = text
 
 
 def _forget_principal() -> None:

@@ -198,15 +198,19 @@ def test_pages_unreachable_without_a_principal(data_dir: Path, page: str) -> Non
     assert principal_of(at) is None
 
 
-def test_expired_token_asks_to_sign_in_again_and_keeps_the_draft(data_dir: Path) -> None:
-    accounts = seed_accounts(data_dir, "ann")
-    at = log_in(new_session(), "ann", PASSWORD)
-    assert principal_of(at) is not None
-
-    account = accounts.get("ann")
+def expire_token(at: AppTest, data_dir: Path, username: str) -> None:
+    account = AccountStore(data_dir / "users.yaml").get(username)
     assert account is not None
     issuer = LocalIssuer(load_or_create_signing_key(data_dir / "keys" / "local-signing-key.pem"), ttl_s=60)
     at.session_state[state.TOKEN] = issuer.issue(account, now=time.time() - 3600)
+
+
+def test_expired_token_asks_to_sign_in_again_and_keeps_the_draft(data_dir: Path) -> None:
+    seed_accounts(data_dir, "ann")
+    at = log_in(new_session(), "ann", PASSWORD)
+    assert principal_of(at) is not None
+
+    expire_token(at, data_dir, "ann")
     at.session_state[state.DRAFT] = "my unsent message"
     at.run()
     assert not at.exception, at.exception
@@ -217,7 +221,26 @@ def test_expired_token_asks_to_sign_in_again_and_keeps_the_draft(data_dir: Path)
 
     at = log_in(at, "ann", PASSWORD)
     assert principal_of(at) is not None
-    assert at.session_state[state.DRAFT] == "my unsent message"
+    assert not at.exception, at.exception
+    # The chat page moves the draft back into its input box.
+    assert state.DRAFT not in at.session_state
+    assert at.chat_input[0].proto.value == "my unsent message"
+
+
+def test_message_sent_as_the_token_expires_becomes_the_draft(data_dir: Path) -> None:
+    seed_accounts(data_dir, "ann")
+    at = log_in(new_session(), "ann", PASSWORD)
+    assert at.chat_input, "the chat page shows its input once signed in"
+    expire_token(at, data_dir, "ann")
+    at.chat_input[0].set_value("typed just before expiry")
+    at.run()
+    assert not at.exception, at.exception
+    assert is_sign_in_page(at)
+    assert at.session_state[state.DRAFT] == "typed just before expiry"
+
+    at = log_in(at, "ann", PASSWORD)
+    assert not at.exception, at.exception
+    assert at.chat_input[0].proto.value == "typed just before expiry"
 
 
 def test_forged_token_in_session_is_not_trusted(data_dir: Path) -> None:
