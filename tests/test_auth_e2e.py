@@ -88,6 +88,14 @@ def browser() -> Iterator[object]:
         b.close()
 
 
+def idle(page: object) -> None:
+    """Wait until no script run is in flight, so the next fill lands in the form the last run drew."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1)
+
+
 def test_newcomer_signs_up_reaches_the_app_logs_out_and_in(server: str, browser: object) -> None:
     from playwright.sync_api import Browser, expect
 
@@ -97,6 +105,7 @@ def test_newcomer_signs_up_reaches_the_app_logs_out_and_in(server: str, browser:
     page.goto(server + "/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_text("No accounts exist yet")).to_be_visible()
+    idle(page)
 
     page.get_by_label("Username").fill("ann")
     page.get_by_label("Display name (optional)").fill("Ann Lee")
@@ -108,15 +117,18 @@ def test_newcomer_signs_up_reaches_the_app_logs_out_and_in(server: str, browser:
     expect(sidebar.get_by_text("Ann Lee")).to_be_visible()
     expect(sidebar.get_by_text("Roles: reviewer")).to_be_visible()
     expect(page.get_by_role("heading", name="Sign in")).to_have_count(0)
+    idle(page)
 
     sidebar.get_by_role("button", name="Log out").click()
     expect(page.get_by_text("You are signed out.")).to_be_visible()
+    idle(page)
     # The login form comes first; the "Create account" form below it has the same labels.
     login_form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Login"))
     login_form.get_by_label("Username", exact=True).fill("ann")
     login_form.get_by_label("Password", exact=True).fill("wrong password")
     login_form.get_by_role("button", name="Login").click()
     expect(page.get_by_text("Username or password is incorrect.")).to_be_visible()
+    idle(page)
 
     login_form.get_by_label("Password", exact=True).fill(PASSWORD)
     login_form.get_by_role("button", name="Login").click()
