@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components import state
 from components.auth_gate import current_principal
 from services.config import ConfigError, load_settings
 from services.runtime import Services, build_services
@@ -25,6 +26,7 @@ except (ConfigError, RuntimeError) as exc:
 principal = current_principal(services)
 if principal is None:
     st.stop()
+st.session_state[state.SERVICES] = services  # pages read it from here (they cannot import app.py)
 
 pages = [
     st.Page("pages/chat.py", title="Chat", icon=":material/chat:", default=True),

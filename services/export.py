@@ -15,7 +15,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any, BinaryIO, cast
 
 from services.auth import Principal
 from services.store import Conversation, HistoryRow, MessageStore, NotFound
@@ -168,9 +168,9 @@ def export_markdown(store: MessageStore, principal: Principal, conversation_id: 
     return markdown_chunks(conversation, store.iter_history(principal, conversation.id))
 
 
-def spool(chunks: Iterable[bytes]) -> IO[bytes]:
+def spool(chunks: Iterable[bytes]) -> BinaryIO:
     """Write chunks to a temporary file and rewind it: the download is read from disk, not from a list."""
-    out = tempfile.TemporaryFile()
+    out = cast(BinaryIO, tempfile.TemporaryFile())
     for chunk in chunks:
         out.write(chunk)
     out.seek(0)
