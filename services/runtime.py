@@ -9,8 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from services.config import Settings, redact
-from services.store import MessageStore
-from services.store import embedded
+from services.store import MessageStore, embedded
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
 

@@ -53,7 +53,7 @@ def is_supabase(conn: psycopg.Connection) -> bool:
 
 def apply_shim(conn: psycopg.Connection) -> None:
     with conn.transaction():
-        conn.execute(SHIM.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+        conn.execute(SHIM.read_text(encoding="utf-8"))
 
 
 def migrate(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
@@ -77,7 +77,7 @@ def migrate(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
                     continue
                 sql = migration.sql
                 with conn.transaction():
-                    conn.execute(sql)  # type: ignore[arg-type]
+                    conn.execute(sql)
                     conn.execute(
                         "insert into supabase_migrations.schema_migrations (version, statements, name)"
                         " values (%s, %s, %s)",

@@ -45,8 +45,7 @@ from services.store import (
 )
 
 MESSAGE_COLUMNS = (
-    "id, conversation_id, user_id, role, content, model, status,"
-    " input_tokens, output_tokens, latency_ms, created_at"
+    "id, conversation_id, user_id, role, content, model, status, input_tokens, output_tokens, latency_ms, created_at"
 )
 CONVERSATION_COLUMNS = "id, user_id, title, created_at, updated_at"
 HISTORY_COLUMNS = (
@@ -112,7 +111,7 @@ class PostgresStore:
     @staticmethod
     def _one_message(conn: psycopg.Connection, query: str, params: Sequence[Any] | dict[str, Any]) -> Message | None:
         with conn.cursor(row_factory=class_row(Message)) as cur:
-            cur.execute(query, params)  # type: ignore[arg-type]
+            cur.execute(query, params)
             return cur.fetchone()
 
     # --- conversations ---------------------------------------------------------------------------
@@ -273,9 +272,10 @@ class PostgresStore:
             params["ts"], params["id"] = decode_cursor(principal, scope, before)
             where.append("(created_at, id) < (%(ts)s, %(id)s)")
         with self._tx(principal) as conn:
-            if conversation_id is not None and not conn.execute(
-                "select 1 from public.conversations where id = %(cid)s", params
-            ).fetchone():
+            if (
+                conversation_id is not None
+                and not conn.execute("select 1 from public.conversations where id = %(cid)s", params).fetchone()
+            ):
                 raise NotFound("That conversation does not exist.")
             with conn.cursor(row_factory=class_row(Message)) as cur:
                 cur.execute(

@@ -1,0 +1,325 @@
+"""History paging benchmark: keyset vs OFFSET, and what row-level security costs.
+
+    python bench/history.py [--data-dir .data/bench] [--reps 200] [--json-only]
+
+Seeds (once; reused by later runs) 1,000,000 messages across 1,000 users into the embedded PostgreSQL,
+one heavy user owning 200,000 of them, then prints p50/p95 latency of `PostgresStore.page_messages`
+for the heavy user at page depths 1, 100, 1,000 and the last page, beside the same pages fetched with
+OFFSET, and the RLS cost: the same keyset query run by the table owner with RLS off.
+Targets: keyset p50 < 2 ms at every depth; keyset >= 100x faster than OFFSET at depth 1,000;
+RLS overhead < 1.3x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import psycopg
+
+from services.auth import Principal
+from services.store import embedded, encode_cursor
+from services.store.migrate import migrate
+from services.store.postgres import MESSAGE_COLUMNS, PostgresStore
+
+TOTAL = 1_000_000
+USERS = 1_000
+HEAVY_ROWS = 200_000
+PER_CONVERSATION = 50
+PAGE = 20
+HEAVY = "user_heavy"
+SEED_TAG = f"v2:{TOTAL}:{USERS}:{HEAVY_ROWS}"
+
+WORDS = (
+    "postgres streamlit python keyset cursor index latency stream token model reply prompt search export "
+    "chart delete review history paging anthropic openai ollama vllm llama supabase clerk policy security "
+    "session browser render markdown table filter usage budget context window chunk buffer socket replica "
+    "invoice travel recipe garden weather football music theatre novel poem physics algebra biology "
+    "history river mountain coffee bicycle holiday meeting deadline budget report summary translate"
+).split()
+
+
+def seed(admin_url: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("create table if not exists public.bench_seed (tag text primary key)")
+        if conn.execute("select 1 from public.bench_seed where tag = %s", [SEED_TAG]).fetchone():
+            print("seed: reusing the 1,000,000 seeded messages", file=sys.stderr)
+            return
+        started = time.perf_counter()
+        conn.execute("truncate public.messages, public.conversations cascade")
+        conversations = TOTAL // PER_CONVERSATION
+        heavy_conversations = HEAVY_ROWS // PER_CONVERSATION
+        with conn.transaction():
+            # Seeding only: skip per-row triggers and FK checks; the data is consistent by construction.
+            conn.execute("set local session_replication_role = replica")
+            conn.execute(
+                "insert into public.conversations (id, user_id, title, created_at, updated_at)"
+                " select md5('c' || c)::uuid,"
+                "   case when c < %(hc)s then %(heavy)s else 'user_' || lpad((c %% %(others)s)::text, 4, '0') end,"
+                "   'Conversation ' || c, %(t0)s::timestamptz, %(t0)s::timestamptz"
+                " from generate_series(0, %(n)s - 1) c",
+                {
+                    "hc": heavy_conversations,
+                    "heavy": HEAVY,
+                    "others": USERS - 1,
+                    "n": conversations,
+                    "t0": "2025-01-01",
+                },
+            )
+            # Timestamps: the heavy user's conversations are spread over the same year as everyone
+            # else's, and every third message shares its timestamp with a neighbour (ties on purpose).
+            # Rows are inserted in time order, as a live system appends them: the heavy user's messages
+            # are interleaved with everyone else's on disk, so reading 20,000 of them touches many pages.
+            conn.execute(
+                "insert into public.messages (id, conversation_id, user_id, role, content, model, status,"
+                "  input_tokens, output_tokens, latency_ms, created_at)"
+                " select * from (select md5('m' || g)::uuid, md5('c' || (g / %(per)s))::uuid,"
+                "   case when g / %(per)s < %(hc)s then %(heavy)s"
+                "        else 'user_' || lpad(((g / %(per)s) %% %(others)s)::text, 4, '0') end,"
+                "   case when g %% 2 = 0 then 'user' else 'assistant' end,"
+                "   'Message ' || g || ': ' || (%(words)s::text[])[1 + (g * 7) %% %(nw)s] || ' '"
+                "     || (%(words)s::text[])[1 + (g * 13) %% %(nw)s] || ' '"
+                "     || (%(words)s::text[])[1 + (g * 31) %% %(nw)s] || ' '"
+                "     || (%(words)s::text[])[1 + (g * 61) %% %(nw)s] || ' and '"
+                "     || (%(words)s::text[])[1 + (g * 97) %% %(nw)s],"
+                "   (array['demo/echo-1','openai/gpt-4o-mini','anthropic/claude-haiku-4-5'])[1 + g %% 3],"
+                "   'complete', 10 + g %% 50, case when g %% 2 = 0 then null else 20 + g %% 300 end,"
+                "   case when g %% 2 = 0 then null else 200 + g %% 900 end,"
+                "   timestamptz '2025-01-01' + ((((g / %(per)s) * 7919) %% %(n_conv)s) * interval '31 minutes')"
+                "     + ((g %% %(per)s) / 3) * interval '20 seconds' as created_at"
+                " from generate_series(0, %(total)s - 1) g) rows order by created_at",
+                {
+                    "per": PER_CONVERSATION,
+                    "hc": heavy_conversations,
+                    "heavy": HEAVY,
+                    "others": USERS - 1,
+                    "words": list(WORDS),
+                    "nw": len(WORDS),
+                    "n_conv": conversations,
+                    "total": TOTAL,
+                },
+            )
+            conn.execute(
+                "update public.conversations c set updated_at = m.last, created_at = m.first"
+                " from (select conversation_id, min(created_at) first, max(created_at) last"
+                "       from public.messages group by conversation_id) m where m.conversation_id = c.id"
+            )
+            conn.execute("insert into public.bench_seed values (%s)", [SEED_TAG])
+        conn.execute("vacuum analyze public.messages")
+        conn.execute("vacuum analyze public.conversations")
+        print(f"seed: 1,000,000 messages in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+
+def timed(fn: Callable[[], Any]) -> Callable[[], float]:
+    """Wall-clock milliseconds of one call of fn, as seen by the client (round trips included)."""
+
+    def run() -> float:
+        t = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t) * 1000
+
+    return run
+
+
+def sample(entries: dict[str, tuple[Callable[[], float], int]], budget_s: float = 20.0) -> dict[str, dict[str, float]]:
+    """Collect up to `reps` samples (ms) per entry, interleaved round-robin so that noise from other
+    processes on a shared machine lands on every variant alike; 3 warm-ups each; p50/p95 per entry."""
+    for fn, _ in entries.values():
+        for _ in range(3):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in entries}
+    deadline = time.perf_counter() + budget_s
+    while True:
+        pending = [n for n, (_, reps) in entries.items() if len(samples[n]) < reps]
+        if not pending or (time.perf_counter() > deadline and all(len(samples[n]) >= 5 for n in pending)):
+            break
+        for name in pending:
+            samples[name].append(entries[name][0]())
+    out = {}
+    for name, values in samples.items():
+        values.sort()
+        out[name] = {
+            "p50_ms": round(statistics.median(values), 4),
+            "p95_ms": round(values[min(len(values) - 1, int(len(values) * 0.95))], 4),
+            "n": len(values),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=str(ROOT / ".data" / "bench"))
+    parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--json-only", action="store_true")
+    args = parser.parse_args()
+
+    db = embedded.start(Path(args.data_dir), database="bench")
+    migrate(db.admin_url)
+    seed(db.admin_url)
+
+    principal = Principal(HEAVY)
+    claims = json.dumps(principal.db_claims())
+    store = PostgresStore(db.app_url, pool_max=2)
+    app = psycopg.connect(db.app_url)  # the app's login role, as the store uses it
+    owner = psycopg.connect(db.admin_url)  # the table owner (superuser): RLS does not apply
+
+    with owner.cursor() as cur:
+        heavy_rows = cur.execute("select count(*) from messages where user_id = %s", [HEAVY]).fetchone()[0]  # type: ignore[index]
+    last_page = (heavy_rows + PAGE - 1) // PAGE
+    depths = [1, 100, 1_000, last_page]
+
+    keyset_sql = (
+        f"select {MESSAGE_COLUMNS} from public.messages where user_id = %(uid)s"
+        " and (created_at, id) < (%(ts)s, %(id)s) order by created_at desc, id desc limit %(n)s"
+    )
+    first_sql = (
+        f"select {MESSAGE_COLUMNS} from public.messages where user_id = %(uid)s"
+        " order by created_at desc, id desc limit %(n)s"
+    )
+    offset_sql = first_sql + " offset %(off)s"
+
+    def as_user(sql: str, params: dict[str, Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            with app.transaction():
+                app.execute(
+                    "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
+                    [claims],
+                )
+                return app.execute(sql, params).fetchall()
+
+        return run
+
+    def app_tx() -> Any:
+        app.execute(
+            "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
+            [claims],
+        )
+        return app
+
+    def owner_tx() -> Any:
+        owner.execute("select set_config('request.jwt.claims', %s, true)", [claims])
+        return owner
+
+    def server_ms(begin: Callable[[], Any], sql: str, params: dict[str, Any]) -> Callable[[], float]:
+        """Server-side execution time (EXPLAIN ANALYZE) of the query, without client round trips."""
+
+        def run() -> float:
+            conn = app if begin is app_tx else owner
+            with conn.transaction():
+                row = begin().execute("explain (analyze, timing off, format json) " + sql, params).fetchone()
+            assert row is not None
+            return float(row[0][0]["Execution Time"])
+
+        return run
+
+    def as_owner(sql: str, params: dict[str, Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            with owner.transaction():
+                owner.execute("select set_config('request.jwt.claims', %s, true)", [claims])
+                return owner.execute(sql, params).fetchall()
+
+        return run
+
+    results: dict[str, Any] = {"rows_total": TOTAL, "rows_heavy_user": heavy_rows, "page_size": PAGE, "depths": {}}
+    for depth in depths:
+        params: dict[str, Any] = {"uid": HEAVY, "n": PAGE + 1, "off": (depth - 1) * PAGE}
+        cursor = None
+        sql = first_sql
+        if depth > 1:
+            row = owner.execute(
+                "select created_at, id from messages where user_id = %s order by created_at desc, id desc"
+                " limit 1 offset %s",
+                [HEAVY, (depth - 1) * PAGE - 1],
+            ).fetchone()
+            assert row is not None
+            params["ts"], params["id"] = row
+            cursor = encode_cursor(principal, "messages", row[0], row[1])
+            sql = keyset_sql
+        page = store.page_messages(principal, limit=PAGE, before=cursor)
+        offset_rows = as_user(offset_sql, {**params, "n": PAGE})()
+        assert [m.id for m in page.items] == [r[0] for r in offset_rows], f"keyset and OFFSET disagree at {depth}"
+        offset_reps = args.reps if depth < 1_000 else 30
+        results["depths"][depth] = sample(
+            {
+                "keyset_store": (timed(partial(store.page_messages, principal, limit=PAGE, before=cursor)), args.reps),
+                "keyset_sql": (timed(as_user(sql, params)), args.reps),
+                "offset_sql": (timed(as_user(offset_sql, {**params, "n": PAGE})), offset_reps),
+                "keyset_sql_owner_no_rls": (timed(as_owner(sql, params)), args.reps),
+                "keyset_server": (server_ms(app_tx, sql, params), args.reps),
+                "offset_server": (server_ms(app_tx, offset_sql, {**params, "n": PAGE}), offset_reps),
+                "keyset_server_owner_no_rls": (server_ms(owner_tx, sql, params), args.reps),
+            }
+        )
+
+    store.close()
+    app.close()
+    owner.close()
+
+    d1000 = results["depths"][1_000]
+    results["summary"] = {
+        "keyset_store_p50_max_ms": max(v["keyset_store"]["p50_ms"] for v in results["depths"].values()),
+        "offset_over_keyset_at_1000": round(d1000["offset_sql"]["p50_ms"] / d1000["keyset_sql"]["p50_ms"], 1),
+        "offset_over_keyset_at_1000_server": round(
+            d1000["offset_server"]["p50_ms"] / d1000["keyset_server"]["p50_ms"], 1
+        ),
+        "rls_overhead_max": round(
+            max(v["keyset_sql"]["p50_ms"] / v["keyset_sql_owner_no_rls"]["p50_ms"] for v in results["depths"].values()),
+            2,
+        ),
+        "rls_overhead_max_server": round(
+            max(
+                v["keyset_server"]["p50_ms"] / v["keyset_server_owner_no_rls"]["p50_ms"]
+                for v in results["depths"].values()
+            ),
+            2,
+        ),
+    }
+    print(json.dumps(results, indent=2))
+    if not args.json_only:
+        print_table(results)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print()
+    print(
+        "| page depth | store.page_messages p50 / p95 ms | keyset SQL p50 | OFFSET SQL p50 / p95 | OFFSET / keyset "
+        "| server: keyset / OFFSET p50 | server ratio | owner, RLS off p50 (client / server) "
+        "| RLS cost (client / server) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for depth, v in results["depths"].items():
+        ks, kq, off, own = v["keyset_store"], v["keyset_sql"], v["offset_sql"], v["keyset_sql_owner_no_rls"]
+        kserv, oserv, owserv = v["keyset_server"], v["offset_server"], v["keyset_server_owner_no_rls"]
+        print(
+            f"| {depth:,} | {ks['p50_ms']:.3f} / {ks['p95_ms']:.3f} | {kq['p50_ms']:.3f} "
+            f"| {off['p50_ms']:.3f} / {off['p95_ms']:.3f} | {off['p50_ms'] / kq['p50_ms']:.1f}x "
+            f"| {kserv['p50_ms']:.4f} / {oserv['p50_ms']:.3f} | {oserv['p50_ms'] / kserv['p50_ms']:.0f}x "
+            f"| {own['p50_ms']:.3f} / {owserv['p50_ms']:.4f} "
+            f"| {kq['p50_ms'] / own['p50_ms']:.2f}x / {kserv['p50_ms'] / owserv['p50_ms']:.2f}x |"
+        )
+    s = results["summary"]
+    print()
+    print("All times in ms. 'client' = wall clock through psycopg over the unix socket (BEGIN, claims, query,")
+    print("COMMIT: four round trips); 'server' = EXPLAIN ANALYZE execution time of the query alone.")
+    print(f"keyset store p50, worst depth: {s['keyset_store_p50_max_ms']:.3f} ms (target < 2 ms)")
+    print(
+        f"OFFSET / keyset at depth 1,000: {s['offset_over_keyset_at_1000']}x client, "
+        f"{s['offset_over_keyset_at_1000_server']}x server (target >= 100x)"
+    )
+    print(
+        f"RLS overhead, worst depth: {s['rls_overhead_max']}x client, {s['rls_overhead_max_server']}x server (< 1.3x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Every page runs under AppTest without an exception (STYLE.md 8)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from services.store.embedded import EmbeddedDatabase
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
+
+
+@pytest.fixture
+def app_env(database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    monkeypatch.setenv("CHAT_AUTH", "none")
+    monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", database.app_url)
+    monkeypatch.setenv("DATABASE_ADMIN_URL", database.admin_url)
+    st.cache_resource.clear()  # app.py caches Services per process; this test's env must take effect
+    yield
+    st.cache_resource.clear()
+
+
+def test_pages_are_found() -> None:
+    assert "pages/chat.py" in PAGES and "pages/history.py" in PAGES
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_runs_without_exception(app_env: None, page: str) -> None:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+    assert not at.exception, at.exception
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
