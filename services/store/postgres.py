@@ -327,7 +327,7 @@ class PostgresStore:
             f" order by m.created_at {order}, m.id {order} limit %(n)s"
         )
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(HistoryRow)) as cur:
-            cur.execute(query, params)  # type: ignore[arg-type]
+            cur.execute(query, params)
             rows = cur.fetchall()
         if after and len(rows) <= limit:
             # Fewer than a page newer than the cursor: that is the top of the listing, so show the real
