@@ -1,15 +1,14 @@
 """Exports of a user's history: all messages as CSV or JSON, one conversation as Markdown.
 
-Each export is a generator of byte chunks fed by the store's keyset batches (`iter_history`), so
-100,000 messages never sit in memory as objects at once; `spool` writes the chunks to a temporary file
-that `st.download_button` can read. Output is byte-stable: rows in (created_at, id) order, times in
-UTC with fixed precision, JSON keys sorted, no export timestamp.
+Each export is a generator of byte chunks: CSV straight from Postgres COPY, JSON and Markdown from the
+store's keyset batches (`iter_history`), so 100,000 messages never sit in memory as objects at once.
+`spool` writes the chunks to a temporary file that `st.download_button` can read. Output is
+byte-stable: rows in (created_at, id) order, times in UTC with fixed precision, JSON keys sorted, no
+export timestamp.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import tempfile
 import uuid
@@ -20,67 +19,13 @@ from typing import Any, BinaryIO, cast
 from services.auth import Principal
 from services.store import Conversation, HistoryRow, MessageStore, NotFound
 
-CSV_FIELDS = (
-    "created_at",
-    "id",
-    "conversation_id",
-    "conversation_title",
-    "role",
-    "model",
-    "status",
-    "input_tokens",
-    "output_tokens",
-    "latency_ms",
-    "content",
-)
 JSON_FORMAT = "chat-history/1"
 # Rows per output chunk: large enough that the generator overhead is noise, small enough to stay tiny.
 CHUNK_ROWS = 500
-# Spreadsheet apps run cells that start with these as formulas (CSV injection).
-_FORMULA_START = ("=", "+", "@", "\t", "\r")
 
 
 def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _csv_cell(value: str) -> str:
-    # Why: a message like "=HYPERLINK(...)" would become a live formula in Excel/Sheets. A leading
-    # apostrophe is the OWASP remedy; "- item" (a markdown list) is left alone, "-1+2" is not.
-    if value.startswith(_FORMULA_START) or (value.startswith("-") and value[1:2] not in ("", " ")):
-        return "'" + value
-    return value
-
-
-def csv_chunks(rows: Iterable[HistoryRow]) -> Iterator[bytes]:
-    """All rows as CSV (UTF-8, header first). Text cells are guarded against formula injection; the
-    JSON export is the lossless one."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_FIELDS)
-    count = 0
-    for row in rows:
-        writer.writerow(
-            [
-                utc_text(row.created_at),
-                str(row.id),
-                str(row.conversation_id),
-                _csv_cell(row.conversation_title),
-                row.role,
-                _csv_cell(row.model),
-                row.status,
-                "" if row.input_tokens is None else row.input_tokens,
-                "" if row.output_tokens is None else row.output_tokens,
-                "" if row.latency_ms is None else row.latency_ms,
-                _csv_cell(row.content),
-            ]
-        )
-        count += 1
-        if count % CHUNK_ROWS == 0:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue().encode()
 
 
 def _message_json(row: HistoryRow) -> dict[str, Any]:
@@ -152,7 +97,8 @@ def all_conversations(store: MessageStore, principal: Principal) -> Iterator[Con
 
 
 def export_csv(store: MessageStore, principal: Principal) -> Iterator[bytes]:
-    return csv_chunks(store.iter_history(principal))
+    """CSV of every message, streamed by the database (COPY); see MessageStore.export_csv."""
+    return store.export_csv(principal)
 
 
 def export_json(store: MessageStore, principal: Principal) -> Iterator[bytes]:

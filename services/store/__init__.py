@@ -217,6 +217,8 @@ class MessageStore(Protocol):
 
     def message_models(self, principal: Principal, all_users: bool = False) -> list[str]: ...
 
+    def export_csv(self, principal: Principal) -> Iterator[bytes]: ...
+
 
 # --- history page: search, filters, export, usage ------------------------------------------------------
 

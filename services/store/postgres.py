@@ -422,6 +422,31 @@ class PostgresStore:
             ).fetchall()
         return [row[0] for row in rows]
 
+    def export_csv(self, principal: Principal) -> Iterator[bytes]:
+        """All of this user's messages as CSV bytes, oldest first, streamed by Postgres's own COPY.
+
+        Why COPY: formatting 200,000 rows in Python took ~9 s; COPY streams the same CSV in chunks in
+        about a second, still under RLS (COPY of a query applies the policies) and in one transaction.
+        Cells a spreadsheet would run as formulas (=, +, @, tab, CR, or - not followed by a space) get a
+        leading apostrophe; the JSON export is the lossless one.
+        """
+
+        def guard(column: str) -> str:
+            return f"case when {column} ~ '^([=+@\\t\\r]|-[^ ])' then '''' || {column} else {column} end"
+
+        query = (
+            "copy (select to_char(m.created_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+            " as created_at, m.id, m.conversation_id,"
+            f" {guard('c.title')} as conversation_title, m.role, {guard('m.model')} as model, m.status,"
+            f" m.input_tokens, m.output_tokens, m.latency_ms, {guard('m.content')} as content"
+            f" from {HISTORY_FROM} where m.user_id = %(uid)s order by m.created_at, m.id)"
+            " to stdout (format csv, header true)"
+        )
+        with self._tx(principal) as conn, conn.cursor() as cur, cur.copy(query, {"uid": principal.user_id}) as copy:
+            for chunk in copy:
+                yield bytes(chunk)
+
+
 def _page(principal: Principal, scope: str, rows: list[Any], limit: int, key: Any) -> Page[Any]:
     # We fetched limit + 1 rows: the extra one only tells whether an older page exists.
     if len(rows) > limit:

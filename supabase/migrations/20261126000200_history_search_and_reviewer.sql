@@ -12,6 +12,12 @@ alter table public.messages
 -- and by the planner's statistics; the app's own search walks the keyset index (see above).
 create index messages_search_idx on public.messages using gin (search);
 
+-- The status filter looks for the rare cases (error, interrupted, streaming): a small partial index
+-- keeps that page fast when most of a long history is 'complete' (the planner proves status = 'error'
+-- implies status <> 'complete').
+create index messages_user_unfinished_idx on public.messages (user_id, created_at desc, id desc)
+  where status <> 'complete';
+
 -- Reviewer "all users" listing: keyset paging newest-first without a user_id prefix.
 create index messages_created_idx on public.messages (created_at desc, id desc);
 
