@@ -463,3 +463,18 @@ def test_reviewer_policy_with_direct_sql_grants_read_and_nothing_else(
     with psycopg.connect(database.admin_url) as conn:
         changed = conn.execute("select count(*) from public.messages where user_id = 'user_carol' and content = 'x'")
         assert changed.fetchone() == (0,)
+
+
+def test_csv_guards_formula_cells_and_leaves_plain_text_alone(store: PostgresStore) -> None:
+    who = Principal(user_id="user_sheets")
+    conv = store.create_conversation(who, "Budget")
+    texts = ["- a list item", "-1+2", "=SUM(A1:A9)", "+33 1 23", "@import", "\tindented", "plain = text", "-"]
+    for text in texts:
+        store.add_message(who, conv.id, "user", text, "demo")
+    rows = list(csv.DictReader(io.StringIO(b"".join(export.export_csv(store, who)).decode())))
+    guarded = ["'-1+2", "'=SUM(A1:A9)", "'+33 1 23", "'@import", "'\tindented"]
+    assert [r["content"] for r in rows] == ["- a list item", *guarded, "plain = text", "-"]
+    data = json.loads(b"".join(export.export_json(store, who)))
+    assert [m["content"] for m in data["messages"]] == texts  # JSON keeps every byte
+    assert rows[0]["input_tokens"] == "" and rows[0]["created_at"].endswith("+00:00")
+    assert rows[0]["created_at"] == data["messages"][0]["created_at"]  # same instant, same text in both
