@@ -14,6 +14,12 @@ from services.auth import AuthError, Principal
 from services.runtime import Services
 from services.store import StoreError
 
+if state.SERVICES not in st.session_state or state.PRINCIPAL not in st.session_state:
+    # Until st.navigation has run once in this server process, Streamlit treats pages/ as legacy
+    # multipage mode: a deep link (/history?...) as the first request after a start runs this file
+    # without app.py and its auth gate. Go through app.py instead.
+    st.switch_page("app.py")
+
 services: Services = st.session_state[state.SERVICES]
 principal: Principal = st.session_state[state.PRINCIPAL]
 store = services.store

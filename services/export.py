@@ -9,12 +9,13 @@ export timestamp.
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 from services.auth import Principal
 from services.store import Conversation, HistoryRow, MessageStore, NotFound
@@ -114,9 +115,10 @@ def export_markdown(store: MessageStore, principal: Principal, conversation_id: 
     return markdown_chunks(conversation, store.iter_history(principal, conversation.id))
 
 
-def spool(chunks: Iterable[bytes]) -> BinaryIO:
-    """Write chunks to a temporary file and rewind it: the download is read from disk, not from a list."""
-    out = cast(BinaryIO, tempfile.TemporaryFile())
+def spool(chunks: Iterable[bytes]) -> io.FileIO:
+    """Write chunks to a temporary file and rewind it: the download is read from disk, not from a list.
+    Unbuffered on purpose: st.download_button accepts raw files (io.RawIOBase), not buffered ones."""
+    out = tempfile.TemporaryFile(buffering=0)
     for chunk in chunks:
         out.write(chunk)
     out.seek(0)
