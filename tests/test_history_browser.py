@@ -189,6 +189,16 @@ def test_page_through_open_download_and_delete_in_a_browser(
         expect(dialog).to_contain_text("will be deleted")
         dialog.get_by_role("button", name="Delete", exact=True).click()
         expect(page.get_by_text("Conversation deleted.")).to_be_visible()
+
+        settle(page)
+        page.get_by_text("Export & delete", exact=True).click()
+        with page.expect_download() as info:
+            page.get_by_role("button", name="All messages as CSV").click()
+        assert info.value.suggested_filename == "chat-history.csv"
+        info.value.save_as(tmp_path / "all.csv")
+        lines = (tmp_path / "all.csv").read_text().splitlines()
+        assert lines[0].startswith("created_at,id,conversation_id,conversation_title,role,model,status")
+        assert len(lines) == 15 and all(",Keep,user,demo,complete," in line for line in lines[1:])
         browser.close()
 
     with psycopg.connect(database.admin_url) as conn:
