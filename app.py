@@ -23,10 +23,10 @@ except (ConfigError, RuntimeError) as exc:
     st.error(str(exc))
     st.stop()
 
+st.session_state[state.SERVICES] = services  # pages read the per-process services from here
 principal = current_principal(services)
 if principal is None:
     st.stop()
-st.session_state[state.SERVICES] = services  # pages read it from here (they cannot import app.py)
 
 pages = [
     st.Page("pages/chat.py", title="Chat", icon=":material/chat:", default=True),

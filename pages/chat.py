@@ -1,5 +1,146 @@
-"""Chat page."""
+"""Chat page: pick a model, talk, watch the reply stream in; conversations in the sidebar.
+
+Thin by design: widgets -> one ChatService call -> components render. Session-state keys live in
+components/state.py; `?c=<conversation id>` in the URL names the open conversation, so a reload (or a
+link from the History page) opens it again.
+"""
+
+from __future__ import annotations
 
 import streamlit as st
 
-st.title("Chat")
+from components import chat as view
+from components import state
+from services.auth import AuthError, Principal
+from services.chat import Reply
+from services.ratelimit import RateLimited
+from services.runtime import Services
+from services.store import Conversation, Message, NotFound, StoreError
+
+services: Services = st.session_state[state.SERVICES]
+principal: Principal = st.session_state[state.PRINCIPAL]
+chat, catalogue = services.chat, services.catalogue
+
+
+# --- callbacks (run before the next script run) ---------------------------------------------------
+
+
+def open_conversation(cid: str) -> None:
+    st.query_params["c"] = cid
+    st.session_state[state.WINDOW_PAGES] = 1
+
+
+def new_chat() -> None:
+    st.query_params.pop("c", None)
+    st.session_state[state.WINDOW_PAGES] = 1
+
+
+def show_earlier() -> None:
+    st.session_state[state.WINDOW_PAGES] = st.session_state.get(state.WINDOW_PAGES, 1) + 1
+
+
+def load_more_conversations() -> None:
+    st.session_state[state.CONVERSATION_PAGES] = st.session_state.get(state.CONVERSATION_PAGES, 1) + 1
+
+
+def regenerate(cid: str) -> None:
+    st.session_state[state.PENDING] = cid
+
+
+def user_error(exc: Exception) -> str:
+    # Every error type caught on this page carries a message written for the user.
+    return str(getattr(exc, "message", None) or exc)
+
+
+# --- sidebar: model picker and New chat ------------------------------------------------------------
+
+with st.sidebar:
+    if st.session_state.get(state.MODEL) not in catalogue.ids:
+        st.session_state[state.MODEL] = catalogue.default
+    model: str = st.selectbox(
+        "Model",
+        catalogue.ids,
+        key=state.MODEL,
+        format_func=lambda mid: option.label if (option := catalogue.option(mid)) else mid,
+    )
+    st.button("New chat", icon=":material/add:", on_click=new_chat, width="stretch")
+
+if not catalogue.has_real_provider:
+    st.caption(
+        ":material/info: Offline demo model: replies are canned and need no network. "
+        "Set OPENAI_API_KEY, ANTHROPIC_API_KEY or OPENAI_BASE_URL to chat with a real model."
+    )
+
+# --- the open conversation -------------------------------------------------------------------------
+
+conversation: Conversation | None = None
+if cid_param := st.query_params.get("c"):
+    try:
+        conversation = chat.open_conversation(principal, cid_param)
+    except NotFound:
+        st.warning("That conversation does not exist (or is not yours). Starting a new chat.")
+        st.query_params.pop("c", None)
+    except (StoreError, AuthError) as exc:
+        st.error(user_error(exc))
+        st.stop()
+
+read_only = conversation is not None and conversation.user_id != principal.user_id
+if read_only:
+    st.info("You are viewing another user's conversation. It is read-only.", icon=":material/visibility:")
+
+if flash := st.session_state.pop(state.FLASH, None):
+    st.error(flash, icon=":material/error:")
+
+last: Message | None = None
+if conversation is not None:
+    try:
+        window = chat.window(principal, conversation, st.session_state.get(state.WINDOW_PAGES, 1))
+    except (StoreError, AuthError) as exc:
+        st.error(user_error(exc))
+        st.stop()
+    if window.has_more:
+        st.button("Show earlier messages", icon=":material/history:", on_click=show_earlier)
+    view.messages(window.messages, catalogue)
+    last = window.messages[-1] if window.messages else None
+
+# --- input ---------------------------------------------------------------------------------------
+
+if state.DRAFT in st.session_state:
+    # A message that could not be sent goes back into the input box instead of being lost.
+    st.session_state[state.CHAT_INPUT] = st.session_state.pop(state.DRAFT)
+prompt = None if read_only else st.chat_input("Message", key=state.CHAT_INPUT, submit_mode="stop")
+pending = st.session_state.pop(state.PENDING, None)
+
+reply: Reply | None = None
+if prompt:
+    try:
+        reply = chat.send(principal, conversation.id if conversation else None, prompt, model)
+    except (StoreError, RateLimited, AuthError) as exc:
+        st.session_state[state.FLASH] = user_error(exc)
+        st.session_state[state.DRAFT] = prompt
+        st.rerun()
+    if reply is not None and reply.created_conversation:
+        st.query_params["c"] = str(reply.conversation_id)
+        st.session_state[state.WINDOW_PAGES] = 1
+    view.user_bubble(prompt)
+elif pending and conversation is not None and not read_only and str(conversation.id) == pending:
+    try:
+        reply = chat.regenerate(principal, conversation.id, model)
+    except (StoreError, RateLimited, AuthError) as exc:
+        st.error(user_error(exc), icon=":material/error:")
+
+if reply is not None:
+    view.live_reply(reply, catalogue, regenerate)
+elif conversation is not None and not read_only:
+    view.last_message_actions(last, str(conversation.id), regenerate)
+
+# --- sidebar: conversations, newest first (rendered last so a chat created above is listed) ---------
+
+with st.sidebar:
+    try:
+        items, more = chat.recent_conversations(principal, st.session_state.get(state.CONVERSATION_PAGES, 1))
+    except (StoreError, AuthError) as exc:
+        st.error(user_error(exc))
+    else:
+        current = str(reply.conversation_id) if reply else (str(conversation.id) if conversation else None)
+        view.conversation_list(items, current, open_conversation, more, load_more_conversations)

@@ -84,10 +84,13 @@ class Settings:
     openai_api_key: Secret | None = None
     openai_base_url: str | None = None
     openai_models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o")
+    openai_compat_models: tuple[str, ...] = ()
     anthropic_api_key: Secret | None = None
     anthropic_models: tuple[str, ...] = ("claude-sonnet-4-5", "claude-haiku-4-5")
     provider_timeout_s: float = 60.0
     demo_chars_per_s: float = 400.0
+    max_reply_tokens: int = 4096
+    context_chars: int = 48_000
 
     rate_limit_per_minute: int = 20
 
@@ -211,6 +214,14 @@ def settings_from(environ: Mapping[str, str], secrets: Mapping[str, Any] | None 
     if database_admin_url is not None and not re.match(r"^postgres(ql)?://", database_admin_url.reveal()):
         raise ConfigError("Config 'DATABASE_ADMIN_URL' must be a postgresql:// URL.")
 
+    openai_base_url = _url(read, "OPENAI_BASE_URL")
+    openai_compat_models = _list(read, "OPENAI_COMPAT_MODELS", ())
+    if openai_base_url is not None and not openai_compat_models:
+        raise ConfigError(
+            "Config 'OPENAI_COMPAT_MODELS' is missing: with OPENAI_BASE_URL set, list the models your server "
+            "offers, separated by commas (e.g. llama3.2,qwen2.5:7b)."
+        )
+
     users_file = read("CHAT_USERS_FILE")
     return Settings(
         data_dir=Path(read("CHAT_DATA_DIR") or ".data"),
@@ -228,12 +239,15 @@ def settings_from(environ: Mapping[str, str], secrets: Mapping[str, Any] | None 
         clerk_jwt_key=clerk_jwt_key,
         clerk_authorized_parties=_list(read, "CLERK_AUTHORIZED_PARTIES", ()),
         openai_api_key=_secret(read, "OPENAI_API_KEY"),
-        openai_base_url=_url(read, "OPENAI_BASE_URL"),
+        openai_base_url=openai_base_url,
+        openai_compat_models=openai_compat_models,
         openai_models=_list(read, "OPENAI_MODELS", Settings.openai_models),
         anthropic_api_key=_secret(read, "ANTHROPIC_API_KEY"),
         anthropic_models=_list(read, "ANTHROPIC_MODELS", Settings.anthropic_models),
         provider_timeout_s=_float(read, "CHAT_PROVIDER_TIMEOUT_S", 60.0, 1.0, 600.0),
         demo_chars_per_s=_float(read, "CHAT_DEMO_CHARS_PER_S", 400.0, 1.0, 1_000_000.0),
+        max_reply_tokens=_int(read, "CHAT_MAX_REPLY_TOKENS", 4096, 16, 200_000),
+        context_chars=_int(read, "CHAT_CONTEXT_CHARS", 48_000, 1_000, 2_000_000),
         rate_limit_per_minute=_int(read, "CHAT_RATE_LIMIT_PER_MINUTE", 20, 0, 100_000),
     )
 

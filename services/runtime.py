@@ -8,7 +8,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from services.chat import ChatService
 from services.config import Settings, redact
+from services.providers.catalogue import Catalogue, build_catalogue
+from services.ratelimit import RateLimiter
 from services.store import MessageStore, embedded
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
@@ -20,9 +23,11 @@ log = logging.getLogger(__name__)
 class Services:
     settings: Settings
     store: MessageStore
+    chat: ChatService
+    catalogue: Catalogue
 
 
-def connect_store(settings: Settings) -> PostgresStore:
+def connect_store(settings: Settings) -> tuple[PostgresStore, str]:
     """Start or reach the database, apply pending migrations, and open the app's connection pool."""
     try:
         if settings.database_url is None:
@@ -35,11 +40,28 @@ def connect_store(settings: Settings) -> PostgresStore:
         applied = migrate(admin_url)
         if applied:
             log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
-        return PostgresStore(app_url, max_message_chars=settings.max_message_chars, pool_max=settings.db_pool_max)
+        store = PostgresStore(app_url, max_message_chars=settings.max_message_chars, pool_max=settings.db_pool_max)
+        return store, app_url
     except Exception as exc:
         # Connection errors can quote the DSN; never let a password reach a log or the page.
         raise RuntimeError(f"Could not start the database: {redact(str(exc), settings)}") from None
 
 
+def build_chat(settings: Settings, store: MessageStore, app_url: str | None) -> tuple[ChatService, Catalogue]:
+    catalogue = build_catalogue(settings)
+    limiter = RateLimiter(app_url, settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
+    chat = ChatService(
+        store,
+        catalogue,
+        limiter,
+        max_message_chars=settings.max_message_chars,
+        context_chars=settings.context_chars,
+        max_reply_tokens=settings.max_reply_tokens,
+    )
+    return chat, catalogue
+
+
 def build_services(settings: Settings) -> Services:
-    return Services(settings=settings, store=connect_store(settings))
+    store, app_url = connect_store(settings)
+    chat, catalogue = build_chat(settings, store, app_url)
+    return Services(settings=settings, store=store, chat=chat, catalogue=catalogue)

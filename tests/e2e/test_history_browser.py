@@ -26,7 +26,7 @@ import pytest
 from components.auth_gate import LOCAL_USER
 from services.store.embedded import EmbeddedDatabase
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NEWEST = datetime(2026, 6, 1, tzinfo=UTC)
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -160,7 +160,9 @@ def test_page_through_open_download_and_delete_in_a_browser(
         # The very first request after the server starts is a deep link: Streamlit runs it in legacy
         # pages/ mode (without app.py); the page must not fail or skip the auth gate.
         page.goto(f"{app_url}/history?limit=10")
-        expect(page.get_by_role("heading", name="Chat")).to_be_visible()
+        # app.py ran (its st.navigation titles, not file names, are in the sidebar) and nothing failed
+        expect(page.get_by_role("link", name="History", exact=True)).to_be_visible()
+        settle(page)
         expect(page.get_by_text("This app has encountered an error")).to_have_count(0)
         page.goto(f"{app_url}/history?limit=10")
         older = page.get_by_role("button", name="Older →")

@@ -1,0 +1,181 @@
+"""Chat rendering: message bubbles with a quiet meta line, the streamed reply, the sidebar conversation
+list, and the inline error with Retry.
+
+Model and user text is markdown rendered without `unsafe_allow_html` (HTML shows as text), and before
+rendering every image (`![..](..)`, reference images, raw `<img>`) is neutralised so the browser never
+fetches a URL that a model or a user put in a message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import streamlit as st
+
+from services.chat import Outcome, Reply
+from services.providers.catalogue import Catalogue
+from services.store import Conversation, Message
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# "![" opens an inline or reference image; "<img" is raw HTML. Both become literal text.
+_IMAGE = re.compile(r"!\[|<(?=img)", re.IGNORECASE)
+# A tail that could still become one of the above (or a code fence) once the next chunk arrives.
+_UNSTABLE_TAIL = re.compile(r"(!|<|<i|<im)$|(^|\n) {0,3}(`{1,2}|~{1,2})?$", re.IGNORECASE)
+
+AVATARS = {"user": ":material/person:", "assistant": ":material/smart_toy:"}
+STATUS_NOTES = {
+    "interrupted": "Stopped before the end.",
+    "error": "This reply failed before it was complete.",
+    "streaming": "Still being written, or cut off.",
+}
+
+
+def neutralise(text: str) -> str:
+    """Markdown with images turned into literal text; fenced code blocks are left exactly as written."""
+    out: list[str] = []
+    fence: str | None = None
+    for line in text.splitlines(keepends=True):
+        match = _FENCE.match(line)
+        if fence is None:
+            if match:
+                fence = match.group(1)
+                out.append(line)
+            else:
+                out.append(_IMAGE.sub(lambda m: "!\\[" if m.group(0) == "![" else "\\<", line))
+        else:
+            if (
+                match
+                and match.group(1)[0] == fence[0]
+                and len(match.group(1)) >= len(fence)
+                and not line[match.end() :].strip()
+            ):
+                fence = None
+            out.append(line)
+    return "".join(out)
+
+
+def safe_stream(chunks: Iterable[str]) -> Iterator[str]:
+    """Neutralise a stream for st.write_stream, which renders the accumulated text after each chunk.
+
+    Each output is the growth of `neutralise(text so far)`; a tail that the next chunk could turn into an
+    image or a fence (a trailing "!", "<im", "``") is held back until it is decided, so what has been
+    rendered is always a prefix of the final, safe text.
+    """
+    text = ""
+    sent = 0
+    for chunk in chunks:
+        text += chunk
+        tail = _UNSTABLE_TAIL.search(text)
+        stable = text[: tail.start()] if tail and tail.end() == len(text) else text
+        # Only the last, incomplete line can change; earlier lines are already final.
+        safe = neutralise(stable)
+        if len(safe) > sent:
+            yield safe[sent:]
+            sent = len(safe)
+    safe = neutralise(text)
+    if len(safe) > sent:
+        yield safe[sent:]
+
+
+def meta_line(message: Message, catalogue: Catalogue) -> str:
+    option = catalogue.option(message.model)
+    parts = [option.label if option else message.model]
+    if message.input_tokens is not None or message.output_tokens is not None:
+        parts.append(f"{message.input_tokens or 0:,} in · {message.output_tokens or 0:,} out tokens")
+    if message.latency_ms is not None:
+        parts.append(f"{message.latency_ms / 1000:.1f} s")
+    return " · ".join(parts)
+
+
+def message_bubble(message: Message, catalogue: Catalogue) -> None:
+    with st.chat_message(message.role, avatar=AVATARS.get(message.role)):
+        if message.content:
+            st.markdown(neutralise(message.content))
+        if message.role == "assistant":
+            note = STATUS_NOTES.get(message.status)
+            st.caption(f"{meta_line(message, catalogue)}" + (f" · {note}" if note else ""))
+
+
+def messages(items: Sequence[Message], catalogue: Catalogue) -> None:
+    for message in items:
+        message_bubble(message, catalogue)
+
+
+def user_bubble(text: str) -> None:
+    with st.chat_message("user", avatar=AVATARS["user"]):
+        st.markdown(neutralise(text))
+
+
+def streamed_reply(reply: Iterable[str], close: Callable[[], None]) -> None:
+    """Stream a reply into an assistant bubble. `close` runs whatever happens, including Streamlit
+    stopping the script (stop button, rerun, closed tab) in the middle of the stream."""
+    try:
+        st.write_stream(safe_stream(reply))
+    finally:
+        close()
+
+
+def live_reply(reply: Reply, catalogue: Catalogue, on_regenerate: Callable[[str], None]) -> None:
+    """The reply being generated: streamed into a bubble, then its meta line, or an error with Retry."""
+    cid = str(reply.conversation_id)
+    with st.chat_message("assistant", avatar=AVATARS["assistant"]):
+        streamed_reply(reply, reply.close)
+        outcome = reply.outcome
+        outcome_line(outcome, catalogue)
+        if outcome is not None and outcome.status == "error":
+            st.toast(f"The reply failed: {outcome.error}", icon=":material/error:")
+            reply_error(outcome.error or "The reply failed.", "retry-live", on_regenerate, cid)
+        else:
+            regenerate_button("regenerate-live", on_regenerate, cid)
+
+
+def last_message_actions(last: Message | None, cid: str, on_regenerate: Callable[[str], None]) -> None:
+    """Under a conversation's last message: Retry when it has no complete reply, else Regenerate."""
+    if last is None:
+        return
+    if last.role == "user" or last.status == "error":
+        reply_error("The last message has no complete reply.", "retry-last", on_regenerate, cid)
+    else:
+        regenerate_button("regenerate-last", on_regenerate, cid)
+
+
+def regenerate_button(key: str, on_regenerate: Callable[[str], None], cid: str) -> None:
+    st.button("Regenerate", key=key, icon=":material/refresh:", on_click=on_regenerate, args=(cid,), type="tertiary")
+
+
+def outcome_line(outcome: Outcome | None, catalogue: Catalogue) -> None:
+    if outcome is None or outcome.message is None:
+        return
+    note = STATUS_NOTES.get(outcome.status) if outcome.status != "error" else None
+    st.caption(meta_line(outcome.message, catalogue) + (f" · {note}" if note else ""))
+
+
+def reply_error(text: str, retry_key: str, on_retry: Callable[[str], None], cid: str) -> None:
+    """An inline error with a Retry button (the message the user typed is already stored)."""
+    st.error(text, icon=":material/error:")
+    st.button("Retry", key=retry_key, icon=":material/refresh:", on_click=on_retry, args=(cid,))
+
+
+def conversation_list(
+    conversations: Sequence[Conversation],
+    current: str | None,
+    on_select: Callable[[str], None],
+    has_more: bool,
+    on_more: Callable[[], None],
+) -> None:
+    st.caption("Conversations")
+    if not conversations:
+        st.caption("No conversations yet.")
+    for conversation in conversations:
+        cid = str(conversation.id)
+        st.button(
+            neutralise(conversation.title),
+            key=f"conversation-{cid}",
+            type="primary" if cid == current else "tertiary",
+            on_click=on_select,
+            args=(cid,),
+            width="stretch",
+        )
+    if has_more:
+        st.button("Load more", key="conversations-more", on_click=on_more, icon=":material/expand_more:")

@@ -1,0 +1,493 @@
+"""ChatService: validate -> rate limit -> store the user message -> stream the reply -> store the reply.
+
+`send` and `regenerate` return a `Reply`: an iterator of text for `st.write_stream` that saves the
+assistant message as it streams (status `streaming`, a checkpoint about once a second) and finalises it
+`complete`, `interrupted` (closed early: stop button, rerun, closed tab) or `error` (provider failure,
+timeout, 429) with usage and latency, in a `finally`, so no path loses what was already received.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+
+from services.auth import AuthError, Principal
+from services.providers import Provider, ProviderError, ReplyStream, Turn, Usage
+from services.providers.catalogue import Catalogue, ModelOption
+from services.ratelimit import RateLimiter
+from services.store import (
+    MAX_PAGE,
+    MAX_STORED_CHARS,
+    Conversation,
+    InvalidInput,
+    Message,
+    MessageStore,
+    Page,
+    Status,
+    StoreError,
+    check_text,
+    parse_uuid,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TITLE = "New chat"
+TITLE_CHARS = 60
+WINDOW = 50  # messages the chat page renders at once; "Show earlier" adds another window
+CONTEXT_MESSAGES = 100  # most recent messages considered for the model's context (then the size budget)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # complete | interrupted | error
+    text: str
+    message: Message | None  # the stored assistant message; None only if storing it failed
+    error: str | None = None
+    error_kind: str | None = None
+    usage: Usage | None = None
+    latency_ms: int = 0
+    first_token_ms: int | None = None
+    renders: int = 0
+
+
+@dataclass(frozen=True)
+class Window:
+    messages: list[Message]  # oldest first
+    has_more: bool
+
+
+class Reply:
+    """One streamed reply. Iterate it once (st.write_stream does); `outcome` is set when it has ended.
+    Always `close()` it (the page does so in a `finally`): closing a half-read reply finalises it as
+    `interrupted`; closing one that never started stores nothing."""
+
+    def __init__(
+        self, conversation_id: uuid.UUID, user_message: Message | None, option: ModelOption, created: bool
+    ) -> None:
+        self.conversation_id = conversation_id
+        self.user_message = user_message
+        self.option = option
+        self.created_conversation = created
+        self.outcome: Outcome | None = None
+        self._gen: Generator[str, None, None] | None = None
+        self._iterated = False
+
+    def __iter__(self) -> Iterator[str]:
+        if self._gen is None or self._iterated:
+            raise RuntimeError("a Reply can be iterated only once")
+        self._iterated = True
+        return self._gen
+
+    def close(self) -> None:
+        # GeneratorExit at the generator's `yield`; its `finally` stores the reply as interrupted.
+        if self._gen is not None:
+            self._gen.close()
+
+
+class _Pump:
+    """Reads the provider stream on a helper thread and hands over everything received since the last
+    hand-over. This is what coalesces: the page renders at most once per interval however small the
+    provider's chunks are, and a chunk never waits for the *next* one to arrive before it is shown."""
+
+    def __init__(self, chunks: Iterator[str], stream: ReplyStream) -> None:
+        self._chunks = chunks
+        self._stream = stream
+        self._cond = threading.Condition()
+        self._buf: list[str] = []
+        self._done = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, name="chat-reply", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for chunk in self._chunks:
+                if not chunk:
+                    continue
+                with self._cond:
+                    if self._closed:
+                        return
+                    self._buf.append(chunk)
+                    if len(self._buf) == 1:  # the consumer only ever waits for "something" or "done"
+                        self._cond.notify()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+            with self._cond:
+                self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify()
+
+    def batches(self, interval_s: float, first_shown_at: float) -> Iterator[str]:
+        next_at = first_shown_at + interval_s
+        while True:
+            with self._cond:
+                while not self._buf and not self._done:
+                    self._cond.wait()
+                while not self._done and (wait := next_at - time.monotonic()) > 0:
+                    self._cond.wait(wait)
+                text = "".join(self._buf)
+                self._buf.clear()
+                done, error = self._done, self._error
+            if text:
+                yield text
+                next_at = time.monotonic() + interval_s
+            if done:
+                if error is not None:
+                    raise error
+                return
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._buf.clear()
+        # From this thread while the helper may be blocked reading: closing the response unblocks it.
+        _close_quietly(self._stream)
+
+
+def _close_quietly(stream: ReplyStream) -> None:
+    try:
+        stream.close()
+    except Exception:  # noqa: BLE001 - closing a broken stream can fail; there is nothing left to save
+        log.debug("closing the provider stream failed", exc_info=True)
+
+
+def title_from(text: str) -> str:
+    words = " ".join(text.split())
+    if len(words) <= TITLE_CHARS:
+        return words or DEFAULT_TITLE
+    return words[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def build_context(messages: Sequence[Message], budget_chars: int) -> list[Turn]:
+    """Turns for the model from stored messages (oldest first), newest kept first within the budget.
+
+    Consecutive user messages (a reply that failed, then a new question) are merged; of consecutive
+    assistant messages (a regenerated reply) only the latest is kept; empty ones are skipped. The context
+    starts with a user turn, as Anthropic requires.
+    """
+    turns: list[Turn] = []
+    for m in messages:
+        if not m.content.strip() or m.role not in ("user", "assistant"):
+            continue
+        if turns and turns[-1].role == m.role:
+            if m.role == "user":
+                turns[-1] = Turn("user", f"{turns[-1].content}\n\n{m.content}")
+            else:
+                turns[-1] = Turn("assistant", m.content)
+            continue
+        turns.append(Turn("user" if m.role == "user" else "assistant", m.content))
+    kept: list[Turn] = []
+    used = 0
+    for turn in reversed(turns):
+        if kept and used + len(turn.content) > budget_chars:
+            break
+        kept.append(turn)
+        used += len(turn.content)
+    kept.reverse()
+    while kept and kept[0].role != "user":
+        kept.pop(0)
+    return kept
+
+
+class ChatService:
+    def __init__(
+        self,
+        store: MessageStore,
+        catalogue: Catalogue,
+        limiter: RateLimiter | None = None,
+        *,
+        max_message_chars: int = 32_000,
+        context_chars: int = 48_000,
+        max_reply_tokens: int = 4096,
+        checkpoint_s: float = 1.0,
+        render_interval_s: float = 0.05,
+    ) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.limiter = limiter
+        self.max_message_chars = max_message_chars
+        self.context_chars = context_chars
+        self.max_reply_tokens = max_reply_tokens
+        self.checkpoint_s = checkpoint_s
+        self.render_interval_s = render_interval_s
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def conversations(self, principal: Principal, limit: int = 20, before: str | None = None) -> Page[Conversation]:
+        return self.store.list_conversations(principal, limit=limit, before=before)
+
+    def recent_conversations(
+        self, principal: Principal, pages: int = 1, per_page: int = 20
+    ) -> tuple[list[Conversation], bool]:
+        """The user's conversations, most recently active first, `pages` keyset pages deep; and whether
+        there are more."""
+        items: list[Conversation] = []
+        cursor: str | None = None
+        for _ in range(max(1, pages)):
+            page = self.store.list_conversations(principal, limit=per_page, before=cursor)
+            items.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return items, cursor is not None
+
+    def open_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> Conversation:
+        return self.store.get_conversation(principal, conversation_id)
+
+    def window(self, principal: Principal, conversation: Conversation, pages: int = 1) -> Window:
+        """The last `pages` * WINDOW messages of a conversation, oldest first, and whether older ones exist."""
+        pages = max(1, pages)
+        if conversation.user_id != principal.user_id:
+            # Read-only view of another user's conversation (reviewers): page_messages lists only the
+            # caller's own rows, recent_messages lets RLS decide.
+            n = min(WINDOW * pages, MAX_PAGE - 1)
+            rows = self.store.recent_messages(principal, conversation.id, limit=n + 1)
+            return Window(rows[-n:], len(rows) > n)
+        collected: list[Message] = []
+        cursor: str | None = None
+        for _ in range(pages):
+            page = self.store.page_messages(principal, limit=WINDOW, before=cursor, conversation_id=conversation.id)
+            collected.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        collected.reverse()
+        return Window(collected, cursor is not None)
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def validate(self, text: object) -> str:
+        if not isinstance(text, str):
+            raise InvalidInput("Message must be text.")
+        if not text.strip():
+            raise InvalidInput("Message is empty: type something before sending.")
+        return check_text(text, max_chars=self.max_message_chars)
+
+    def model_option(self, model: str) -> ModelOption:
+        option = self.catalogue.option(model)
+        if option is None:
+            raise InvalidInput(f"The model {model!r} is not available here. Pick one from the list.")
+        return option
+
+    def send(self, principal: Principal, conversation_id: uuid.UUID | str | None, text: str, model: str) -> Reply:
+        """Store the user's message and return the reply to stream. Raises InvalidInput (bad text or
+        model), RateLimited, NotFound (no such conversation of this user), StoreError or AuthError, and
+        then nothing is stored.
+
+        Only what the provider request needs runs before it (rate limit, insert, context read: three
+        short transactions); titling a new conversation from its first message happens after the reply.
+        """
+        text = self.validate(text)
+        option = self.model_option(model)
+        principal.ensure_fresh()
+        cid = parse_uuid(conversation_id) if conversation_id is not None else None
+        if self.limiter is not None:
+            self.limiter.check(principal)
+        created = cid is None
+        if cid is None:
+            cid = self.store.create_conversation(principal, title_from(text)).id
+        try:
+            # RLS refuses the insert into a conversation that is not the caller's (NotFound).
+            user_message = self.store.add_message(principal, cid, "user", text, option.id, "complete")
+        except BaseException:
+            if created:
+                self._forget_conversation(principal, cid)
+            raise
+        if created:
+            history: Sequence[Message] = [user_message]
+        else:
+            history = self.store.recent_messages(principal, cid, limit=CONTEXT_MESSAGES)
+        first_message = not any(m.role == "user" and m.id != user_message.id for m in history)
+        return self._reply(
+            principal,
+            cid,
+            user_message,
+            option,
+            history,
+            created,
+            retitle=text if first_message and not created else None,
+        )
+
+    def regenerate(self, principal: Principal, conversation_id: uuid.UUID | str, model: str) -> Reply:
+        """Answer the conversation's last user message again (Retry after an error, or Regenerate). The
+        earlier reply stays stored; the context uses the newest one."""
+        option = self.model_option(model)
+        conversation = self._own_conversation(principal, conversation_id)
+        history = self.store.recent_messages(principal, conversation.id, limit=CONTEXT_MESSAGES)
+        last_user = max((i for i, m in enumerate(history) if m.role == "user"), default=None)
+        if last_user is None:
+            raise InvalidInput("There is no message to answer in this conversation yet.")
+        if self.limiter is not None:
+            self.limiter.check(principal)
+        return self._reply(principal, conversation.id, None, option, history[: last_user + 1], False)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _own_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> Conversation:
+        conversation = self.store.get_conversation(principal, conversation_id)
+        if conversation.user_id != principal.user_id:
+            raise InvalidInput("This conversation belongs to another user and is read-only.")
+        return conversation
+
+    def _forget_conversation(self, principal: Principal, conversation_id: uuid.UUID) -> None:
+        try:
+            self.store.delete_conversation(principal, conversation_id)
+        except (StoreError, AuthError):
+            log.warning("could not remove an empty conversation after a failed insert", exc_info=True)
+
+    def _retitle(self, principal: Principal, cid: uuid.UUID, text: str) -> None:
+        """Name a conversation that was created empty ("New chat") after its first message."""
+        try:
+            if self.store.get_conversation(principal, cid).title == DEFAULT_TITLE:
+                self.store.rename_conversation(principal, cid, title_from(text))
+        except (StoreError, AuthError):
+            log.warning("could not title a conversation from its first message", exc_info=True)
+
+    def _reply(
+        self,
+        principal: Principal,
+        cid: uuid.UUID,
+        user_message: Message | None,
+        option: ModelOption,
+        history: Sequence[Message],
+        created: bool,
+        retitle: str | None = None,
+    ) -> Reply:
+        provider, option = self.catalogue.resolve(option.id)
+        turns = build_context(history, max(self.context_chars, self.max_message_chars))
+        reply = Reply(cid, user_message, option, created)
+        reply._gen = self._stream(reply, principal, provider, option, turns, retitle)
+        return reply
+
+    def _stream(
+        self,
+        reply: Reply,
+        principal: Principal,
+        provider: Provider,
+        option: ModelOption,
+        turns: list[Turn],
+        retitle: str | None,
+    ) -> Generator[str, None, None]:
+        store, cid = self.store, reply.conversation_id
+        started = time.monotonic()
+        parts: list[str] = []
+        status, error = "interrupted", None
+        stream: ReplyStream | None = None
+        pump: _Pump | None = None
+        message: Message | None = None
+        first_token_ms: int | None = None
+        renders = 0
+        try:
+            stream = provider.stream(option.model, turns, max_tokens=self.max_reply_tokens)
+            chunks = iter(stream)
+            # The first chunk is read on this thread and shown at once: no hand-over delay for it.
+            first = next((c for c in chunks if c), None)
+            if first is not None:
+                first_token_ms = int((time.monotonic() - started) * 1000)
+                parts.append(first)
+                renders += 1
+                yield first
+                # Persist after handing the text on, so a database round trip never delays what is shown.
+                message = store.add_message(principal, cid, "assistant", first, option.id, "streaming")
+                last_checkpoint = time.monotonic()
+                pump = _Pump(chunks, stream)
+                for text in pump.batches(self.render_interval_s, first_shown_at=last_checkpoint):
+                    parts.append(text)
+                    renders += 1
+                    yield text
+                    now = time.monotonic()
+                    if now - last_checkpoint >= self.checkpoint_s:
+                        message = store.update_message(
+                            principal, message.id, content=_joined(parts), status="streaming"
+                        )
+                        last_checkpoint = now
+            status = "complete"
+        except ProviderError as exc:
+            status, error = "error", exc
+        except (StoreError, AuthError) as exc:
+            log.warning("saving a streaming reply failed: %s", exc)
+            status, error = "error", ProviderError("server", f"The reply could not be saved: {exc}")
+        except Exception:
+            log.exception("unexpected failure while streaming a reply")
+            status, error = "error", ProviderError("server", "Something went wrong while streaming the reply.")
+        finally:
+            if pump is not None:
+                pump.close()
+            elif stream is not None:
+                _close_quietly(stream)
+            reply.outcome = self._finish(
+                principal, cid, option, message, _joined(parts), status, error, stream, started, first_token_ms, renders
+            )
+            if retitle is not None:
+                self._retitle(principal, cid, retitle)
+
+    def _finish(
+        self,
+        principal: Principal,
+        cid: uuid.UUID,
+        option: ModelOption,
+        message: Message | None,
+        text: str,
+        status: str,
+        error: ProviderError | None,
+        stream: ReplyStream | None,
+        started: float,
+        first_token_ms: int | None,
+        renders: int,
+    ) -> Outcome:
+        usage = stream.usage if stream is not None and status == "complete" else None
+        latency_ms = int((time.monotonic() - started) * 1000)
+        tokens_in = usage.input_tokens if usage else None
+        tokens_out = usage.output_tokens if usage else None
+        final: Status = "complete" if status == "complete" else "error" if status == "error" else "interrupted"
+        stored: Message | None = None
+        try:
+            if message is None:
+                stored = self.store.add_message(
+                    principal,
+                    cid,
+                    "assistant",
+                    text,
+                    option.id,
+                    final,
+                    input_tokens=tokens_in,
+                    output_tokens=tokens_out,
+                    latency_ms=latency_ms,
+                )
+            else:
+                stored = self.store.update_message(
+                    principal,
+                    message.id,
+                    content=text,
+                    status=final,
+                    input_tokens=tokens_in,
+                    output_tokens=tokens_out,
+                    latency_ms=latency_ms,
+                )
+        except (StoreError, AuthError) as exc:
+            log.error("could not store the final state of a reply (%s): %s", status, exc)
+            if error is None:
+                error = ProviderError("server", f"The reply could not be saved: {exc}")
+                status = "error"
+        return Outcome(
+            status=status,
+            text=text,
+            message=stored,
+            error=error.message if error else None,
+            error_kind=error.kind if error else None,
+            usage=usage,
+            latency_ms=latency_ms,
+            first_token_ms=first_token_ms,
+            renders=renders,
+        )
+
+
+def _joined(parts: list[str]) -> str:
+    text = "".join(parts)
+    return text if len(text) <= MAX_STORED_CHARS else text[:MAX_STORED_CHARS]

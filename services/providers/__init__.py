@@ -1,0 +1,82 @@
+"""Model providers behind one small protocol, and the catalogue of models the settings make available.
+
+A provider turns a list of chat turns into a `ReplyStream`: an iterator of text chunks that knows its
+token usage once it is exhausted and can be closed early (stop button, closed tab). Every failure a
+provider can have reaches the caller as a `ProviderError` with a user-safe message and a `kind` code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+TurnRole = Literal["user", "assistant"]
+ErrorKind = Literal["rate_limited", "timeout", "server", "connection", "auth", "bad_request", "interrupted"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of the context sent to a model."""
+
+    role: TurnRole
+    content: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class ProviderError(Exception):
+    """A provider call failed. `message` is safe to show; it never contains keys or raw response bodies."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"ProviderError({self.kind!r}, {self.message!r}, status={self.status!r})"
+
+
+class ReplyStream(Protocol):
+    """Text chunks of one reply. `usage` is filled in once the stream has been read to the end."""
+
+    usage: Usage | None
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+class Provider(Protocol):
+    """Opens a streamed reply. Implementations raise ProviderError for every failure, at open or while
+    iterating."""
+
+    name: str
+
+    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> ReplyStream: ...
+
+
+def error_for_status(status: int, provider_label: str) -> ProviderError:
+    """The user-facing error for an HTTP status from a provider (bodies are not shown: they can echo input)."""
+    if status == 429:
+        return ProviderError(
+            "rate_limited",
+            f"{provider_label} is rate-limiting requests right now. Wait a moment and retry.",
+            status=status,
+        )
+    if status in (401, 403):
+        return ProviderError(
+            "auth", f"{provider_label} rejected the API key. Check the key in the settings.", status=status
+        )
+    if status in (400, 404, 413, 422):
+        return ProviderError(
+            "bad_request", f"{provider_label} refused the request (HTTP {status}); check the model name.", status=status
+        )
+    return ProviderError(
+        "server", f"{provider_label} had a problem answering (HTTP {status}). Please retry.", status=status
+    )

@@ -1,0 +1,291 @@
+"""The chat page under AppTest, running app.py with the real services on a real PostgreSQL: the offline
+model and the real openai SDK against a local wire-format server."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from components import state
+from components.auth_gate import LOCAL_USER
+from components.chat import neutralise, safe_stream
+from services.auth import Principal
+from services.providers.demo import demo_reply
+from services.store import Message, embedded
+from services.store.embedded import EmbeddedDatabase
+from services.store.migrate import migrate
+from services.store.postgres import PostgresStore
+from tests.wire_servers import Script, WireServer
+
+ROOT = Path(__file__).resolve().parents[1]
+ME = LOCAL_USER  # CHAT_AUTH=none signs everyone in as this user
+
+
+@pytest.fixture(scope="module")
+def wire() -> Iterator[WireServer]:
+    with WireServer("openai") as server:
+        yield server
+
+
+@pytest.fixture
+def app(
+    database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Callable[..., AppTest]]:
+    """A factory: app(**env) sets the environment, drops cached services, and returns a fresh AppTest."""
+
+    def make(**env: str) -> AppTest:
+        base = {
+            "CHAT_AUTH": "none",
+            "CHAT_DATA_DIR": str(tmp_path),
+            "DATABASE_URL": database.app_url,
+            "DATABASE_ADMIN_URL": database.admin_url,
+            "CHAT_DEMO_CHARS_PER_S": "1000000",
+            "CHAT_RATE_LIMIT_PER_MINUTE": "0",
+        }
+        for name in ("OPENAI_BASE_URL", "OPENAI_COMPAT_MODELS", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in {**base, **env}.items():
+            monkeypatch.setenv(name, value)
+        st.cache_resource.clear()  # app.py caches Services per process; this test's env must take effect
+        return AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+
+    yield make
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def my_store(database: EmbeddedDatabase) -> Iterator[PostgresStore]:
+    s = PostgresStore(database.app_url, pool_max=2)
+    yield s
+    s.close()
+
+
+def conversation_messages(store: PostgresStore, cid: str, who: Principal = ME) -> list[Message]:
+    return store.recent_messages(who, cid, limit=200)
+
+
+def total_messages(store: PostgresStore) -> int:
+    return len(store.page_messages(ME, limit=200).items)
+
+
+def bubbles(at: AppTest) -> list[tuple[str, str]]:
+    return [(m.name, "".join(md.value for md in m.markdown)) for m in at.chat_message]
+
+
+def test_send_on_the_offline_model_streams_persists_and_reloads(
+    app: Callable[..., AppTest], my_store: PostgresStore
+) -> None:
+    at = app().run()
+    assert not at.exception
+    assert any("Offline demo model" in c.value for c in at.caption)  # labelled, with the configure hint
+    at.chat_input[0].set_value("Hello there").run()
+    assert not at.exception, at.exception
+    expected = demo_reply("Hello there")
+    assert bubbles(at) == [("user", "Hello there"), ("assistant", neutralise(expected))]
+    cid = at.query_params["c"][0] if isinstance(at.query_params["c"], list) else at.query_params["c"]
+    stored = conversation_messages(my_store, cid)
+    assert [(m.role, m.content, m.status) for m in stored] == [
+        ("user", "Hello there", "complete"),
+        ("assistant", expected, "complete"),
+    ]
+    assert any(b.label == "Hello there" for b in at.sidebar.button)  # listed, titled from the message
+
+    reloaded = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)  # a new session, same services
+    reloaded.query_params["c"] = cid
+    reloaded.run()
+    assert not reloaded.exception
+    assert bubbles(reloaded) == [("user", "Hello there"), ("assistant", neutralise(expected))]
+    assert any("Offline demo" in c.value and "tokens" in c.value for c in reloaded.caption)  # quiet meta line
+
+
+def test_stop_mid_stream_leaves_an_interrupted_message(app: Callable[..., AppTest], my_store: PostgresStore) -> None:
+    at = app(CHAT_DEMO_CHARS_PER_S="8").run()  # about a minute for the whole reply
+    before = total_messages(my_store)
+    at.chat_input[0].set_value("Please stop me")
+    # AppTest stops an overrunning script exactly as the stop button does (request_stop -> StopException
+    # at the next render), then reports the timeout.
+    with pytest.raises(RuntimeError, match="timed out"):
+        at.run(timeout=8)
+    newest = my_store.page_messages(ME, limit=2).items
+    assert total_messages(my_store) == before + 2
+    assistant, user_msg = newest
+    assert (user_msg.role, user_msg.content) == ("user", "Please stop me")
+    assert (assistant.role, assistant.status) == ("assistant", "interrupted")
+    full = demo_reply("Please stop me")
+    assert assistant.content and full.startswith(assistant.content) and assistant.content != full
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [("   ", "empty"), ("x" * 51, "too long"), ("nul\x00byte", "NUL")],
+    ids=["blank", "too-long", "nul"],
+)
+def test_bad_input_shows_an_error_keeps_the_draft_and_stores_nothing(
+    app: Callable[..., AppTest], my_store: PostgresStore, text: str, error: str
+) -> None:
+    at = app(CHAT_MAX_MESSAGE_CHARS="50").run()
+    before = total_messages(my_store)
+    conversations_before = len(my_store.list_conversations(ME, limit=200).items)
+    at.chat_input[0].set_value(text).run()
+    assert not at.exception
+    assert any(error in e.value for e in at.error), [e.value for e in at.error]
+    assert total_messages(my_store) == before
+    assert len(my_store.list_conversations(ME, limit=200).items) == conversations_before
+    assert at.chat_input[0].proto.value == text and at.chat_input[0].proto.set_value  # back in the input box
+    assert not at.chat_message
+
+
+def test_provider_failure_shows_an_inline_error_with_retry_and_a_toast(
+    app: Callable[..., AppTest], my_store: PostgresStore, wire: WireServer
+) -> None:
+    wire.queue(Script(chunks=["Part ", "one"], fault="drop", fault_after=1))
+    at = app(OPENAI_BASE_URL=wire.base_url, OPENAI_COMPAT_MODELS="wire-model").run()
+    assert at.sidebar.selectbox(key=state.MODEL).value == "compat/wire-model"
+    assert not any("Offline demo model" in c.value for c in at.caption)
+    at.chat_input[0].set_value("Will this fail?").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Could not reach The model server (the connection failed or dropped). Please retry."
+    ]
+    assert any("failed" in t.value for t in at.toast)
+    cid = at.query_params["c"]
+    assert [(m.role, m.status, m.content) for m in conversation_messages(my_store, cid)] == [
+        ("user", "complete", "Will this fail?"),
+        ("assistant", "error", "Part "),
+    ]
+    at.button(key="retry-live").click().run()
+    assert not at.exception
+    assert bubbles(at)[-1] == ("assistant", "Hello, world!")
+    assert [(m.role, m.status) for m in conversation_messages(my_store, cid)] == [
+        ("user", "complete"),
+        ("assistant", "error"),
+        ("assistant", "complete"),
+    ]
+
+
+def test_model_images_are_never_rendered_and_html_is_text(
+    app: Callable[..., AppTest], my_store: PostgresStore, wire: WireServer
+) -> None:
+    wire.queue(Script(chunks=["See !", "[pixel](http://tracker.example/p.png) <im", "g src=http://tracker.example/q>"]))
+    at = app(OPENAI_BASE_URL=wire.base_url, OPENAI_COMPAT_MODELS="wire-model").run()
+    at.chat_input[0].set_value("show me").run()
+    assert not at.exception
+    rendered = at.chat_message[1].markdown
+    assert [md.value for md in rendered] == [
+        "See !\\[pixel](http://tracker.example/p.png) \\<img src=http://tracker.example/q>"
+    ]
+    assert all(not md.proto.allow_html for md in rendered)
+    # Stored as the model sent it; only rendering is neutralised.
+    (_, assistant) = conversation_messages(my_store, at.query_params["c"])
+    assert assistant.content == "See ![pixel](http://tracker.example/p.png) <img src=http://tracker.example/q>"
+
+
+def test_long_conversation_renders_fifty_and_shows_earlier(
+    app: Callable[..., AppTest], my_store: PostgresStore
+) -> None:
+    conversation = my_store.create_conversation(ME, "long one")
+    for i in range(120):
+        my_store.add_message(ME, conversation.id, "user" if i % 2 == 0 else "assistant", f"message {i}", "demo/echo-1")
+    at = app()
+    at.query_params["c"] = str(conversation.id)
+    at.run()
+    assert not at.exception
+    texts = [text for _, text in bubbles(at)]
+    assert texts == [f"message {i}" for i in range(70, 120)]
+    next(b for b in at.button if b.label == "Show earlier messages").click().run()
+    assert [text for _, text in bubbles(at)] == [f"message {i}" for i in range(20, 120)]
+
+
+@pytest.mark.parametrize("link", [str(uuid.uuid4()), "not-a-uuid"], ids=["unknown-id", "garbage"])
+def test_a_link_to_a_missing_conversation_starts_a_new_chat(app: Callable[..., AppTest], link: str) -> None:
+    at = app()
+    at.query_params["c"] = link
+    at.run()
+    assert not at.exception
+    assert any("does not exist" in w.value for w in at.warning)
+    assert not at.chat_message and at.chat_input  # an empty chat, ready for a message
+    assert "c" not in at.query_params
+
+
+@pytest.fixture
+def reviewer_database(pg_server: EmbeddedDatabase, database: EmbeddedDatabase) -> EmbeddedDatabase:
+    """A separate database where reviewers may read others' conversations, as the history migration
+    allows (simulated here with its own policy names, so both can coexist once that lands)."""
+    name = f"reviewers_{uuid.uuid4().hex[:8]}"
+    embedded.ensure_database(pg_server.admin_url, name)
+    admin = pg_server.url_for(name, admin=True)
+    embedded.ensure_app_role(admin, name)
+    migrate(admin)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for table in ("conversations", "messages"):
+            conn.execute(
+                f"create policy chat_test_reviewers_read_{table} on public.{table} for select to authenticated"
+                " using (coalesce((select auth.jwt() -> 'roles') ? 'reviewer', false))"
+            )
+    return embedded.EmbeddedDatabase(admin_url=admin, app_url=pg_server.url_for(name))
+
+
+def test_a_reviewer_sees_another_users_conversation_read_only(
+    app: Callable[..., AppTest], reviewer_database: EmbeddedDatabase
+) -> None:
+    assert ME.is_reviewer
+    owner = Principal(user_id="user_someone_else")
+    store = PostgresStore(reviewer_database.app_url, pool_max=1)
+    try:
+        theirs = store.create_conversation(owner, "their chat")
+        store.add_message(owner, theirs.id, "user", "their question", "demo/echo-1")
+        store.add_message(owner, theirs.id, "assistant", "their answer", "demo/echo-1")
+    finally:
+        store.close()
+    at = app(DATABASE_URL=reviewer_database.app_url, DATABASE_ADMIN_URL=reviewer_database.admin_url)
+    at.query_params["c"] = str(theirs.id)
+    at.run()
+    assert not at.exception
+    assert bubbles(at) == [("user", "their question"), ("assistant", "their answer")]
+    assert any("read-only" in i.value for i in at.info)
+    assert not at.chat_input  # nothing to type into
+    assert not [b for b in at.button if b.label in ("Retry", "Regenerate")]
+
+
+def test_new_chat_and_switching_conversations(app: Callable[..., AppTest], my_store: PostgresStore) -> None:
+    at = app().run()
+    at.chat_input[0].set_value("first topic").run()
+    first = at.query_params["c"]
+    at.sidebar.button[0].click().run()  # New chat
+    assert "c" not in at.query_params and not at.chat_message
+    at.chat_input[0].set_value("second topic").run()
+    second = at.query_params["c"]
+    assert second != first
+    labels = [b.label for b in at.sidebar.button]
+    assert labels.index("second topic") < labels.index("first topic")  # newest first
+    at.sidebar.button(key=f"conversation-{first}").click().run()
+    assert at.query_params["c"] == first
+    assert bubbles(at)[0] == ("user", "first topic")
+
+
+def test_safe_stream_never_renders_what_the_final_text_takes_back() -> None:
+    text = (
+        "Intro ![a](http://x/1.png) and <img src=http://x/2>\n```markdown\n![literal](kept)\n```\n"
+        "tail ![ref][r] and `code`\n\n[r]: http://x/3.png"
+    )
+    final = neutralise(text)
+    assert final == (
+        "Intro !\\[a](http://x/1.png) and \\<img src=http://x/2>\n```markdown\n![literal](kept)\n```\n"
+        "tail !\\[ref][r] and `code`\n\n[r]: http://x/3.png"
+    )
+    for seed in range(200):
+        rng = random.Random(seed)
+        cuts = sorted(rng.sample(range(1, len(text)), 12))
+        chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        shown = ""
+        for out in safe_stream(chunks):
+            shown += out
+            assert final.startswith(shown), (seed, shown)
+        assert shown == final

@@ -1,0 +1,428 @@
+"""ChatService with its real parts: PostgreSQL (RLS), the real SDKs against local wire-format servers, the
+offline demo model. After every path the user message is stored and the assistant message has the right
+status and the text received so far."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from services.auth import Principal
+from services.chat import WINDOW, ChatService, Reply, build_context, title_from
+from services.config import settings_from
+from services.providers import Turn
+from services.providers.anthropic_chat import AnthropicProvider
+from services.providers.catalogue import Catalogue, ModelOption, build_catalogue
+from services.providers.demo import DemoProvider, demo_reply
+from services.providers.openai_chat import OpenAIProvider
+from services.ratelimit import RateLimited, RateLimiter
+from services.store import InvalidInput, Message, NotFound
+from services.store.postgres import PostgresStore
+from tests.wire_servers import Script, WireServer
+
+OPENAI_MODEL = "openai/gpt-test"
+ANTHROPIC_MODEL = "anthropic/claude-test"
+DEMO_MODEL = "demo/echo-1"
+
+
+@pytest.fixture(scope="module")
+def wires() -> Iterator[dict[str, WireServer]]:
+    with WireServer("openai") as o, WireServer("anthropic") as a:
+        yield {"openai": o, "anthropic": a}
+
+
+@pytest.fixture(scope="module")
+def catalogue(wires: dict[str, WireServer]) -> Catalogue:
+    providers = {
+        "openai": OpenAIProvider(api_key="sk-test", base_url=wires["openai"].base_url, timeout_s=1.0),
+        "anthropic": AnthropicProvider(api_key="sk-ant-test", base_url=wires["anthropic"].base_url, timeout_s=1.0),
+        "demo": DemoProvider(chars_per_s=1_000_000),
+    }
+    options = [
+        ModelOption(OPENAI_MODEL, "openai", "gpt-test", "GPT test"),
+        ModelOption(ANTHROPIC_MODEL, "anthropic", "claude-test", "Claude test"),
+        ModelOption(DEMO_MODEL, "demo", "echo-1", "Offline demo"),
+    ]
+    return Catalogue(providers, options, default=OPENAI_MODEL)
+
+
+@pytest.fixture(scope="module")
+def chat(store: PostgresStore, catalogue: Catalogue) -> ChatService:
+    return ChatService(store, catalogue, None, max_message_chars=2_000, context_chars=4_000)
+
+
+def user(name: str) -> Principal:
+    return Principal(user_id=f"user_{name}_{uuid.uuid4().hex[:8]}")
+
+
+def drain(reply: Reply) -> list[str]:
+    try:
+        return list(reply)
+    finally:
+        reply.close()
+
+
+def messages(store: PostgresStore, principal: Principal, reply: Reply) -> list[Message]:
+    return store.recent_messages(principal, reply.conversation_id, limit=50)
+
+
+def count_rows(store: PostgresStore, principal: Principal) -> tuple[int, int]:
+    conversations = store.list_conversations(principal, limit=200).items
+    msgs = store.page_messages(principal, limit=200).items
+    return len(conversations), len(msgs)
+
+
+MODELS = [pytest.param("openai", OPENAI_MODEL, id="openai"), pytest.param("anthropic", ANTHROPIC_MODEL, id="anthropic")]
+
+
+@pytest.mark.parametrize(("kind", "model"), MODELS)
+def test_a_complete_reply_is_stored_with_usage_and_latency(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer], kind: str, model: str
+) -> None:
+    wires[kind].queue(Script(chunks=["The ", "answer ", "is ", "42."], usage=(17, 5)))
+    alice = user("alice")
+    reply = chat.send(alice, None, "What is the answer?", model)
+    assert "".join(drain(reply)) == "The answer is 42."
+    assert reply.outcome is not None and reply.outcome.status == "complete" and reply.outcome.error is None
+    user_msg, assistant = messages(store, alice, reply)
+    assert (user_msg.role, user_msg.content, user_msg.status) == ("user", "What is the answer?", "complete")
+    assert (assistant.role, assistant.content, assistant.status) == ("assistant", "The answer is 42.", "complete")
+    assert (assistant.model, assistant.input_tokens, assistant.output_tokens) == (model, 17, 5)
+    assert assistant.latency_ms is not None and assistant.latency_ms >= 0
+    assert store.get_conversation(alice, reply.conversation_id).title == "What is the answer?"
+
+
+FAULTS = [
+    pytest.param(Script(fault="error_first"), "", id="error-before-first-token"),
+    pytest.param(Script(chunks=["Once ", "upon ", "a ", "time"], fault="drop", fault_after=2), "Once upon ", id="drop"),
+    pytest.param(Script(status=429), "", id="429"),
+    pytest.param(Script(status=500), "", id="500"),
+    pytest.param(
+        Script(chunks=["Still ", "thinking", "..."], fault="stall", fault_after=2), "Still thinking", id="stall"
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "model"), MODELS)
+@pytest.mark.parametrize(("script", "received"), FAULTS)
+def test_provider_faults_store_an_error_reply_with_the_text_so_far(
+    chat: ChatService,
+    store: PostgresStore,
+    wires: dict[str, WireServer],
+    kind: str,
+    model: str,
+    script: Script,
+    received: str,
+) -> None:
+    wires[kind].queue(script)
+    alice = user("alice")
+    reply = chat.send(alice, None, "Tell me a story", model)
+    assert "".join(drain(reply)) == received
+    assert reply.outcome is not None and reply.outcome.status == "error"
+    assert reply.outcome.error and "wire server says" not in reply.outcome.error
+    user_msg, assistant = messages(store, alice, reply)
+    assert (user_msg.role, user_msg.content) == ("user", "Tell me a story")
+    assert (assistant.role, assistant.status, assistant.content) == ("assistant", "error", received)
+    assert assistant.output_tokens is None and assistant.latency_ms is not None
+
+
+def test_429_is_reported_as_rate_limiting(chat: ChatService, wires: dict[str, WireServer]) -> None:
+    wires["openai"].queue(Script(status=429))
+    reply = chat.send(user("alice"), None, "hi", OPENAI_MODEL)
+    drain(reply)
+    assert reply.outcome is not None and reply.outcome.error_kind == "rate_limited"
+    assert "rate-limiting" in (reply.outcome.error or "")
+
+
+@pytest.mark.parametrize(("kind", "model"), MODELS)
+def test_stop_mid_stream_stores_interrupted_text_and_hangs_up_on_the_provider(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer], kind: str, model: str
+) -> None:
+    wire = wires[kind]
+    gone_before = wire.disconnects
+    wire.queue(Script(chunks=[f"w{i} " for i in range(40)], chunk_delay_s=0.1))
+    alice = user("alice")
+    reply = chat.send(alice, None, "Count slowly", model)
+    first = next(iter(reply))
+    reply.close()  # what the page does when Streamlit stops the script (stop button, rerun, closed tab)
+    assert reply.outcome is not None and reply.outcome.status == "interrupted"
+    _, assistant = messages(store, alice, reply)
+    assert (assistant.status, assistant.content) == ("interrupted", first)
+    assert first.startswith("w0 ")
+    deadline = time.monotonic() + 10
+    while wire.disconnects == gone_before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert wire.disconnects == gone_before + 1, "the provider connection was not closed"
+
+
+def test_a_reply_closed_before_it_started_stores_only_the_user_message(chat: ChatService, store: PostgresStore) -> None:
+    alice = user("alice")
+    reply = chat.send(alice, None, "never answered", DEMO_MODEL)
+    reply.close()
+    assert [(m.role, m.content) for m in messages(store, alice, reply)] == [("user", "never answered")]
+    assert reply.outcome is None
+
+
+def test_the_reply_is_saved_while_it_streams(store: PostgresStore) -> None:
+    # checkpoint_s=0: every hand-over is also a checkpoint, so this test needs no clock. The demo model is
+    # paced (about 90 words over half a second) so the reply arrives in many hand-overs.
+    paced = Catalogue(
+        {"demo": DemoProvider(chars_per_s=1_000)}, [ModelOption(DEMO_MODEL, "demo", "echo-1", "d")], DEMO_MODEL
+    )
+    chat = ChatService(store, paced, None, checkpoint_s=0.0, render_interval_s=0.0)
+    alice = user("alice")
+    reply = chat.send(alice, None, "Stream please", DEMO_MODEL)
+    it = iter(reply)
+    seen = next(it)
+    snapshots = []
+    for chunk in it:
+        _, assistant = messages(store, alice, reply)
+        snapshots.append((assistant.status, assistant.content))
+        assert assistant.content == seen  # everything handed over before this point is in the database
+        seen += chunk
+        if len(snapshots) == 5:
+            break
+    assert all(status == "streaming" for status, _ in snapshots)
+    assert len({content for _, content in snapshots}) == 5  # it grew at every checkpoint
+    reply.close()
+    _, final = messages(store, alice, reply)
+    assert (final.status, final.content) == ("interrupted", seen)
+
+
+def test_two_thousand_tiny_chunks_are_coalesced(chat: ChatService, wires: dict[str, WireServer]) -> None:
+    chunks = [f"t{i} " for i in range(2_000)]
+    wires["openai"].queue(Script(chunks=chunks))
+    reply = chat.send(user("alice"), None, "long reply", OPENAI_MODEL)
+    started = time.monotonic()
+    yielded = drain(reply)
+    elapsed = time.monotonic() - started
+    assert "".join(yielded) == "".join(chunks)
+    assert yielded[0].startswith("t0 ")
+    # At most one hand-over per 50 ms interval, plus the immediate first one and the final flush.
+    assert len(yielded) <= elapsed / 0.05 + 2
+    assert len(yielded) < len(chunks) / 10
+    assert reply.outcome is not None and reply.outcome.renders == len(yielded)
+
+
+def test_text_is_handed_over_without_waiting_for_the_next_chunk(
+    chat: ChatService, wires: dict[str, WireServer]
+) -> None:
+    # "B" arrives right after "A"; "C" a second later. "B" must be shown before "C" exists.
+    wires["anthropic"].queue(Script(chunks=["A", "B", "C"], pause_before={2: 1.0}))
+    yielded = drain(chat.send(user("alice"), None, "abc", ANTHROPIC_MODEL))
+    assert "".join(yielded) == "ABC"
+    assert yielded[-1] == "C"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        ("x" * 2_001, "too long: 2,001 characters, the limit is 2,000"),
+        ("nul \x00 byte", "NUL"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message_and_stores_nothing(
+    chat: ChatService, store: PostgresStore, text: str, message: str
+) -> None:
+    alice = user("alice")
+    existing = chat.send(alice, None, "first", DEMO_MODEL)
+    drain(existing)
+    before = count_rows(store, alice)
+    for conversation_id in (None, existing.conversation_id):
+        with pytest.raises(InvalidInput, match=message):
+            chat.send(alice, conversation_id, text, DEMO_MODEL)
+    assert count_rows(store, alice) == before
+
+
+def test_unknown_model_is_refused(chat: ChatService, store: PostgresStore) -> None:
+    alice = user("alice")
+    with pytest.raises(InvalidInput, match="not available"):
+        chat.send(alice, None, "hello", "openai/gpt-nonexistent")
+    assert count_rows(store, alice) == (0, 0)
+
+
+def test_sending_into_another_users_conversation_is_refused(chat: ChatService, store: PostgresStore) -> None:
+    alice, bob = user("alice"), user("bob")
+    reply = chat.send(alice, None, "mine", DEMO_MODEL)
+    drain(reply)
+    with pytest.raises(NotFound):
+        chat.send(bob, reply.conversation_id, "let me in", DEMO_MODEL)
+    with pytest.raises(NotFound):
+        chat.regenerate(bob, reply.conversation_id, DEMO_MODEL)
+    assert count_rows(store, bob) == (0, 0)
+    assert len(messages(store, alice, reply)) == 2
+
+
+def test_context_is_the_conversation_so_far(chat: ChatService, wires: dict[str, WireServer]) -> None:
+    alice = user("alice")
+    first = chat.send(alice, None, "My name is Ada.", OPENAI_MODEL)
+    drain(first)  # default script: "Hello, world!"
+    before = len(wires["openai"].requests)
+    drain(chat.send(alice, first.conversation_id, "What is my name?", OPENAI_MODEL))
+    (request,) = wires["openai"].requests[before:]
+    assert request.body["messages"] == [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Hello, world!"},
+        {"role": "user", "content": "What is my name?"},
+    ]
+
+
+def test_regenerate_answers_the_last_message_again_and_keeps_the_failed_reply(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    alice = user("alice")
+    wires["anthropic"].queue(Script(status=500))
+    failed = chat.send(alice, None, "Try me", ANTHROPIC_MODEL)
+    drain(failed)
+    before = len(wires["anthropic"].requests)
+    retry = chat.regenerate(alice, failed.conversation_id, ANTHROPIC_MODEL)
+    assert "".join(drain(retry)) == "Hello, world!"
+    (request,) = wires["anthropic"].requests[before:]
+    assert request.body["messages"] == [{"role": "user", "content": "Try me"}]
+    assert [(m.role, m.status) for m in messages(store, alice, retry)] == [
+        ("user", "complete"),
+        ("assistant", "error"),
+        ("assistant", "complete"),
+    ]
+
+
+def test_regenerate_with_nothing_to_answer(chat: ChatService, store: PostgresStore) -> None:
+    alice = user("alice")
+    conversation = store.create_conversation(alice)
+    with pytest.raises(InvalidInput, match="no message"):
+        chat.regenerate(alice, conversation.id, DEMO_MODEL)
+
+
+def test_new_chat_is_titled_from_its_first_message(chat: ChatService, store: PostgresStore) -> None:
+    alice = user("alice")
+    empty = store.create_conversation(alice)
+    drain(
+        chat.send(
+            alice, empty.id, "  Plan a   trip to Lisbon in spring, with a day in Sintra and good food  ", DEMO_MODEL
+        )
+    )
+    title = store.get_conversation(alice, empty.id).title
+    assert title == title_from("Plan a trip to Lisbon in spring, with a day in Sintra and good food")
+    assert title.startswith("Plan a trip to Lisbon") and title.endswith("…") and len(title) <= 60
+
+
+def test_window_shows_the_last_fifty_and_pages_back(store: PostgresStore, chat: ChatService) -> None:
+    alice = user("alice")
+    conversation = store.create_conversation(alice, "long")
+    for i in range(120):
+        store.add_message(alice, conversation.id, "user" if i % 2 == 0 else "assistant", f"m{i}", DEMO_MODEL)
+    one = chat.window(alice, conversation)
+    assert [m.content for m in one.messages] == [f"m{i}" for i in range(120 - WINDOW, 120)]
+    assert one.has_more
+    everything = chat.window(alice, conversation, pages=3)
+    assert [m.content for m in everything.messages] == [f"m{i}" for i in range(120)]
+    assert not everything.has_more
+
+
+def test_demo_reply_is_stored_complete(chat: ChatService, store: PostgresStore) -> None:
+    alice = user("alice")
+    reply = chat.send(alice, None, "Hello demo", DEMO_MODEL)
+    assert "".join(drain(reply)) == demo_reply("Hello demo")
+    _, assistant = messages(store, alice, reply)
+    assert (assistant.status, assistant.content, assistant.model) == ("complete", demo_reply("Hello demo"), DEMO_MODEL)
+    assert assistant.output_tokens and assistant.input_tokens
+
+
+def test_build_context_merges_skips_and_budgets() -> None:
+    now = datetime.now(UTC)
+
+    def m(role: str, content: str, status: str = "complete") -> Message:
+        return Message(uuid.uuid4(), uuid.uuid4(), "u", role, content, "demo/echo-1", status, None, None, None, now)
+
+    history = [
+        m("assistant", "orphan greeting"),
+        m("user", "q1"),
+        m("assistant", "", "error"),
+        m("user", "q1 again"),
+        m("assistant", "first try", "interrupted"),
+        m("assistant", "second try"),
+        m("user", "x" * 50),
+    ]
+    assert build_context(history, 10_000) == [
+        Turn("user", "q1\n\nq1 again"),
+        Turn("assistant", "second try"),
+        Turn("user", "x" * 50),
+    ]
+    # Over budget: the newest turns are kept, and the context still starts with a user turn.
+    assert build_context(history, 55) == [Turn("user", "x" * 50)]
+
+
+# --- rate limits ---------------------------------------------------------------------------------
+
+
+def test_rate_limit_is_per_user_shared_between_replicas_and_stores_nothing(
+    database, store: PostgresStore, catalogue: Catalogue
+) -> None:
+    replica_a = RateLimiter(database.app_url, 3)
+    replica_b = RateLimiter(database.app_url, 3)
+    try:
+        chat_a = ChatService(store, catalogue, replica_a)
+        chat_b = ChatService(store, catalogue, replica_b)
+        carol, dave = user("carol"), user("dave")
+        first = chat_a.send(carol, None, "one", DEMO_MODEL)
+        drain(first)
+        drain(chat_b.send(carol, first.conversation_id, "two", DEMO_MODEL))
+        drain(chat_a.send(carol, first.conversation_id, "three", DEMO_MODEL))
+        before = count_rows(store, carol)
+        with pytest.raises(RateLimited) as caught:
+            chat_b.send(carol, first.conversation_id, "four", DEMO_MODEL)
+        assert 1 <= caught.value.retry_after_s <= 60 and "3 messages" in caught.value.message
+        assert count_rows(store, carol) == before
+        drain(chat_b.send(dave, None, "someone else", DEMO_MODEL))  # dave has his own budget
+    finally:
+        replica_a.close()
+        replica_b.close()
+
+
+def test_rate_limit_window_resets(database) -> None:
+    limiter = RateLimiter(database.app_url, 1)
+    try:
+        erin = user("erin")
+        assert limiter.hit(erin).allowed
+        assert not limiter.hit(erin).allowed
+        with psycopg.connect(database.admin_url, autocommit=True) as admin:
+            admin.execute(
+                "update public.rate_limits set window_start = now() - interval '61 seconds' where user_id = %s",
+                [erin.user_id],
+            )
+        decision = limiter.hit(erin)
+        assert decision.allowed and decision.hits == 1
+    finally:
+        limiter.close()
+
+
+def test_rate_limit_rows_are_private(database) -> None:
+    limiter = RateLimiter(database.app_url, 5)
+    try:
+        frank, grace = user("frank"), user("grace")
+        limiter.hit(frank)
+        limiter.hit(grace)
+        with psycopg.connect(database.app_url) as conn:
+            conn.execute(
+                "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
+                [f'{{"sub": "{frank.user_id}", "role": "authenticated"}}'],
+            )
+            rows = conn.execute("select user_id from public.rate_limits").fetchall()
+            assert rows == [(frank.user_id,)]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("insert into public.rate_limits (user_id, hits) values (%s, 0)", [grace.user_id + "_x"])
+    finally:
+        limiter.close()
+
+
+def test_rate_limit_zero_means_off(database) -> None:
+    assert RateLimiter(None, 0).hit(user("henry")).allowed
+    assert settings_from({"CHAT_RATE_LIMIT_PER_MINUTE": "0"}).rate_limit_per_minute == 0
+    assert build_catalogue(settings_from({})).default == DEMO_MODEL
