@@ -480,3 +480,17 @@ def test_csv_guards_formula_cells_and_leaves_plain_text_alone(store: PostgresSto
     assert [m["content"] for m in data["messages"]] == texts  # JSON keeps every byte
     assert rows[0]["input_tokens"] == "" and rows[0]["created_at"].endswith("+00:00")
     assert rows[0]["created_at"] == data["messages"][0]["created_at"]  # same instant, same text in both
+
+
+def test_longest_allowed_reply_is_stored_and_its_start_is_searchable(store: PostgresStore) -> None:
+    """A tsvector is capped at 1 MB: indexing all of a 1,000,000-char reply of distinct words would fail
+    the insert. Only the first 100,000 characters are indexed; the reply itself is kept whole."""
+    who = Principal(user_id="user_verbose")
+    conv = store.create_conversation(who, "Long")
+    text = " ".join(f"w{i}" for i in range(160_000))[:1_000_000]
+    first = store.add_message(who, conv.id, "assistant", text[:10], "demo", "streaming")
+    done = store.update_message(who, first.id, content=text, status="complete")
+    assert len(done.content) == 1_000_000
+    again = store.add_message(who, conv.id, "assistant", text, "demo")
+    assert store.search_messages(who, MessageFilter(query="w100")).items[0].id in (first.id, again.id)
+    assert store.search_messages(who, MessageFilter(query="w150000")).items == []  # beyond 100,000 chars
