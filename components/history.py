@@ -19,6 +19,7 @@ from components import state
 from services import export
 from services.auth import AuthError, Principal
 from services.store import (
+    MAX_QUERY_CHARS,
     ROLES,
     STATUSES,
     Conversation,
@@ -32,7 +33,6 @@ from services.store import (
 
 PAGE_SIZES = (10, 20, 50, 100)
 DEFAULT_LIMIT = 20
-MAX_QUERY_CHARS = 1_000
 PREVIEW_CHARS = 120
 USAGE_DEFAULT_DAYS = 30
 CURSOR_PARAMS = ("before", "after")

@@ -222,6 +222,8 @@ class MessageStore(Protocol):
 
 # --- history page: search, filters, export, usage ------------------------------------------------------
 
+MAX_QUERY_CHARS = 1_000
+
 
 @dataclass(frozen=True)
 class MessageFilter:

@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from services.auth import Principal
 from services.store import (
+    MAX_QUERY_CHARS,
     MAX_STORED_CHARS,
     MAX_TITLE_CHARS,
     ROLES,
@@ -53,7 +54,6 @@ HISTORY_COLUMNS = (
     " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at"
 )
 HISTORY_FROM = "public.messages m join public.conversations c on c.id = m.conversation_id"
-MAX_QUERY_CHARS = 1_000
 
 
 def _configure(conn: psycopg.Connection) -> None:
@@ -292,7 +292,6 @@ class PostgresStore:
             count = conn.execute("delete from public.messages where user_id = %s", [principal.user_id]).rowcount
             conn.execute("delete from public.conversations where user_id = %s", [principal.user_id])
         return count
-
 
     # --- history page: search, filters, export, usage ------------------------------------------------
 
