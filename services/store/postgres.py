@@ -54,6 +54,11 @@ HISTORY_COLUMNS = (
     " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at"
 )
 HISTORY_FROM = "public.messages m join public.conversations c on c.id = m.conversation_id"
+# The same columns from public.search_messages(...) m, which already carries the title.
+SEARCH_COLUMNS = (
+    "m.id, m.conversation_id, m.conversation_title, m.user_id, m.role, m.content, m.model, m.status,"
+    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at"
+)
 
 
 def _configure(conn: psycopg.Connection) -> None:
@@ -306,9 +311,11 @@ class PostgresStore:
         """One page of messages matching `where`, newest first, with cursors both ways.
 
         Keyset paging on (created_at, id) like page_messages; `after` walks back to newer rows (ascending,
-        then reversed), so "Previous" works from a bookmarked URL without a stack of cursors. A search
-        adds `search @@ websearch_to_tsquery(...)` as a filter on the newest-first index walk: each page
-        reads rows until it has `limit` matches (see the migration for why not the GIN index).
+        then reversed), so "Previous" works from a bookmarked URL without a stack of cursors. Filters alone
+        are conditions on the newest-first index walk. A text search goes through the SQL function
+        public.search_messages (migration 20261126000300): under RLS the GIN index cannot be used from
+        here, and a rare term would read the whole history; the function applies the same rules as the
+        policies from the same claims and picks the walk or the GIN index per page.
         """
         limit = check_limit(limit)
         if before and after:
@@ -321,10 +328,11 @@ class PostgresStore:
             params["ts"], params["id"] = decode_cursor(principal, scope, cursor)
             conditions.append("(m.created_at, m.id) " + ("<" if before else ">") + " (%(ts)s, %(id)s)")
         order = "asc" if after else "desc"
-        query = (
-            f"select {HISTORY_COLUMNS} from {HISTORY_FROM} where {' and '.join(conditions) or 'true'}"
-            f" order by m.created_at {order}, m.id {order} limit %(n)s"
-        )
+        if "q" in params:
+            query, params = _search_call(where, params, newer=bool(after))
+        else:
+            query = f"select {HISTORY_COLUMNS} from {HISTORY_FROM} where {' and '.join(conditions) or 'true'}"
+        query += f" order by m.created_at {order}, m.id {order} limit %(n)s"
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(HistoryRow)) as cur:
             cur.execute(query, params)
             rows = cur.fetchall()
@@ -507,6 +515,30 @@ def _history_conditions(principal: Principal, where: MessageFilter) -> tuple[lis
         params["until"] = _check_instant(where.until, "end")
         conditions.append("m.created_at < %(until)s")
     return conditions, params
+
+
+def _search_call(where: MessageFilter, params: dict[str, Any], *, newer: bool) -> tuple[str, dict[str, Any]]:
+    """The call of public.search_messages for a validated filter (params from _history_conditions plus
+    the cursor). No user id is passed: the function takes the caller from the transaction's claims."""
+    args = {
+        "q": params["q"],
+        "n": params["n"],
+        "ts": params.get("ts"),
+        "id": params.get("id"),
+        "newer": newer,
+        "cid": params.get("cid"),
+        "role": params.get("role"),
+        "model": params.get("model"),
+        "status": params.get("status"),
+        "since": params.get("since"),
+        "until": params.get("until"),
+        "all": where.all_users,
+    }
+    query = (
+        f"select {SEARCH_COLUMNS} from public.search_messages(%(q)s, %(n)s, %(ts)s, %(id)s,"
+        " %(newer)s, %(cid)s, %(role)s, %(model)s, %(status)s, %(since)s, %(until)s, %(all)s) m"
+    )
+    return query, args
 
 
 def _check_instant(value: datetime, what: str) -> datetime:
