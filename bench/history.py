@@ -11,7 +11,8 @@ RLS overhead < 1.3x.
 
 History page (issue 5), same data: `PostgresStore.search_messages` pages for the heavy user, for a
 full-text search and for a filter, at depth 1 and 1,000 (targets p50 < 20 ms search, < 2 ms filter),
-plus worst cases (a term in one message; a filter nothing matches), and a full CSV export of the
+plus worst cases (a term in one message; a term with filters just too rare for the bounded walk; the
+reviewer's all-users search; a filter nothing matches), and a full CSV export of the
 heavy user's 200,000 messages in a child process: seconds and peak RSS (targets < 10 s, < 300 MB).
 `--only-history` skips the keyset/OFFSET part.
 """
@@ -354,20 +355,31 @@ SEARCHES = {
     "search 'supabase' (one word, ~5%)": MessageFilter(query="supabase"),
     "filter assistant + openai/gpt-4o-mini": MessageFilter(role="assistant", model="openai/gpt-4o-mini"),
 }
-# Worst cases: every page reads the user's rows until it has a page of matches or runs out.
+# Worst cases: a term too rare for the bounded walk (public.search_messages then takes the GIN index),
+# a term plus filters just too rare for the walk (it pays both strategies), the reviewer's all-users
+# search (1,000,000 rows), and a filter nothing matches.
 WORST = {
     "search one message ('Message 1234')": MessageFilter(query='"message 1234"'),
+    "search 'supabase budget' + role + model (0.25%)": MessageFilter(
+        query="supabase budget", role="user", model="openai/gpt-4o-mini"
+    ),
+    "reviewer, all users: one message": MessageFilter(query='"message 1234"', all_users=True),
+    "reviewer, all users: 'supabase budget' + role + model": MessageFilter(
+        query="supabase budget", role="user", model="openai/gpt-4o-mini", all_users=True
+    ),
     "filter nothing matches (status error)": MessageFilter(status="error"),
 }
 
 
 def history_section(db: embedded.EmbeddedDatabase, args: argparse.Namespace) -> dict[str, Any]:
-    principal = Principal(HEAVY)
+    heavy = Principal(HEAVY)
+    reviewer = Principal(HEAVY, claims={"roles": ["reviewer"]})
     store = PostgresStore(db.app_url, pool_max=2)
     owner = psycopg.connect(db.admin_url)
     out: dict[str, Any] = {"searches": {}}
     try:
         for name, where in {**SEARCHES, **WORST}.items():
+            principal = reviewer if where.all_users else heavy
             conditions, params = _history_conditions(principal, where)
             total = owner.execute(
                 f"select count(*) from public.messages m where {' and '.join(conditions)}", params
