@@ -4,7 +4,6 @@ page can be bookmarked and reloaded; widgets are synced from it and write back t
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -16,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from components import state
+from components.markdown import neutralise
 from services import export
 from services.auth import AuthError, Principal
 from services.store import (
@@ -331,19 +331,6 @@ def pager(page: HistoryPage, query: HistoryQuery) -> None:
         st.rerun()
 
 
-_CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.DOTALL)
-
-
-def safe_markdown(text: str) -> str:
-    """Markdown with images turned into plain text, so rendering makes the browser fetch nothing.
-    `![alt](url)` becomes literal text; code spans and fences are left as they are (no images there).
-    HTML needs no work: Streamlit escapes it unless unsafe_allow_html, which we never pass."""
-    parts = _CODE.split(text)
-    for i in range(0, len(parts), 2):
-        parts[i] = parts[i].replace("![", "!\\[")
-    return "".join(parts)
-
-
 def _label(position: int, row: HistoryRow, tz: ZoneInfo) -> str:
     # Streamlit keeps a selectbox choice by its label, so labels must be unique: the row number is.
     return f"{position}. {_local(row.created_at, tz):%Y-%m-%d %H:%M:%S} · {row.role} · {_preview(row.content)[:60]}"
@@ -371,8 +358,8 @@ def detail(rows: Sequence[HistoryRow], principal: Principal, store: MessageStore
             f"{_local(row.created_at, tz):%Y-%m-%d %H:%M:%S} ({tz.key}) · {row.role} · {row.model} · {row.status}"
             f"{tokens}" + ("" if own else f" · user {row.user_id}")
         )
-        st.markdown(f"**{safe_markdown(row.conversation_title)}**")
-        st.markdown(safe_markdown(row.content))
+        st.markdown(f"**{neutralise(row.conversation_title)}**")
+        st.markdown(neutralise(row.content))
         if not own:
             st.caption("Another user's message: read-only.")
             return
@@ -418,7 +405,7 @@ def pending_dialog(store: MessageStore, principal: Principal) -> None:
 def confirm_delete_conversation(
     store: MessageStore, principal: Principal, conversation_id: uuid.UUID, title: str
 ) -> None:
-    st.markdown(f"**{safe_markdown(title)}** and all its messages will be deleted. This cannot be undone.")
+    st.markdown(f"**{neutralise(title)}** and all its messages will be deleted. This cannot be undone.")
     cols = st.columns(2)
     if cols[0].button("Delete", type="primary", key="history.delete.one.confirm"):
         try:
