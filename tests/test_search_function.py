@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -24,7 +24,7 @@ T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 BIG = 8_000  # rows of user_big; user_other has OTHER rows with the same words
 OTHER = 4_000
 # term -> which message numbers contain it (same rule for both users)
-TERMS = {
+TERMS: dict[str, Callable[[int], bool]] = {
     "zircon": lambda i: i % 2_500 == 7,  # 4 of 8,000 (rare: index path)
     "quartz": lambda i: i % 200 == 3,  # 40 of 8,000 (15 in the newest 3,000: index path)
     "basalt": lambda i: i % 3 == 0,  # a third (walk)
@@ -94,9 +94,9 @@ def number(row: HistoryRow) -> int:
     return int(row.content.split()[1])
 
 
-def want(term: str, count: int = BIG, keep: object = None) -> list[int]:
+def want(term: str, count: int = BIG, keep: Callable[[int], bool] | None = None) -> list[int]:
     rule = TERMS[term]
-    return [i for i in range(count - 1, -1, -1) if rule(i) and (keep is None or keep(i))]  # type: ignore[operator]
+    return [i for i in range(count - 1, -1, -1) if rule(i) and (keep is None or keep(i))]
 
 
 def walk(store: PostgresStore, who: Principal, where: MessageFilter, limit: int) -> list[list[HistoryRow]]:
@@ -138,7 +138,7 @@ def as_caller(conn: psycopg.Connection, claims: Mapping[str, object] | None, rol
 
 
 def call(conn: psycopg.Connection, **overrides: object) -> list[tuple[uuid.UUID, str, str]]:
-    return conn.execute(CALL, {**ARGS, **overrides}).fetchall()  # type: ignore[return-value]
+    return conn.execute(CALL, {**ARGS, **overrides}).fetchall()
 
 
 # --- through the store: both strategies return every match exactly once --------------------------------
