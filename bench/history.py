@@ -8,13 +8,24 @@ for the heavy user at page depths 1, 100, 1,000 and the last page, beside the sa
 OFFSET, and the RLS cost: the same keyset query run by the table owner with RLS off.
 Targets: keyset p50 < 2 ms at every depth; keyset >= 100x faster than OFFSET at depth 1,000;
 RLS overhead < 1.3x.
+
+History page (issue 5), same data: `PostgresStore.search_messages` pages for the heavy user, for a
+full-text search and for a filter, at depth 1 and 1,000 (targets p50 < 20 ms search, < 2 ms filter),
+plus worst cases (a term in one message; a term with filters just too rare for the bounded walk; the
+reviewer's all-users search; a filter nothing matches), and a full CSV export of the
+heavy user's 200,000 messages in a child process: seconds and peak RSS (targets < 10 s, < 300 MB).
+`--only-history` skips the keyset/OFFSET part.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -27,10 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg
 
+from services import export
 from services.auth import Principal
-from services.store import embedded, encode_cursor
+from services.store import MessageFilter, embedded, encode_cursor
 from services.store.migrate import migrate
-from services.store.postgres import MESSAGE_COLUMNS, PostgresStore
+from services.store.postgres import MESSAGE_COLUMNS, PostgresStore, _history_conditions
 
 TOTAL = 1_000_000
 USERS = 1_000
@@ -161,11 +173,21 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(ROOT / ".data" / "bench"))
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--json-only", action="store_true")
+    parser.add_argument("--only-history", action="store_true", help="only the search/filter/export part")
+    parser.add_argument("--export-child", choices=["csv", "json"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.export_child:
+        export_child(Path(args.data_dir), args.export_child)
+        return
 
     db = embedded.start(Path(args.data_dir), database="bench")
     migrate(db.admin_url)
     seed(db.admin_url)
+    if args.only_history:
+        history = history_section(db, args)
+        print(json.dumps(history, indent=2))
+        print_history_table(history)
+        return
 
     principal = Principal(HEAVY)
     claims = json.dumps(principal.db_claims())
@@ -264,6 +286,7 @@ def main() -> None:
     store.close()
     app.close()
     owner.close()
+    results["history"] = history_section(db, args)
 
     d1000 = results["depths"][1_000]
     results["summary"] = {
@@ -287,6 +310,7 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     if not args.json_only:
         print_table(results)
+        print_history_table(results["history"])
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -318,6 +342,144 @@ def print_table(results: dict[str, Any]) -> None:
     )
     print(
         f"RLS overhead, worst depth: {s['rls_overhead_max']}x client, {s['rls_overhead_max_server']}x server (< 1.3x)"
+    )
+
+
+# --- history page (issue 5): search, filters, export ---------------------------------------------------
+
+SEARCHES = {
+    # ~20% of messages: deep enough for page 1,000 (20,000 matches) in the heavy user's 200,000
+    "search 'postgres or streamlit or python or keyset'": MessageFilter(
+        query="postgres or streamlit or python or keyset"
+    ),
+    "search 'supabase' (one word, ~5%)": MessageFilter(query="supabase"),
+    "filter assistant + openai/gpt-4o-mini": MessageFilter(role="assistant", model="openai/gpt-4o-mini"),
+}
+# Worst cases: a term too rare for the bounded walk (public.search_messages then takes the GIN index),
+# a term plus filters just too rare for the walk (it pays both strategies), the reviewer's all-users
+# search (1,000,000 rows), and a filter nothing matches.
+WORST = {
+    "search one message ('Message 1234')": MessageFilter(query='"message 1234"'),
+    "search 'supabase budget' + role + model (0.25%)": MessageFilter(
+        query="supabase budget", role="user", model="openai/gpt-4o-mini"
+    ),
+    "reviewer, all users: one message": MessageFilter(query='"message 1234"', all_users=True),
+    "reviewer, all users: 'supabase budget' + role + model": MessageFilter(
+        query="supabase budget", role="user", model="openai/gpt-4o-mini", all_users=True
+    ),
+    "filter nothing matches (status error)": MessageFilter(status="error"),
+}
+
+
+def history_section(db: embedded.EmbeddedDatabase, args: argparse.Namespace) -> dict[str, Any]:
+    heavy = Principal(HEAVY)
+    reviewer = Principal(HEAVY, claims={"roles": ["reviewer"]})
+    store = PostgresStore(db.app_url, pool_max=2)
+    owner = psycopg.connect(db.admin_url)
+    out: dict[str, Any] = {"searches": {}}
+    try:
+        for name, where in {**SEARCHES, **WORST}.items():
+            principal = reviewer if where.all_users else heavy
+            conditions, params = _history_conditions(principal, where)
+            total = owner.execute(
+                f"select count(*) from public.messages m where {' and '.join(conditions)}", params
+            ).fetchone()[0]  # type: ignore[index]
+            depths = [1, 1_000] if name in SEARCHES else [1]
+            entries: dict[str, tuple[Callable[[], float], int]] = {}
+            for depth in depths:
+                if depth > 1 and (depth - 1) * PAGE >= total:
+                    continue
+                cursor = None
+                if depth > 1:
+                    row = owner.execute(
+                        f"select m.created_at, m.id from public.messages m where {' and '.join(conditions)}"
+                        " order by m.created_at desc, m.id desc limit 1 offset %(off)s",
+                        {**params, "off": (depth - 1) * PAGE - 1},
+                    ).fetchone()
+                    assert row is not None
+                    cursor = encode_cursor(principal, where.scope(), row[0], row[1])
+                page = store.search_messages(principal, where, PAGE, before=cursor)
+                expected = owner.execute(
+                    f"select m.id from public.messages m where {' and '.join(conditions)}"
+                    " order by m.created_at desc, m.id desc limit %(n)s offset %(off)s",
+                    {**params, "n": PAGE, "off": (depth - 1) * PAGE},
+                ).fetchall()
+                assert [r.id for r in page.items] == [r[0] for r in expected], f"{name}: wrong page at {depth}"
+                reps = args.reps if name in SEARCHES else 10
+                entries[f"depth {depth:,}"] = (
+                    timed(partial(store.search_messages, principal, where, PAGE, before=cursor)),
+                    reps,
+                )
+            out["searches"][name] = {"matches": total, **sample(entries, budget_s=15.0)}
+        out["export"] = export_in_child(args.data_dir, "csv")
+        out["export_json"] = export_in_child(args.data_dir, "json")
+    finally:
+        store.close()
+        owner.close()
+    return out
+
+
+def export_in_child(data_dir: str, fmt: str) -> dict[str, Any]:
+    """Peak RSS is per process: run the export alone in a fresh interpreter to measure it cleanly."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--export-child", fmt, "--data-dir", data_dir],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def export_child(data_dir: Path, fmt: str) -> None:
+    """What a download button does: stream the export into a temp file, then Streamlit reads it."""
+    db = embedded.start(data_dir, database="bench")
+    store = PostgresStore(db.app_url, pool_max=1)
+    principal = Principal(HEAVY)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    chunks = export.export_csv(store, principal) if fmt == "csv" else export.export_json(store, principal)
+    spooled = export.spool(chunks)
+    built = time.perf_counter() - started
+    rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    data = spooled.read()  # st.download_button reads a file-like into bytes once
+    total = time.perf_counter() - started
+    rss_with_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    store.close()
+    if fmt == "csv":  # counted after the RSS readings
+        rows = sum(1 for _ in csv.reader(io.StringIO(data.decode()))) - 1
+    else:
+        rows = len(json.loads(data)["messages"])
+    result = {
+        "rows": rows,
+        "bytes": len(data),
+        "build_s": round(built, 2),
+        "build_and_read_s": round(total, 2),
+        "peak_rss_mb_before": round(rss_before, 1),
+        "peak_rss_mb_built": round(rss_built, 1),
+        "peak_rss_mb_with_bytes": round(rss_with_bytes, 1),
+    }
+    print(json.dumps(result))
+
+
+def print_history_table(history: dict[str, Any]) -> None:
+    print()
+    print("| history page, heavy user (200,000 messages) | matches | depth 1 p50 / p95 ms | depth 1,000 p50 / p95 ms |")
+    print("|---|---:|---:|---:|")
+    for name, v in history["searches"].items():
+        cells = [f"{v[d]['p50_ms']:.2f} / {v[d]['p95_ms']:.2f}" if d in v else "-" for d in ("depth 1", "depth 1,000")]
+        print(f"| {name} | {v['matches']:,} | {cells[0]} | {cells[1]} |")
+    print()
+    for label, e in (("CSV", history["export"]), ("JSON", history["export_json"])):
+        print_export(label, e)
+    print("Targets: search p50 < 20 ms, filter p50 < 2 ms (depth 1 and 1,000); export < 10 s and < 300 MB RSS.")
+
+
+def print_export(label: str, e: dict[str, Any]) -> None:
+    print(
+        f"{label} export: {e['rows']:,} rows, {e['bytes'] / 1e6:.1f} MB in {e['build_s']} s "
+        f"({e['build_and_read_s']} s with the read into bytes); peak RSS {e['peak_rss_mb_built']} MB built, "
+        f"{e['peak_rss_mb_with_bytes']} MB holding the bytes (interpreter + imports: {e['peak_rss_mb_before']} MB)."
     )
 
 

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from components import state
 from components.auth_gate import LOCAL_USER
-from components.chat import neutralise, safe_stream
+from components.markdown import neutralise, safe_stream
 from services.auth import Principal
 from services.providers.demo import demo_reply
 from services.store import Message, embedded

@@ -11,9 +11,9 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Generic, Literal, Protocol, TypeVar
 
 from services.auth import Principal
@@ -195,3 +195,100 @@ class MessageStore(Protocol):
     ) -> Page[Message]: ...
 
     def delete_all_user_data(self, principal: Principal) -> int: ...
+
+    # history page (search, filters, export, usage); see MessageFilter below
+
+    def search_messages(
+        self,
+        principal: Principal,
+        where: MessageFilter,
+        limit: int = 20,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> HistoryPage: ...
+
+    def iter_history(
+        self, principal: Principal, conversation_id: uuid.UUID | str | None = None, batch_size: int = 1000
+    ) -> Iterator[HistoryRow]: ...
+
+    def usage_by_day(
+        self, principal: Principal, since: datetime, until: datetime, timezone: str, all_users: bool = False
+    ) -> list[UsageRow]: ...
+
+    def message_models(self, principal: Principal, all_users: bool = False) -> list[str]: ...
+
+    def export_csv(self, principal: Principal) -> Iterator[bytes]: ...
+
+
+# --- history page: search, filters, export, usage ------------------------------------------------------
+
+MAX_QUERY_CHARS = 1_000
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """What the history page asks for. Empty fields mean "any". `since`/`until` are timezone-aware
+    instants (until is exclusive). `all_users` only drops the `user_id = me` condition: row-level
+    security still decides what is visible, so it shows more only to a principal the reviewer policy
+    admits."""
+
+    query: str = ""
+    conversation_id: uuid.UUID | None = None
+    role: str | None = None
+    model: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    all_users: bool = False
+
+    def scope(self) -> str:
+        """The cursor scope of this listing: a cursor made for other filters is rejected."""
+        parts = [
+            " ".join(self.query.split()),
+            str(self.conversation_id or ""),
+            self.role or "",
+            self.model or "",
+            self.status or "",
+            self.since.isoformat() if self.since else "",
+            self.until.isoformat() if self.until else "",
+            "all" if self.all_users else "own",
+        ]
+        digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+        return f"history:{digest}"
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """A message with its conversation's title, as the history table and the exports show it."""
+
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    conversation_title: str
+    user_id: str
+    role: str
+    content: str
+    model: str
+    status: str
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_ms: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page, newest first. `next_cursor` continues to older rows (`before=`), `prev_cursor` back to
+    newer ones (`after=`); None where there is nothing more that way."""
+
+    items: Sequence[HistoryRow]
+    next_cursor: str | None
+    prev_cursor: str | None
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    day: date
+    model: str
+    messages: int
+    input_tokens: int
+    output_tokens: int

@@ -1,0 +1,125 @@
+"""Exports of a user's history: all messages as CSV or JSON, one conversation as Markdown.
+
+Each export is a generator of byte chunks: CSV straight from Postgres COPY, JSON and Markdown from the
+store's keyset batches (`iter_history`), so 100,000 messages never sit in memory as objects at once.
+`spool` writes the chunks to a temporary file that `st.download_button` can read. Output is
+byte-stable: rows in (created_at, id) order, times in UTC with fixed precision, JSON keys sorted, no
+export timestamp.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from services.auth import Principal
+from services.store import Conversation, HistoryRow, MessageStore, NotFound
+
+JSON_FORMAT = "chat-history/1"
+# Rows per output chunk: large enough that the generator overhead is noise, small enough to stay tiny.
+CHUNK_ROWS = 500
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _message_json(row: HistoryRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "conversation_id": str(row.conversation_id),
+        "role": row.role,
+        "content": row.content,
+        "model": row.model,
+        "status": row.status,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "latency_ms": row.latency_ms,
+        "created_at": utc_text(row.created_at),
+    }
+
+
+def _conversation_json(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": str(conversation.id),
+        "title": conversation.title,
+        "created_at": utc_text(conversation.created_at),
+        "updated_at": utc_text(conversation.updated_at),
+    }
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def json_chunks(user_id: str, conversations: Iterable[Conversation], rows: Iterable[HistoryRow]) -> Iterator[bytes]:
+    """One JSON document: {"format", "user_id", "conversations": [...], "messages": [...]}, one item a line."""
+    yield f'{{"format":{_dumps(JSON_FORMAT)},"user_id":{_dumps(user_id)},\n"conversations":['.encode()
+    for section, items in (("conversations", conversations), ("messages", rows)):
+        if section == "messages":
+            yield b'],\n"messages":['
+        lines: list[str] = []
+        first = True
+        for item in items:
+            data = _conversation_json(item) if isinstance(item, Conversation) else _message_json(item)
+            lines.append(("\n" if first else ",\n") + _dumps(data))
+            first = False
+            if len(lines) >= CHUNK_ROWS:
+                yield "".join(lines).encode()
+                lines = []
+        yield "".join(lines).encode()
+    yield b"\n]}\n"
+
+
+def markdown_chunks(conversation: Conversation, rows: Iterable[HistoryRow]) -> Iterator[bytes]:
+    """One conversation as Markdown: a heading per message with who, model, time and non-final status."""
+    started = utc_text(conversation.created_at)
+    yield f"# {conversation.title}\n\nConversation {conversation.id}, started {started}\n".encode()
+    for row in rows:
+        who = "User" if row.role == "user" else f"Assistant ({row.model})"
+        status = "" if row.status == "complete" else f" · {row.status}"
+        yield f"\n## {who} · {utc_text(row.created_at)}{status}\n\n{row.content}\n".encode()
+
+
+def all_conversations(store: MessageStore, principal: Principal) -> Iterator[Conversation]:
+    """Every conversation of the user, by keyset pages of the existing listing."""
+    before: str | None = None
+    while True:
+        page = store.list_conversations(principal, limit=200, before=before)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        before = page.next_cursor
+
+
+def export_csv(store: MessageStore, principal: Principal) -> Iterator[bytes]:
+    """CSV of every message, streamed by the database (COPY); see MessageStore.export_csv."""
+    return store.export_csv(principal)
+
+
+def export_json(store: MessageStore, principal: Principal) -> Iterator[bytes]:
+    # Conversations come most recently active first (the listing's keyset order): stable for equal data.
+    return json_chunks(principal.user_id, all_conversations(store, principal), store.iter_history(principal))
+
+
+def export_markdown(store: MessageStore, principal: Principal, conversation_id: uuid.UUID | str) -> Iterator[bytes]:
+    conversation = store.get_conversation(principal, conversation_id)
+    if conversation.user_id != principal.user_id:
+        # A reviewer can read others' conversations, but an export is "my data" only.
+        raise NotFound("That conversation does not exist.")
+    return markdown_chunks(conversation, store.iter_history(principal, conversation.id))
+
+
+def spool(chunks: Iterable[bytes]) -> io.FileIO:
+    """Write chunks to a temporary file and rewind it: the download is read from disk, not from a list.
+    Unbuffered on purpose: st.download_button accepts raw files (io.RawIOBase), not buffered ones."""
+    out = tempfile.TemporaryFile(buffering=0)
+    for chunk in chunks:
+        out.write(chunk)
+    out.seek(0)
+    return out

@@ -1,0 +1,288 @@
+"""History page under AppTest: the real app.py (CHAT_AUTH=none, a reviewer) on the real test database.
+
+Pages through, searches, filters, bad query parameters, the detail view, export buttons, the usage
+chart, the reviewer toggle and both delete dialogs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from components import history as ui
+from components.auth_gate import LOCAL_USER
+from services.store.embedded import EmbeddedDatabase
+
+ROOT = Path(__file__).resolve().parents[1]
+ME = LOCAL_USER.user_id
+T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+
+
+def seed(admin_url: str, user_id: str, count: int, title: str = "Chat") -> uuid.UUID:
+    """One conversation of `count` messages, one minute apart; even ones say 'apple', every 5th is an error."""
+    cid = uuid.uuid4()
+    with psycopg.connect(admin_url) as conn:
+        conn.execute("insert into public.conversations (id, user_id, title) values (%s, %s, %s)", [cid, user_id, title])
+        conn.execute(
+            """
+            insert into public.messages (conversation_id, user_id, role, content, model, status,
+                                         input_tokens, output_tokens, created_at)
+            select %(cid)s, %(uid)s, case when i %% 2 = 0 then 'user' else 'assistant' end,
+                   concat_ws(' ', 'note', i::text, case when i %% 2 = 0 then 'apple' end),
+                   case when i %% 3 = 0 then 'demo' else 'gpt-4o' end,
+                   case when i %% 5 = 0 then 'error' else 'complete' end,
+                   i, 2 * i, %(t0)s + i * interval '1 minute'
+            from generate_series(0, %(n)s - 1) as i
+            """,
+            {"cid": cid, "uid": user_id, "n": count, "t0": T0},
+        )
+    return cid
+
+
+def detail_box(at: AppTest) -> Any:
+    """The "Message details" picker (its key changes with the page, so find it by label)."""
+    (box,) = [s for s in at.selectbox if s.label == "Message details"]
+    return box
+
+
+def numbers(at: AppTest) -> list[int]:
+    frame = at.dataframe[0].value
+    return [int(text.split()[1]) for text in frame["Preview"]]
+
+
+@pytest.fixture
+def app(database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppTest]:
+    with psycopg.connect(database.admin_url) as conn:
+        conn.execute("delete from public.conversations")  # each test starts from a known history
+    monkeypatch.setenv("CHAT_AUTH", "none")
+    monkeypatch.setenv("DATABASE_URL", database.app_url)
+    monkeypatch.setenv("DATABASE_ADMIN_URL", database.admin_url)
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.run()
+    at.switch_page("pages/history.py")
+    yield at
+    services = at.session_state[ui.state.SERVICES] if ui.state.SERVICES in at.session_state else None
+    if services is not None:
+        services.store.close()
+    st.cache_resource.clear()
+
+
+def test_pages_through_with_cursors_in_the_url(app: AppTest, database: EmbeddedDatabase) -> None:
+    seed(database.admin_url, ME, 45)
+    app.run()
+    assert not app.exception
+    assert numbers(app) == list(range(44, 24, -1))
+    assert app.query_params.get("before") is None
+    older = app.button(key="history.older")
+    assert not older.disabled and app.button(key="history.newer").disabled
+    older.click().run()
+    assert numbers(app) == list(range(24, 4, -1))
+    page2 = app.query_params["before"]
+    app.button(key="history.older").click().run()
+    assert numbers(app) == [4, 3, 2, 1, 0]
+    assert app.button(key="history.older").disabled
+    app.button(key="history.newer").click().run()
+    assert numbers(app) == list(range(24, 4, -1))
+    app.button(key="history.newer").click().run()
+    assert numbers(app) == list(range(44, 24, -1))
+    assert "after" not in app.query_params and "before" not in app.query_params  # back at the canonical URL
+
+    # A bookmarked page reloads as the same page in a new session.
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    fresh.run()
+    fresh.switch_page("pages/history.py")
+    fresh.query_params.update({"limit": "20", "before": page2})
+    fresh.run()
+    assert numbers(fresh) == list(range(24, 4, -1))
+    assert not fresh.warning
+
+
+def test_page_size_from_the_widget_and_the_url(app: AppTest, database: EmbeddedDatabase) -> None:
+    seed(database.admin_url, ME, 30)
+    app.query_params["limit"] = "10"
+    app.run()
+    assert numbers(app) == list(range(29, 19, -1))
+    app.selectbox(key=ui.K_LIMIT).set_value(50).run()
+    assert app.query_params["limit"] == "50" and len(numbers(app)) == 30
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"limit": "7"}, "Page size"),
+        ({"limit": "abc"}, "Page size"),
+        ({"limit": "1000"}, "Page size"),
+        ({"before": "not-a-cursor"}, "not valid"),
+        ({"after": "AAAA"}, "not valid"),
+        ({"before": "x", "after": "y"}, "not valid"),
+        ({"role": "system"}, "Unknown role"),
+        ({"status": "done"}, "Unknown status"),
+        ({"from": "yesterday"}, "not a date"),
+        ({"conversation": "123"}, "conversation"),
+    ],
+)
+def test_bad_query_params_show_a_notice_and_the_first_page(
+    app: AppTest, database: EmbeddedDatabase, params: dict[str, str], says: str
+) -> None:
+    seed(database.admin_url, ME, 25)
+    app.query_params.update(params)
+    app.run()
+    assert not app.exception and not app.error
+    assert any(says in w.value for w in app.warning), [w.value for w in app.warning]
+    assert numbers(app) == list(range(24, 4, -1))
+    assert "before" not in app.query_params and "after" not in app.query_params
+
+
+def test_a_cursor_from_another_listing_falls_back_to_the_first_page(app: AppTest, database: EmbeddedDatabase) -> None:
+    seed(database.admin_url, ME, 45)
+    app.run()
+    app.button(key="history.older").click().run()
+    cursor = app.query_params["before"]
+    app.query_params.update({"q": "apple", "before": cursor})  # same cursor, different listing
+    app.run()
+    assert any("not valid" in w.value for w in app.warning)
+    assert numbers(app) == [n for n in range(44, -1, -1) if n % 2 == 0][:20]
+
+
+def test_search_and_filters_update_the_url_and_keep_paging(app: AppTest, database: EmbeddedDatabase) -> None:
+    seed(database.admin_url, ME, 60)
+    app.run()
+    app.text_input(key=ui.K_QUERY).input("apple").run()
+    assert app.query_params["q"] == "apple"
+    assert numbers(app) == [n for n in range(59, -1, -1) if n % 2 == 0][:20]
+    app.button(key="history.older").click().run()
+    assert numbers(app) == [n for n in range(59, -1, -1) if n % 2 == 0][20:]
+    assert app.query_params["q"] == "apple" and app.query_params["before"]
+
+    app.selectbox(key=ui.K_STATUS).set_value("error").run()
+    assert "before" not in app.query_params  # a filter change starts at the first page
+    assert numbers(app) == [n for n in range(59, -1, -1) if n % 2 == 0 and n % 5 == 0]
+    app.selectbox(key=ui.K_ROLE).set_value("assistant").run()
+    assert app.query_params["role"] == "assistant"
+    assert "No messages match." in [i.value for i in app.info]  # apple is only in user messages
+
+    app.text_input(key=ui.K_QUERY).input("").run()
+    app.selectbox(key=ui.K_STATUS).set_value(None).run()
+    app.selectbox(key=ui.K_MODEL).set_value("demo").run()
+    assert numbers(app) == [n for n in range(59, -1, -1) if n % 2 == 1 and n % 3 == 0]
+    assert set(app.dataframe[0].value["Model"]) == {"demo"}
+
+
+def test_date_range_in_the_url_selects_whole_days(app: AppTest, database: EmbeddedDatabase) -> None:
+    seed(database.admin_url, ME, 10)
+    seed(database.admin_url, ME, 3, title="Later")  # same times: both conversations on 2026-05-01
+    app.query_params.update({"from": "2026-05-02"})
+    app.run()
+    assert "No messages match." in [i.value for i in app.info]
+    app.query_params.update({"from": "2026-05-01", "to": "2026-05-01"})
+    app.run()
+    assert len(numbers(app)) == 13
+    assert app.date_input(key=ui.K_FROM).value.isoformat() == "2026-05-01"
+
+
+def test_detail_view_renders_markdown_safely_and_links_to_the_chat(app: AppTest, database: EmbeddedDatabase) -> None:
+    cid = seed(database.admin_url, ME, 1, title="Pics ![t](http://evil.test/t.png)")
+    with psycopg.connect(database.admin_url) as conn:
+        conn.execute(
+            "update public.messages set content = %s where conversation_id = %s",
+            ["note 0 **bold** ![x](http://evil.test/x.png) <img src=http://evil.test/y.png> `![code](z)`", cid],
+        )
+    app.run()
+    detail_box(app).select_index(1).run()
+    bodies = [m.value for m in app.markdown]
+    body = next(b for b in bodies if "**bold**" in b)
+    assert "!\\[x](http://evil.test/x.png)" in body and "![x]" not in body
+    assert "`![code](z)`" in body  # code spans are shown as written
+    assert all("![t]" not in b for b in bodies)
+    assert not any(getattr(m.proto, "allow_html", False) for m in app.markdown)
+    links = app.get("page_link")
+    assert len(links) == 1 and links[0].proto.query_string == f"c={cid}"
+    assert [b.proto.label for b in app.get("download_button")] == ["Conversation as Markdown"]
+
+
+def test_export_buttons_and_usage_chart(app: AppTest, database: EmbeddedDatabase) -> None:
+    seed(database.admin_url, ME, 12)
+    app.query_params.update({"from": "2026-04-25", "to": "2026-05-03"})
+    app.run()
+    app.radio(key=ui.K_VIEW).set_value("Usage").run()
+    assert not app.exception
+    assert len(app.get("vega_lite_chart")) == 2
+    assert [m.value for m in app.metric] == ["12", str(sum(3 * i for i in range(12)))]
+    app.radio(key=ui.K_VIEW).set_value("Export & delete").run()
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert labels == ["All messages as CSV", "All data as JSON"]
+
+
+def test_reviewer_toggle_shows_every_user_read_only(app: AppTest, database: EmbeddedDatabase) -> None:
+    seed(database.admin_url, ME, 3)
+    seed(database.admin_url, "user_other", 3, title="Someone else")
+    app.run()
+    assert "User" not in app.dataframe[0].value.columns and len(numbers(app)) == 3
+    app.toggle(key=ui.K_ALL).set_value(True).run()
+    assert app.query_params["scope"] == "all"
+    frame = app.dataframe[0].value
+    assert set(frame["User"]) == {ME, "user_other"} and len(frame) == 6
+    options = detail_box(app).options
+    idx = next(i for i in range(1, len(options)) if frame["User"].iloc[i - 1] == "user_other")
+    detail_box(app).select_index(idx).run()
+    assert any("read-only" in c.value for c in app.caption)
+    assert not app.get("page_link") and not app.get("download_button")
+    assert all(b.key != "history.delete.one" for b in app.button)
+
+
+def test_parse_query_drops_all_users_for_non_reviewers() -> None:
+    query, notices = ui.parse_query({"scope": "all", "limit": "20"}, may_review=False)
+    assert query.all_users is False and any("only for reviewers" in n for n in notices)
+    query, notices = ui.parse_query({"scope": "all"}, may_review=True)
+    assert query.all_users is True and notices == []
+
+
+def test_delete_one_conversation_through_the_dialog(app: AppTest, database: EmbeddedDatabase) -> None:
+    keep = seed(database.admin_url, ME, 2, title="Keep")
+    gone = seed(database.admin_url, ME, 1, title="Gone")
+    with psycopg.connect(database.admin_url) as conn:  # make "Gone" the newest message
+        conn.execute("update public.messages set created_at = %s where conversation_id = %s", [T0 + timedelta(1), gone])
+    app.run()
+    detail_box(app).select_index(1).run()
+    app.button(key="history.delete.one").click().run()
+    assert app.button(key="history.delete.one.confirm")  # the dialog asks first
+    app.button(key="history.delete.one.cancel").click().run()
+    with psycopg.connect(database.admin_url) as conn:
+        assert conn.execute("select count(*) from public.conversations where id = %s", [gone]).fetchone() == (1,)
+    detail_box(app).select_index(1).run()
+    app.button(key="history.delete.one").click().run()
+    app.button(key="history.delete.one.confirm").click().run()
+    assert not app.exception
+    assert "Conversation deleted." in [s.value for s in app.success]
+    with psycopg.connect(database.admin_url) as conn:
+        left = conn.execute("select id from public.conversations where user_id = %s", [ME]).fetchall()
+    assert left == [(keep,)]
+    assert len(numbers(app)) == 2
+
+
+def test_delete_all_my_data_needs_typed_confirmation(app: AppTest, database: EmbeddedDatabase) -> None:
+    seed(database.admin_url, ME, 5)
+    seed(database.admin_url, "user_other", 4)
+    app.run()
+    app.radio(key=ui.K_VIEW).set_value("Export & delete").run()
+    app.button(key="history.delete.all").click().run()
+    confirm = app.button(key="history.delete.all.confirm")
+    assert confirm.disabled
+    app.text_input(key="history.delete.all.typed").input("delete").run()
+    assert app.button(key="history.delete.all.confirm").disabled
+    app.text_input(key="history.delete.all.typed").input("DELETE").run()
+    app.button(key="history.delete.all.confirm").click().run()
+    assert not app.exception
+    assert any("5 messages" in s.value for s in app.success)
+    with psycopg.connect(database.admin_url) as conn:
+        mine = conn.execute("select count(*) from public.messages where user_id = %s", [ME]).fetchone()
+        theirs = conn.execute("select count(*) from public.messages where user_id = 'user_other'").fetchone()
+    assert (mine, theirs) == ((0,), (4,))
