@@ -136,12 +136,15 @@ def test_newcomer_signs_up_reaches_the_app_logs_out_and_in(server: str, browser:
     expect(page.get_by_role("heading", name="Sign in")).to_have_count(0)
 
 
-@pytest.mark.xfail(
+CHAT_PAGE_UNGUARDED = pytest.mark.xfail(
     strict=True,
-    reason="pages/*.py must start with components.auth_gate.require_principal(): until app.py has run once, "
-    "a fresh Streamlit process serves /history by running pages/history.py directly (multipage v1 mode)",
+    reason="pages/chat.py must first check for a principal (components.auth_gate.require_principal(), or the "
+    "switch_page('app.py') guard pages/history.py has): until app.py has run once, a fresh Streamlit process "
+    "serves /chat by running pages/chat.py directly (multipage v1 mode)",
 )
-@pytest.mark.parametrize("path", ["history", "chat"])
+
+
+@pytest.mark.parametrize("path", ["history", pytest.param("chat", marks=CHAT_PAGE_UNGUARDED)])
 def test_fresh_server_does_not_serve_a_page_by_its_url(server: str, browser: object, path: str) -> None:
     from playwright.sync_api import Browser, expect
 
@@ -149,6 +152,6 @@ def test_fresh_server_does_not_serve_a_page_by_its_url(server: str, browser: obj
     page = browser.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(f"{server}/{path}")
-    expect(page.get_by_role("heading").first).to_be_visible()
-    # Whatever page came up has rendered by now; the sign-in must follow within a few reruns.
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=15_000)
+    # The first run of a fresh server takes a few seconds; the sign-in must show, not the page.
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("heading", name=path.title())).to_have_count(0)
