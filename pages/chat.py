@@ -11,14 +11,15 @@ import streamlit as st
 
 from components import chat as view
 from components import state
+from components.auth_gate import require_principal
 from services.auth import AuthError, Principal
 from services.chat import Reply
 from services.ratelimit import RateLimited
 from services.runtime import Services
 from services.store import Conversation, Message, NotFound, StoreError
 
+principal: Principal = require_principal()  # first: a fresh server may run this file without app.py
 services: Services = st.session_state[state.SERVICES]
-principal: Principal = st.session_state[state.PRINCIPAL]
 chat, catalogue = services.chat, services.catalogue
 
 

@@ -10,18 +10,13 @@ import streamlit as st
 
 from components import history as ui
 from components import state
+from components.auth_gate import require_principal
 from services.auth import AuthError, Principal
 from services.runtime import Services
 from services.store import StoreError
 
-if state.SERVICES not in st.session_state or state.PRINCIPAL not in st.session_state:
-    # Until st.navigation has run once in this server process, Streamlit treats pages/ as legacy
-    # multipage mode: a deep link (/history?...) as the first request after a start runs this file
-    # without app.py and its auth gate. Go through app.py instead.
-    st.switch_page("app.py")
-
+principal: Principal = require_principal()  # first: a fresh server may run this file without app.py
 services: Services = st.session_state[state.SERVICES]
-principal: Principal = st.session_state[state.PRINCIPAL]
 store = services.store
 tz = ui.user_timezone()
 

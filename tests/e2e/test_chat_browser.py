@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from services.accounts import AccountStore
 from services.providers.demo import CONFIGURE_HINT
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--disable-sync",
 ]
-AUTH_MODE = "none"  # switch to "local" once the identity work is merged (see sign_in)
+AUTH_MODE = "local"  # a real local account, created in the fixture the way "Create account" does
 USERNAME, PASSWORD = "e2e-user", "e2e-password-123"
 
 
@@ -70,6 +71,9 @@ def server() -> Iterator[str]:
         CHAT_DEMO_CHARS_PER_S="60",  # slow enough to watch the reply grow
         CHAT_RATE_LIMIT_PER_MINUTE="0",
     )
+    # The account, made with the same AccountStore the sign-up form uses, in the server's own users file.
+    (data_dir / "data").mkdir()
+    AccountStore(data_dir / "data" / "users.yaml").create(USERNAME, PASSWORD, name="E2E User")
     log = (data_dir / "streamlit.log").open("w")
     proc = subprocess.Popen(
         [
@@ -121,13 +125,27 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+def idle(page: Page) -> None:
+    """Wait until no script run is in flight. Streamlit shows the stop button only for the run that a
+    chat submission started; a submission that lands while an earlier run is finishing gets none."""
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(
+        1, timeout=30_000
+    )
+
+
 def sign_in(page: Page) -> None:
     """Log in with a local account when CHAT_AUTH=local; nothing to do with CHAT_AUTH=none."""
     if AUTH_MODE != "local":
         return
-    page.get_by_label("Username").fill(USERNAME)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Login").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=60_000)
+    idle(page)  # fill the form the last run drew, not one a run in flight is about to replace
+    form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Login"))
+    form.get_by_label("Username").fill(USERNAME)
+    form.get_by_label("Password", exact=True).fill(PASSWORD)
+    form.get_by_role("button", name="Login").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_have_count(0, timeout=30_000)
+    expect(page.get_by_test_id("stSidebar").get_by_role("button", name="Log out")).to_be_visible(timeout=30_000)
+    idle(page)
 
 
 def test_reply_grows_in_the_browser_and_the_conversation_survives_a_reload(server: str, browser: Browser) -> None:
@@ -140,6 +158,7 @@ def test_reply_grows_in_the_browser_and_the_conversation_survives_a_reload(serve
     expect(page.get_by_text("Offline demo model: replies are canned")).to_be_visible()
     page.screenshot(path=str(SHOTS / "01-empty.png"))
 
+    idle(page)
     box.fill("Hello from a real browser")
     box.press("Enter")
 
@@ -189,11 +208,13 @@ def test_the_stop_button_keeps_the_partial_reply(server: str, browser: Browser) 
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(server, wait_until="domcontentloaded")
-    sign_in(page)
-    page.get_by_test_id("stSidebar").get_by_role("button", name="New chat").click()
+    sign_in(page)  # a fresh page without ?c= is a new chat
     box = page.get_by_test_id("stChatInputTextArea")
     expect(box).to_be_visible(timeout=60_000)
-    box.fill("Stop me half-way")
+    # A long prompt makes a long reply (the demo model echoes it), so the stop lands mid-stream even
+    # when a loaded machine delays the browser.
+    idle(page)
+    box.fill("Stop me half-way. " + "This sentence is here to make the reply long. " * 8)
     box.press("Enter")
     reply = page.get_by_test_id("stChatMessage").nth(1).get_by_test_id("stChatMessageContent")
 

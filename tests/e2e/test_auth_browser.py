@@ -21,7 +21,7 @@ from services.store.embedded import EmbeddedDatabase
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
 TIMEOUT_MS = 60_000
@@ -136,15 +136,7 @@ def test_newcomer_signs_up_reaches_the_app_logs_out_and_in(server: str, browser:
     expect(page.get_by_role("heading", name="Sign in")).to_have_count(0)
 
 
-CHAT_PAGE_UNGUARDED = pytest.mark.xfail(
-    strict=True,
-    reason="pages/chat.py must first check for a principal (components.auth_gate.require_principal(), or the "
-    "switch_page('app.py') guard pages/history.py has): until app.py has run once, a fresh Streamlit process "
-    "serves /chat by running pages/chat.py directly (multipage v1 mode)",
-)
-
-
-@pytest.mark.parametrize("path", ["history", pytest.param("chat", marks=CHAT_PAGE_UNGUARDED)])
+@pytest.mark.parametrize("path", ["chat", "history"])
 def test_fresh_server_does_not_serve_a_page_by_its_url(server: str, browser: object, path: str) -> None:
     from playwright.sync_api import Browser, expect
 
