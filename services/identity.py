@@ -107,17 +107,24 @@ def _clerk_verifier(
 
 
 def is_local_address(address: str | None) -> bool:
-    """True when Streamlit's `server.address` keeps the app on this machine (unset counts as local)."""
+    """True when Streamlit's `server.address` keeps the app on this machine. Unset is not local: Streamlit
+    then listens on every interface (.streamlit/config.toml sets "localhost" for the quick start)."""
     if address is None or address.strip() == "":
-        return True
+        return False
     return address.strip().lower() in LOCAL_ADDRESSES
+
+
+def _listening(address: str | None) -> str:
+    if address is None or not address.strip():
+        return "every network interface (server.address is not set)"
+    return repr(address)
 
 
 def none_mode_problem(mode: str, address: str | None) -> str | None:
     if mode == "none" and not is_local_address(address):
         return (
             f"CHAT_AUTH=none gives everyone who can reach this server the same account, so it only runs "
-            f"when the server listens on localhost; server.address is {address!r}. Set CHAT_AUTH=local or "
+            f"when the server listens on localhost; it listens on {_listening(address)}. Set CHAT_AUTH=local or "
             "clerk, or set server.address to localhost."
         )
     return None
@@ -131,13 +138,13 @@ def cookie_key_problem(cookie_key: str | None, from_settings: bool, address: str
     if not from_settings or not cookie_key:
         return (
             "Config 'CHAT_COOKIE_KEY' is missing: this server listens on "
-            f"{address!r}, so set CHAT_COOKIE_KEY to a long random string "
+            f"{_listening(address)}, so set CHAT_COOKIE_KEY to a long random string "
             "(python -c \"import secrets; print(secrets.token_urlsafe(32))\")."
         )
     if cookie_key.strip().lower() in KNOWN_COOKIE_KEYS or len(cookie_key) < MIN_COOKIE_KEY_CHARS:
         return (
             "Config 'CHAT_COOKIE_KEY' is a default or too short: this server listens on "
-            f"{address!r}, so set CHAT_COOKIE_KEY to a random string of at least {MIN_COOKIE_KEY_CHARS} "
+            f"{_listening(address)}, so set CHAT_COOKIE_KEY to a random string of at least {MIN_COOKIE_KEY_CHARS} "
             "characters."
         )
     return None

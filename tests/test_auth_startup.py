@@ -23,19 +23,23 @@ from tests.auth_support import SigningKey
 REAL_KEY = "x3Jk9v-Qm2Lr8Tz5Wb7Yc1Nd4Fg6Hh0Pq"  # 34 random-looking characters
 
 
-@pytest.mark.parametrize("address", [None, "", "  ", "localhost", "127.0.0.1", "::1", "[::1]", "LOCALHOST"])
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1", "::1", "[::1]", "LOCALHOST"])
 def test_local_addresses(address: str | None) -> None:
     assert is_local_address(address)
 
 
-@pytest.mark.parametrize("address", ["0.0.0.0", "::", "192.168.1.20", "example.com", "localhost.evil.test"])
-def test_non_local_addresses(address: str) -> None:
+@pytest.mark.parametrize(
+    "address", [None, "", "  ", "0.0.0.0", "::", "192.168.1.20", "example.com", "localhost.evil.test"]
+)
+def test_non_local_addresses(address: str | None) -> None:
+    # Unset means Streamlit listens on every interface, so it must not count as local.
     assert not is_local_address(address)
 
 
 def test_none_mode_only_on_localhost() -> None:
-    assert none_mode_problem("none", None) is None
+    assert none_mode_problem("none", "localhost") is None
     assert none_mode_problem("none", "127.0.0.1") is None
+    assert none_mode_problem("none", None) is not None  # unset: Streamlit listens on every interface
     problem = none_mode_problem("none", "0.0.0.0")
     assert problem is not None and "CHAT_AUTH=none" in problem and "0.0.0.0" in problem
     assert none_mode_problem("local", "0.0.0.0") is None
@@ -49,7 +53,7 @@ def test_missing_cookie_key_refused_beyond_localhost(key: str | None) -> None:
 
 def test_generated_cookie_key_is_fine_locally_but_not_beyond() -> None:
     generated = "generated-in-the-data-dir-" + "z" * 40
-    assert cookie_key_problem(generated, from_settings=False, address=None) is None
+    assert cookie_key_problem(generated, from_settings=False, address="localhost") is None
     problem = cookie_key_problem(generated, from_settings=False, address="0.0.0.0")
     assert problem is not None and "CHAT_COOKIE_KEY" in problem
 
@@ -63,7 +67,7 @@ def test_default_or_short_cookie_key_refused_beyond_localhost(key: str) -> None:
 
 def test_real_cookie_key_accepted_everywhere() -> None:
     assert cookie_key_problem(REAL_KEY, from_settings=True, address="0.0.0.0") is None
-    assert cookie_key_problem(REAL_KEY, from_settings=True, address=None) is None
+    assert cookie_key_problem(REAL_KEY, from_settings=True, address="localhost") is None
 
 
 def test_local_identity_builds_keys_and_verifier(tmp_path: Path) -> None:
@@ -74,7 +78,9 @@ def test_local_identity_builds_keys_and_verifier(tmp_path: Path) -> None:
     assert identity.issuer.ttl_s == 120
     assert identity.verifier is identity.issuer.verifier
     assert not identity.cookie_key_from_settings and identity.cookie_key
-    assert startup_problem(identity, None) is None
+    assert startup_problem(identity, "localhost") is None
+    unset = startup_problem(identity, None)  # Streamlit then listens on every interface
+    assert unset is not None and "CHAT_COOKIE_KEY" in unset and "server.address is not set" in unset
     # The same data dir gives the same keys (tokens survive a restart), and a generated cookie key is
     # not enough once the server listens beyond localhost.
     again = build_identity(settings)
@@ -103,7 +109,8 @@ def test_loose_signing_key_permissions_refused_beyond_localhost(tmp_path: Path) 
 def test_none_identity_and_refusal(tmp_path: Path) -> None:
     identity = build_identity(settings_from({"CHAT_AUTH": "none", "CHAT_DATA_DIR": str(tmp_path)}))
     assert identity.mode == "none" and identity.verifier is None
-    assert startup_problem(identity, None) is None
+    assert startup_problem(identity, "localhost") is None
+    assert startup_problem(identity, None) is not None
     assert startup_problem(identity, "0.0.0.0") is not None
     assert LOCAL_USER.is_reviewer and LOCAL_USER.user_id == "local-user"
     assert not (tmp_path / "keys").exists()
