@@ -258,21 +258,10 @@ class MessageFilter:
 
 
 @dataclass(frozen=True)
-class HistoryRow:
+class HistoryRow(Message):
     """A message with its conversation's title, as the history table and the exports show it."""
 
-    id: uuid.UUID
-    conversation_id: uuid.UUID
     conversation_title: str
-    user_id: str
-    role: str
-    content: str
-    model: str
-    status: str
-    input_tokens: int | None
-    output_tokens: int | None
-    latency_ms: int | None
-    created_at: datetime
 
 
 @dataclass(frozen=True)
