@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from services.store.embedded import EmbeddedDatabase
+from tests.e2e.helpers import settle
 
 pytestmark = pytest.mark.e2e
 
@@ -94,6 +95,7 @@ def idle(page: object) -> None:
 
     assert isinstance(page, Page)
     expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1)
+    settle(page)
 
 
 def test_newcomer_signs_up_reaches_the_app_logs_out_and_in(server: str, browser: object) -> None:

@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from services.accounts import AccountStore
 from services.providers.demo import CONFIGURE_HINT
+from tests.e2e.helpers import settle
 
 pytestmark = pytest.mark.e2e
 
@@ -131,6 +132,7 @@ def idle(page: Page) -> None:
     expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(
         1, timeout=30_000
     )
+    settle(page)
 
 
 def sign_in(page: Page) -> None:
