@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from services.store.embedded import EmbeddedDatabase
-from tests.e2e.helpers import settle
+from tests.e2e.helpers import settle, submit_form
 
 pytestmark = pytest.mark.e2e
 
@@ -133,8 +133,7 @@ def test_newcomer_signs_up_reaches_the_app_logs_out_and_in(server: str, browser:
     idle(page)
 
     login_form.get_by_label("Password", exact=True).fill(PASSWORD)
-    login_form.get_by_role("button", name="Login").click()
-    expect(sidebar.get_by_role("button", name="Log out")).to_be_visible()
+    submit_form(page, login_form.get_by_role("button", name="Login"), sidebar.get_by_role("button", name="Log out"))
     expect(page.get_by_role("heading", name="Sign in")).to_have_count(0)
 
 

@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from services.accounts import AccountStore
 from services.providers.demo import CONFIGURE_HINT
-from tests.e2e.helpers import settle
+from tests.e2e.helpers import settle, submit_form
 
 pytestmark = pytest.mark.e2e
 
@@ -129,9 +129,7 @@ def browser() -> Iterator[Browser]:
 def idle(page: Page) -> None:
     """Wait until no script run is in flight. Streamlit shows the stop button only for the run that a
     chat submission started; a submission that lands while an earlier run is finishing gets none."""
-    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(
-        1, timeout=30_000
-    )
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1, timeout=30_000)
     settle(page)
 
 
@@ -144,9 +142,12 @@ def sign_in(page: Page) -> None:
     form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Login"))
     form.get_by_label("Username").fill(USERNAME)
     form.get_by_label("Password", exact=True).fill(PASSWORD)
-    form.get_by_role("button", name="Login").click()
+    submit_form(
+        page,
+        form.get_by_role("button", name="Login"),
+        page.get_by_test_id("stSidebar").get_by_role("button", name="Log out"),
+    )
     expect(page.get_by_role("heading", name="Sign in")).to_have_count(0, timeout=30_000)
-    expect(page.get_by_test_id("stSidebar").get_by_role("button", name="Log out")).to_be_visible(timeout=30_000)
     idle(page)
 
 
