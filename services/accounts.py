@@ -74,8 +74,8 @@ def _account(username: str, entry: dict[str, Any]) -> Account:
     )
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically, readable by the owner only."""
+def _private_temp(path: Path, text: str) -> str:
+    """A fully written, fsynced temp file beside `path`, readable by the owner only; the caller moves it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -84,6 +84,17 @@ def _write_private(path: Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o600)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically, readable by the owner only."""
+    tmp = _private_temp(path, text)
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -231,13 +242,8 @@ def _create_exclusive(path: Path, text: str) -> str:
     link() is atomic, so two processes starting together agree on one key and never read half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = _private_temp(path, text)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
     finally:
