@@ -7,7 +7,6 @@ as the user (role `authenticated` + their claims), so row-level security keeps t
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from services.auth import Principal
+from services.store.postgres import as_principal
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,7 @@ class RateLimiter:
         """Count one request for the principal and say whether it is within the limit."""
         if self._pool is None:
             return Decision(True, 0, 0)
-        principal.ensure_fresh()
-        claims = json.dumps(principal.db_claims(), separators=(",", ":"), default=str)
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute(
-                "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
-                [claims],
-            )
+        with as_principal(self._pool, principal) as conn:
             row = conn.execute(_HIT, {"uid": principal.user_id, "window": f"{WINDOW_S} seconds"}).fetchone()
         assert row is not None
         hits, remaining = int(row[0]), float(row[1])

@@ -68,6 +68,24 @@ def _configure(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
+@contextmanager
+def as_principal(pool: ConnectionPool, principal: Principal) -> Iterator[psycopg.Connection]:
+    """One transaction on a pooled connection as role `authenticated` with the principal's claims, the way
+    PostgREST runs a request. Both settings are transaction-local (`true`), so the connection goes back
+    to the pool without them. The claims come only from a verified Principal; an expired one is refused
+    before any SQL runs. Everything that touches user rows goes through here."""
+    if not isinstance(principal, Principal):
+        raise TypeError("database access needs a verified Principal")
+    principal.ensure_fresh()
+    claims = json.dumps(principal.db_claims(), separators=(",", ":"), default=str)
+    with pool.connection() as conn, conn.transaction():
+        conn.execute(
+            "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
+            [claims],
+        )
+        yield conn
+
+
 class PostgresStore:
     def __init__(self, conninfo: str, *, max_message_chars: int = 32_000, pool_max: int = 10) -> None:
         self.max_message_chars = max_message_chars
@@ -90,15 +108,7 @@ class PostgresStore:
     def _tx(self, principal: Principal) -> Iterator[psycopg.Connection]:
         """One transaction as `authenticated` with the principal's claims. The claims come only from a
         verified Principal; an expired one is refused before any SQL runs."""
-        if not isinstance(principal, Principal):
-            raise TypeError("the store needs a verified Principal")
-        principal.ensure_fresh()
-        claims = json.dumps(principal.db_claims(), separators=(",", ":"), default=str)
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute(
-                "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
-                [claims],
-            )
+        with as_principal(self._pool, principal) as conn:
             try:
                 yield conn
             except psycopg.errors.InsufficientPrivilege as exc:
