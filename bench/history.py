@@ -42,7 +42,7 @@ from services import export
 from services.auth import Principal
 from services.store import MessageFilter, embedded, encode_cursor
 from services.store.migrate import migrate
-from services.store.postgres import MESSAGE_COLUMNS, PostgresStore, _history_conditions
+from services.store.postgres import MESSAGE_COLUMNS, PostgresStore
 
 TOTAL = 1_000_000
 USERS = 1_000
@@ -191,7 +191,7 @@ def main() -> None:
 
     principal = Principal(HEAVY)
     claims = json.dumps(principal.db_claims())
-    store = PostgresStore(db.app_url, pool_max=2)
+    store = PostgresStore(db.app_url, max_message_chars=32_000, pool_max=2)
     app = psycopg.connect(db.app_url)  # the app's login role, as the store uses it
     owner = psycopg.connect(db.admin_url)  # the table owner (superuser): RLS does not apply
 
@@ -371,16 +371,33 @@ WORST = {
 }
 
 
+def oracle_conditions(principal: Principal, where: MessageFilter) -> tuple[list[str], dict[str, Any]]:
+    """The filter as plain SQL for the table owner, written here on purpose rather than taken from the store:
+    it is the independent answer each timed page is checked against (the owner bypasses RLS, so the
+    caller's scope is spelled out)."""
+    conditions = [] if where.all_users else ["m.user_id = %(uid)s"]
+    params: dict[str, Any] = {"uid": principal.user_id}
+    if where.query.strip():
+        conditions.append("m.search @@ websearch_to_tsquery('simple', %(q)s)")
+        params["q"] = where.query
+    for column in ("role", "model", "status"):
+        value = getattr(where, column)
+        if value is not None:
+            conditions.append(f"m.{column} = %({column})s")
+            params[column] = value
+    return conditions, params
+
+
 def history_section(db: embedded.EmbeddedDatabase, args: argparse.Namespace) -> dict[str, Any]:
     heavy = Principal(HEAVY)
     reviewer = Principal(HEAVY, claims={"roles": ["reviewer"]})
-    store = PostgresStore(db.app_url, pool_max=2)
+    store = PostgresStore(db.app_url, max_message_chars=32_000, pool_max=2)
     owner = psycopg.connect(db.admin_url)
     out: dict[str, Any] = {"searches": {}}
     try:
         for name, where in {**SEARCHES, **WORST}.items():
             principal = reviewer if where.all_users else heavy
-            conditions, params = _history_conditions(principal, where)
+            conditions, params = oracle_conditions(principal, where)
             total = owner.execute(
                 f"select count(*) from public.messages m where {' and '.join(conditions)}", params
             ).fetchone()[0]  # type: ignore[index]
@@ -434,7 +451,7 @@ def export_in_child(data_dir: str, fmt: str) -> dict[str, Any]:
 def export_child(data_dir: Path, fmt: str) -> None:
     """What a download button does: stream the export into a temp file, then Streamlit reads it."""
     db = embedded.start(data_dir, database="bench")
-    store = PostgresStore(db.app_url, pool_max=1)
+    store = PostgresStore(db.app_url, max_message_chars=32_000, pool_max=1)
     principal = Principal(HEAVY)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()

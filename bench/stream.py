@@ -113,14 +113,13 @@ def main() -> None:
 
     db = embedded.start(args.data_dir, database="bench_stream")
     migrate(db.admin_url)
-    store = PostgresStore(db.app_url, pool_max=4)
-    limiter = RateLimiter(db.app_url, 1_000_000)
+    store = PostgresStore(db.app_url, max_message_chars=32_000, pool_max=4)
+    limiter = RateLimiter(store, 1_000_000)
     wire = WireServer("openai", Script(chunks=["Hello", " there", "!"], usage=(5, 3))).start()
     try:
         results = run(store, limiter, wire, args.reps)
     finally:
         wire.stop()
-        limiter.close()
         store.close()
     print(json.dumps(results, indent=2))
     if not args.json_only:

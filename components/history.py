@@ -27,7 +27,7 @@ from services.store import (
     HistoryRow,
     InvalidCursor,
     MessageFilter,
-    MessageStore,
+    ReviewStore,
     StoreError,
 )
 
@@ -261,7 +261,7 @@ def filter_bar(
 # --- loading and rendering --------------------------------------------------------------------------
 
 
-def load_page(store: MessageStore, principal: Principal, query: HistoryQuery, tz: ZoneInfo) -> HistoryPage:
+def load_page(store: ReviewStore, principal: Principal, query: HistoryQuery, tz: ZoneInfo) -> HistoryPage:
     """The page the URL names; a cursor that is damaged or from another listing gives the first page."""
     where = query.message_filter(tz)
     try:
@@ -336,7 +336,7 @@ def _label(position: int, row: HistoryRow, tz: ZoneInfo) -> str:
     return f"{position}. {_local(row.created_at, tz):%Y-%m-%d %H:%M:%S} · {row.role} · {_preview(row.content)[:60]}"
 
 
-def detail(rows: Sequence[HistoryRow], principal: Principal, store: MessageStore, tz: ZoneInfo) -> None:
+def detail(rows: Sequence[HistoryRow], principal: Principal, store: ReviewStore, tz: ZoneInfo) -> None:
     """Pick one message of the page; show it as markdown with a link to its conversation."""
     if not rows:
         return
@@ -391,7 +391,7 @@ def _forget_pending() -> None:
     st.session_state.pop("history.delete.all.typed", None)
 
 
-def pending_dialog(store: MessageStore, principal: Principal) -> None:
+def pending_dialog(store: ReviewStore, principal: Principal) -> None:
     """Open the delete dialog the user asked for. The request lives in session state, so the dialog stays
     open across full reruns (not only its own fragment reruns) until confirmed, cancelled or dismissed."""
     pending = st.session_state.get(state.HISTORY_PENDING_DELETE)
@@ -403,7 +403,7 @@ def pending_dialog(store: MessageStore, principal: Principal) -> None:
 
 @st.dialog("Delete this conversation?", on_dismiss=_forget_pending)
 def confirm_delete_conversation(
-    store: MessageStore, principal: Principal, conversation_id: uuid.UUID, title: str
+    store: ReviewStore, principal: Principal, conversation_id: uuid.UUID, title: str
 ) -> None:
     st.markdown(f"**{neutralise(title)}** and all its messages will be deleted. This cannot be undone.")
     cols = st.columns(2)
@@ -422,7 +422,7 @@ def confirm_delete_conversation(
 
 
 @st.dialog("Delete all my data?", on_dismiss=_forget_pending)
-def confirm_delete_all(store: MessageStore, principal: Principal) -> None:
+def confirm_delete_all(store: ReviewStore, principal: Principal) -> None:
     st.markdown("Every conversation and message of your account will be deleted. This cannot be undone.")
     typed = st.text_input("Type DELETE to confirm", key="history.delete.all.typed")
     cols = st.columns(2)
@@ -465,7 +465,7 @@ def usage_range(query: HistoryQuery, tz: ZoneInfo) -> tuple[datetime, datetime]:
     return start_of(start, tz), start_of(end + timedelta(days=1), tz)
 
 
-def usage_chart(store: MessageStore, principal: Principal, query: HistoryQuery, tz: ZoneInfo) -> None:
+def usage_chart(store: ReviewStore, principal: Principal, query: HistoryQuery, tz: ZoneInfo) -> None:
     since, until = usage_range(query, tz)
     rows = store.usage_by_day(principal, since, until, tz.key, all_users=query.all_users)
     st.caption(f"{since:%Y-%m-%d} to {until - timedelta(days=1):%Y-%m-%d} ({tz.key}), per day and model.")
@@ -489,7 +489,7 @@ def usage_chart(store: MessageStore, principal: Principal, query: HistoryQuery, 
     st.bar_chart(frame, x="day", y="tokens", color="model")
 
 
-def exports_and_delete(store: MessageStore, principal: Principal) -> None:
+def exports_and_delete(store: ReviewStore, principal: Principal) -> None:
     st.subheader("Export my data")
     st.caption(
         "Everything you have stored, built when you click. JSON is lossless; CSV guards cells "

@@ -22,10 +22,10 @@ from services.ratelimit import RateLimiter
 from services.store import (
     MAX_PAGE,
     MAX_STORED_CHARS,
+    ChatStore,
     Conversation,
     InvalidInput,
     Message,
-    MessageStore,
     Page,
     Status,
     StoreError,
@@ -198,7 +198,7 @@ def build_context(messages: Sequence[Message], budget_chars: int) -> list[Turn]:
 class ChatService:
     def __init__(
         self,
-        store: MessageStore,
+        store: ChatStore,
         catalogue: Catalogue,
         limiter: RateLimiter | None = None,
         *,

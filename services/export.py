@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.auth import Principal
-from services.store import Conversation, HistoryRow, MessageStore, NotFound
+from services.store import Conversation, HistoryRow, NotFound, ReviewStore
 
 JSON_FORMAT = "chat-history/1"
 # Rows per output chunk: large enough that the generator overhead is noise, small enough to stay tiny.
@@ -86,7 +86,7 @@ def markdown_chunks(conversation: Conversation, rows: Iterable[HistoryRow]) -> I
         yield f"\n## {who} · {utc_text(row.created_at)}{status}\n\n{row.content}\n".encode()
 
 
-def all_conversations(store: MessageStore, principal: Principal) -> Iterator[Conversation]:
+def all_conversations(store: ReviewStore, principal: Principal) -> Iterator[Conversation]:
     """Every conversation of the user, by keyset pages of the existing listing."""
     before: str | None = None
     while True:
@@ -97,17 +97,17 @@ def all_conversations(store: MessageStore, principal: Principal) -> Iterator[Con
         before = page.next_cursor
 
 
-def export_csv(store: MessageStore, principal: Principal) -> Iterator[bytes]:
-    """CSV of every message, streamed by the database (COPY); see MessageStore.export_csv."""
+def export_csv(store: ReviewStore, principal: Principal) -> Iterator[bytes]:
+    """CSV of every message, streamed by the database (COPY); see ReviewStore.export_csv."""
     return store.export_csv(principal)
 
 
-def export_json(store: MessageStore, principal: Principal) -> Iterator[bytes]:
+def export_json(store: ReviewStore, principal: Principal) -> Iterator[bytes]:
     # Conversations come most recently active first (the listing's keyset order): stable for equal data.
     return json_chunks(principal.user_id, all_conversations(store, principal), store.iter_history(principal))
 
 
-def export_markdown(store: MessageStore, principal: Principal, conversation_id: uuid.UUID | str) -> Iterator[bytes]:
+def export_markdown(store: ReviewStore, principal: Principal, conversation_id: uuid.UUID | str) -> Iterator[bytes]:
     conversation = store.get_conversation(principal, conversation_id)
     if conversation.user_id != principal.user_id:
         # A reviewer can read others' conversations, but an export is "my data" only.

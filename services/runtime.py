@@ -1,20 +1,25 @@
-"""Builds the per-process services once (app.py caches the result with st.cache_resource).
+"""The per-process services: built once, on first use, and shared by every page run and HTTP route.
 
-Nothing here holds per-user state: every call takes the caller's Principal.
+Why a module-level singleton and not `st.cache_resource`: `streamlit run app.py` imports app.py as a module
+for its `st.App` and also runs it as a script, and `st.cache_resource` keys on the function's module, so a
+cache in app.py would build two sets of services (two pools, two embedded-Postgres starts on one data
+directory). This module is imported once per process whoever asks. Nothing here holds per-user state:
+every call takes the caller's Principal.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from services.accounts import AccountError
 from services.chat import ChatService
-from services.config import Settings, redact
+from services.config import Settings, load_settings, redact
 from services.identity import Identity, build_identity
 from services.providers.catalogue import Catalogue, build_catalogue
 from services.ratelimit import RateLimiter
-from services.store import MessageStore, embedded
+from services.store import Store, embedded
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
 
@@ -24,15 +29,22 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    store: MessageStore
+    store: Store
     chat: ChatService
     catalogue: Catalogue
     # Sign-in objects for CHAT_AUTH (verifier, local accounts and issuer); see services/identity.py.
-    identity: Identity | None = None
+    identity: Identity
+
+    def close(self) -> None:
+        self.store.close()
 
 
-def connect_store(settings: Settings) -> tuple[PostgresStore, str]:
-    """Start or reach the database, apply pending migrations, and open the app's connection pool."""
+class StartupError(RuntimeError):
+    """The services could not be built; the message says what to do and carries no secret."""
+
+
+def connect_store(settings: Settings) -> PostgresStore:
+    """Start or reach the database, apply pending migrations, and open the app's one connection pool."""
     try:
         if settings.database_url is None:
             db = embedded.start(settings.data_dir)
@@ -44,36 +56,70 @@ def connect_store(settings: Settings) -> tuple[PostgresStore, str]:
         applied = migrate(admin_url)
         if applied:
             log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
-        store = PostgresStore(app_url, max_message_chars=settings.max_message_chars, pool_max=settings.db_pool_max)
-        return store, app_url
+        return PostgresStore(app_url, max_message_chars=settings.max_message_chars, pool_max=settings.db_pool_max)
     except Exception as exc:
         # Connection errors can quote the DSN; never let a password reach a log or the page.
-        raise RuntimeError(f"Could not start the database: {redact(str(exc), settings)}") from None
+        raise StartupError(f"Could not start the database: {redact(str(exc), settings)}") from None
 
 
 def connect_identity(settings: Settings) -> Identity:
     try:
         return build_identity(settings)
     except (AccountError, OSError, ValueError) as exc:
-        raise RuntimeError(f"Could not set up sign-in: {exc}") from None
-
-
-def build_chat(settings: Settings, store: MessageStore, app_url: str | None) -> tuple[ChatService, Catalogue]:
-    catalogue = build_catalogue(settings)
-    limiter = RateLimiter(app_url, settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
-    chat = ChatService(
-        store,
-        catalogue,
-        limiter,
-        max_message_chars=settings.max_message_chars,
-        context_chars=settings.context_chars,
-        max_reply_tokens=settings.max_reply_tokens,
-    )
-    return chat, catalogue
+        raise StartupError(f"Could not set up sign-in: {exc}") from None
 
 
 def build_services(settings: Settings) -> Services:
     identity = connect_identity(settings)
-    store, app_url = connect_store(settings)
-    chat, catalogue = build_chat(settings, store, app_url)
+    store = connect_store(settings)
+    catalogue = build_catalogue(settings)
+    chat = ChatService(
+        store,
+        catalogue,
+        RateLimiter(store, settings.rate_limit_per_minute),
+        max_message_chars=settings.max_message_chars,
+        context_chars=settings.context_chars,
+        max_reply_tokens=settings.max_reply_tokens,
+    )
+    log.info("services built (auth %s, %d models)", settings.auth_mode, len(catalogue.ids))
     return Services(settings=settings, store=store, chat=chat, catalogue=catalogue, identity=identity)
+
+
+def configure_logging() -> None:
+    """Send this app's INFO logs (migrations applied, database started, services built) to stderr beside
+    Streamlit's own, once per process. Idempotent: app.py runs it on every script run."""
+    logger = logging.getLogger("services")
+    if not any(getattr(h, "_chat_app", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._chat_app = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+_lock = threading.Lock()
+_shared: Services | None = None
+
+
+def shared_services() -> Services:
+    """The process's Services, built from the environment (and secrets.toml) on first use. Raises
+    ConfigError or StartupError; a failed build is retried on the next call."""
+    global _shared
+    with _lock:
+        if _shared is None:
+            _shared = build_services(load_settings())
+        return _shared
+
+
+def is_started() -> bool:
+    return _shared is not None
+
+
+def reset_shared_services() -> None:
+    """Close and forget the process's Services, so the next use reads the settings again (tests switch
+    environments with this; the app never calls it)."""
+    global _shared
+    with _lock:
+        if _shared is not None:
+            _shared.close()
+        _shared = None

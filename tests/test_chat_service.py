@@ -9,18 +9,15 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import psycopg
 import pytest
 
 from services.auth import Principal
 from services.chat import WINDOW, ChatService, Reply, build_context, title_from
-from services.config import settings_from
 from services.providers import Turn
 from services.providers.anthropic_chat import AnthropicProvider
-from services.providers.catalogue import Catalogue, ModelOption, build_catalogue
+from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
 from services.providers.openai_chat import OpenAIProvider
-from services.ratelimit import RateLimited, RateLimiter
 from services.store import InvalidInput, Message, NotFound
 from services.store.postgres import PostgresStore
 from tests.wire_servers import Script, WireServer
@@ -357,72 +354,3 @@ def test_build_context_merges_skips_and_budgets() -> None:
     ]
     # Over budget: the newest turns are kept, and the context still starts with a user turn.
     assert build_context(history, 55) == [Turn("user", "x" * 50)]
-
-
-# --- rate limits ---------------------------------------------------------------------------------
-
-
-def test_rate_limit_is_per_user_shared_between_replicas_and_stores_nothing(
-    database, store: PostgresStore, catalogue: Catalogue
-) -> None:
-    replica_a = RateLimiter(database.app_url, 3)
-    replica_b = RateLimiter(database.app_url, 3)
-    try:
-        chat_a = ChatService(store, catalogue, replica_a)
-        chat_b = ChatService(store, catalogue, replica_b)
-        carol, dave = user("carol"), user("dave")
-        first = chat_a.send(carol, None, "one", DEMO_MODEL)
-        drain(first)
-        drain(chat_b.send(carol, first.conversation_id, "two", DEMO_MODEL))
-        drain(chat_a.send(carol, first.conversation_id, "three", DEMO_MODEL))
-        before = count_rows(store, carol)
-        with pytest.raises(RateLimited) as caught:
-            chat_b.send(carol, first.conversation_id, "four", DEMO_MODEL)
-        assert 1 <= caught.value.retry_after_s <= 60 and "3 messages" in caught.value.message
-        assert count_rows(store, carol) == before
-        drain(chat_b.send(dave, None, "someone else", DEMO_MODEL))  # dave has his own budget
-    finally:
-        replica_a.close()
-        replica_b.close()
-
-
-def test_rate_limit_window_resets(database) -> None:
-    limiter = RateLimiter(database.app_url, 1)
-    try:
-        erin = user("erin")
-        assert limiter.hit(erin).allowed
-        assert not limiter.hit(erin).allowed
-        with psycopg.connect(database.admin_url, autocommit=True) as admin:
-            admin.execute(
-                "update public.rate_limits set window_start = now() - interval '61 seconds' where user_id = %s",
-                [erin.user_id],
-            )
-        decision = limiter.hit(erin)
-        assert decision.allowed and decision.hits == 1
-    finally:
-        limiter.close()
-
-
-def test_rate_limit_rows_are_private(database) -> None:
-    limiter = RateLimiter(database.app_url, 5)
-    try:
-        frank, grace = user("frank"), user("grace")
-        limiter.hit(frank)
-        limiter.hit(grace)
-        with psycopg.connect(database.app_url) as conn:
-            conn.execute(
-                "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
-                [f'{{"sub": "{frank.user_id}", "role": "authenticated"}}'],
-            )
-            rows = conn.execute("select user_id from public.rate_limits").fetchall()
-            assert rows == [(frank.user_id,)]
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute("insert into public.rate_limits (user_id, hits) values (%s, 0)", [grace.user_id + "_x"])
-    finally:
-        limiter.close()
-
-
-def test_rate_limit_zero_means_off(database) -> None:
-    assert RateLimiter(None, 0).hit(user("henry")).allowed
-    assert settings_from({"CHAT_RATE_LIMIT_PER_MINUTE": "0"}).rate_limit_per_minute == 0
-    assert build_catalogue(settings_from({})).default == DEMO_MODEL

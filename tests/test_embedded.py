@@ -17,7 +17,7 @@ sys.path.insert(0, sys.argv[1])
 from services.auth import Principal
 from services.config import settings_from
 from services.runtime import connect_store
-store, _ = connect_store(settings_from({"CHAT_DATA_DIR": sys.argv[2]}))
+store = connect_store(settings_from({"CHAT_DATA_DIR": sys.argv[2]}))
 p = Principal("user_restart")
 if sys.argv[3] == "write":
     store.create_conversation(p, "survives a restart")

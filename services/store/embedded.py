@@ -47,6 +47,7 @@ def start(data_dir: Path, database: str = "chat") -> EmbeddedDatabase:
     db = EmbeddedDatabase(admin_url=admin_root, app_url=admin_root.replace("postgres:@", f"{APP_ROLE}:@", 1))
     ensure_database(db.admin_url, database)
     ensure_app_role(db.url_for(database, admin=True), database)
+    log.info("embedded PostgreSQL ready in %s", data_dir / "pg")
     return EmbeddedDatabase(admin_url=db.url_for(database, admin=True), app_url=db.url_for(database))
 
 

@@ -18,15 +18,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg.rows import class_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from services.auth import Principal
-from services.store import (
-    MAX_QUERY_CHARS,
+from services.config import Settings
+from services.store.checks import (
     MAX_STORED_CHARS,
-    MAX_TITLE_CHARS,
-    ROLES,
-    STATUSES,
+    check_instant,
+    check_limit,
+    check_query,
+    check_role,
+    check_status,
+    check_text,
+    clean_model,
+    clean_title,
+    parse_uuid,
+)
+from services.store.cursors import decode_cursor, encode_cursor
+from services.store.types import (
     Conversation,
     HistoryPage,
     HistoryRow,
@@ -36,13 +45,11 @@ from services.store import (
     MessageFilter,
     NotFound,
     Page,
-    StoreError,
+    RequestCount,
+    Role,
+    Status,
+    StoreUnavailable,
     UsageRow,
-    check_limit,
-    check_text,
-    decode_cursor,
-    encode_cursor,
-    parse_uuid,
 )
 
 MESSAGE_COLUMNS = (
@@ -86,8 +93,30 @@ def as_principal(pool: ConnectionPool, principal: Principal) -> Iterator[psycopg
         yield conn
 
 
+# One fixed window per user, advanced by one upsert: `insert ... on conflict do update` takes the row lock,
+# so concurrent requests from several replicas are each counted exactly once. Runs as the user, so RLS
+# keeps the counters private.
+_COUNT_REQUEST = """
+insert into public.rate_limits as r (user_id, window_start, hits) values (%(uid)s, now(), 1)
+on conflict (user_id) do update set
+  window_start = case when r.window_start <= now() - %(window)s::interval then now() else r.window_start end,
+  hits = case when r.window_start <= now() - %(window)s::interval then 1 else r.hits + 1 end
+returning hits, extract(epoch from (window_start + %(window)s::interval - now()))::float8
+"""
+
+
 class PostgresStore:
-    def __init__(self, conninfo: str, *, max_message_chars: int = 32_000, pool_max: int = 10) -> None:
+    """The `Store` protocol (chat, review, rate-limit counter) over one psycopg pool."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        max_message_chars: int = Settings.max_message_chars,
+        pool_max: int = Settings.db_pool_max,
+    ) -> None:
+        # The store enforces the user-message limit itself too: another front-end (the HTTP API) may
+        # call it, and the database is the last place a too-long message can be stopped.
         self.max_message_chars = max_message_chars
         self._pool = ConnectionPool(
             conninfo,
@@ -106,22 +135,24 @@ class PostgresStore:
 
     @contextmanager
     def _tx(self, principal: Principal) -> Iterator[psycopg.Connection]:
-        """One transaction as `authenticated` with the principal's claims. The claims come only from a
-        verified Principal; an expired one is refused before any SQL runs."""
-        with as_principal(self._pool, principal) as conn:
-            try:
+        """One transaction as `authenticated` with the principal's claims (see `as_principal`), with the
+        database's refusals mapped to the store's errors, whose messages are safe to show."""
+        try:
+            with as_principal(self._pool, principal) as conn:
                 yield conn
-            except psycopg.errors.InsufficientPrivilege as exc:
-                # RLS `with check` failures land here: the row would belong to someone else.
-                raise NotFound("That conversation does not exist.") from exc
-            except psycopg.errors.ForeignKeyViolation as exc:
-                raise NotFound("That conversation does not exist.") from exc
-            except psycopg.errors.CheckViolation as exc:
-                raise InvalidInput("The message could not be stored: a value is out of range.") from exc
-            except psycopg.errors.DataError as exc:
-                raise InvalidInput("The message could not be stored: it contains invalid data.") from exc
-            except psycopg.errors.QueryCanceled as exc:
-                raise StoreError("The database took too long to answer. Please try again.") from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # RLS `with check` failures land here: the row would belong to someone else.
+            raise NotFound("That conversation does not exist.") from exc
+        except psycopg.errors.ForeignKeyViolation as exc:
+            raise NotFound("That conversation does not exist.") from exc
+        except psycopg.errors.CheckViolation as exc:
+            raise InvalidInput("The message could not be stored: a value is out of range.") from exc
+        except psycopg.errors.DataError as exc:
+            raise InvalidInput("The message could not be stored: it contains invalid data.") from exc
+        except psycopg.errors.QueryCanceled as exc:
+            raise StoreUnavailable("The database took too long to answer. Please try again.") from exc
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable("The database cannot be reached right now. Please try again.") from exc
 
     @staticmethod
     def _one_message(conn: psycopg.Connection, query: str, params: Sequence[Any] | dict[str, Any]) -> Message | None:
@@ -132,7 +163,7 @@ class PostgresStore:
     # --- conversations ---------------------------------------------------------------------------
 
     def create_conversation(self, principal: Principal, title: str = "New chat") -> Conversation:
-        title = _clean_title(title)
+        title = clean_title(title)
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
             cur.execute(
                 f"insert into public.conversations (user_id, title) values (%s, %s) returning {CONVERSATION_COLUMNS}",
@@ -171,7 +202,7 @@ class PostgresStore:
 
     def rename_conversation(self, principal: Principal, conversation_id: uuid.UUID | str, title: str) -> Conversation:
         cid = parse_uuid(conversation_id)
-        title = _clean_title(title)
+        title = clean_title(title)
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
             cur.execute(
                 f"update public.conversations set title = %s where id = %s returning {CONVERSATION_COLUMNS}",
@@ -195,24 +226,23 @@ class PostgresStore:
         self,
         principal: Principal,
         conversation_id: uuid.UUID | str,
-        role: str,
+        role: Role,
         content: str,
         model: str,
-        status: str = "complete",
+        status: Status = "complete",
         *,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         latency_ms: int | None = None,
     ) -> Message:
         cid = parse_uuid(conversation_id)
-        if role not in ROLES:
-            raise InvalidInput(f"Unknown message role {role!r}.")
-        _check_status(status)
+        check_role(role)
+        check_status(status)
         limit = self.max_message_chars if role == "user" else MAX_STORED_CHARS
         check_text(content, max_chars=limit)
         if role == "user" and not content.strip():
             raise InvalidInput("Message is empty.")
-        model = _clean_model(model)
+        model = clean_model(model)
         with self._tx(principal) as conn:
             row = self._one_message(
                 conn,
@@ -230,13 +260,13 @@ class PostgresStore:
         message_id: uuid.UUID | str,
         *,
         content: str,
-        status: str,
+        status: Status,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         latency_ms: int | None = None,
     ) -> Message:
         mid = parse_uuid(message_id, "message")
-        _check_status(status)
+        check_status(status)
         check_text(content, max_chars=MAX_STORED_CHARS)
         with self._tx(principal) as conn:
             row = self._one_message(
@@ -307,6 +337,15 @@ class PostgresStore:
             count = conn.execute("delete from public.messages where user_id = %s", [principal.user_id]).rowcount
             conn.execute("delete from public.conversations where user_id = %s", [principal.user_id])
         return count
+
+    # --- rate-limit counter ---------------------------------------------------------------------------
+
+    def count_request(self, principal: Principal, window_s: int) -> RequestCount:
+        with self._tx(principal) as conn:
+            row = conn.execute(_COUNT_REQUEST, {"uid": principal.user_id, "window": f"{window_s} seconds"}).fetchone()
+        if row is None:  # an upsert with `returning` always yields its row
+            raise StoreUnavailable("The request could not be counted.")
+        return RequestCount(hits=int(row[0]), resets_in_s=float(row[1]))
 
     # --- history page: search, filters, export, usage ------------------------------------------------
 
@@ -406,8 +445,8 @@ class PostgresStore:
         self, principal: Principal, since: datetime, until: datetime, timezone: str, all_users: bool = False
     ) -> list[UsageRow]:
         """Messages and tokens per day (in `timezone`) and model, for since <= created_at < until."""
-        _check_instant(since, "start")
-        _check_instant(until, "end")
+        check_instant(since, "start")
+        check_instant(until, "end")
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -473,33 +512,13 @@ def _page(principal: Principal, scope: str, rows: list[Any], limit: int, key: An
     return Page(items=rows, next_cursor=None)
 
 
-def _clean_title(title: str) -> str:
-    check_text(title, max_chars=10_000, what="Title")
-    title = " ".join(title.split())
-    if not title:
-        raise InvalidInput("A conversation title cannot be empty.")
-    return title[:MAX_TITLE_CHARS]
-
-
-def _clean_model(model: str) -> str:
-    check_text(model, max_chars=200, what="Model name")
-    if not model.strip():
-        raise InvalidInput("A model name is required.")
-    return model.strip()
-
-
-def _check_status(status: str) -> None:
-    if status not in STATUSES:
-        raise InvalidInput(f"Unknown message status {status!r}.")
-
-
 def _history_conditions(principal: Principal, where: MessageFilter) -> tuple[list[str], dict[str, Any]]:
     """SQL conditions (on alias m) and parameters for a MessageFilter, validated."""
     conditions: list[str] = []
     params: dict[str, Any] = {"uid": principal.user_id}
     if not where.all_users:
         conditions.append("m.user_id = %(uid)s")
-    query = check_text(where.query, max_chars=MAX_QUERY_CHARS, what="Search")
+    query = check_query(where.query)
     if query.strip():
         params["q"] = query
         conditions.append("m.search @@ websearch_to_tsquery('simple', %(q)s)")
@@ -507,22 +526,19 @@ def _history_conditions(principal: Principal, where: MessageFilter) -> tuple[lis
         params["cid"] = parse_uuid(where.conversation_id)
         conditions.append("m.conversation_id = %(cid)s")
     if where.role is not None:
-        if where.role not in ROLES:
-            raise InvalidInput(f"Unknown message role {where.role!r}.")
-        params["role"] = where.role
+        params["role"] = check_role(where.role)
         conditions.append("m.role = %(role)s")
     if where.model is not None:
-        params["model"] = _clean_model(where.model)
+        params["model"] = clean_model(where.model)
         conditions.append("m.model = %(model)s")
     if where.status is not None:
-        _check_status(where.status)
-        params["status"] = where.status
+        params["status"] = check_status(where.status)
         conditions.append("m.status = %(status)s")
     if where.since is not None:
-        params["since"] = _check_instant(where.since, "start")
+        params["since"] = check_instant(where.since, "start")
         conditions.append("m.created_at >= %(since)s")
     if where.until is not None:
-        params["until"] = _check_instant(where.until, "end")
+        params["until"] = check_instant(where.until, "end")
         conditions.append("m.created_at < %(until)s")
     return conditions, params
 
@@ -549,9 +565,3 @@ def _search_call(where: MessageFilter, params: dict[str, Any], *, newer: bool) -
         " %(newer)s, %(cid)s, %(role)s, %(model)s, %(status)s, %(since)s, %(until)s, %(all)s) m"
     )
     return query, args
-
-
-def _check_instant(value: datetime, what: str) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise InvalidInput(f"The {what} date needs a time zone.")
-    return value

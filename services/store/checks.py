@@ -1,0 +1,85 @@
+"""Input checks shared by every store backend and by the parsers in front of them (History's URL model).
+
+Each rule is written here once; a backend calls these before any SQL, and a parser calls the same
+functions to decide what a URL may ask for. Every failure is `InvalidInput` (or `NotFound` for ids), with
+a message safe to show.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from services.store.types import ROLES, STATUSES, InvalidInput, NotFound, Role, Status
+
+MAX_PAGE = 200
+MAX_TITLE_CHARS = 200
+MAX_MODEL_CHARS = 200
+MAX_QUERY_CHARS = 1_000
+# Hard ceiling for stored text (assistant replies included); user input has the configured, lower limit.
+MAX_STORED_CHARS = 1_000_000
+
+
+def check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"Page size must be between 1 and {MAX_PAGE}.")
+    return limit
+
+
+def check_text(text: str, *, max_chars: int, what: str = "Message") -> str:
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what} must be text.")
+    if "\x00" in text:
+        raise InvalidInput(f"{what} contains a NUL character, which cannot be stored. Remove it and try again.")
+    if len(text) > max_chars:
+        raise InvalidInput(f"{what} is too long: {len(text):,} characters, the limit is {max_chars:,}.")
+    return text
+
+
+def parse_uuid(value: uuid.UUID | str, what: str = "conversation") -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"That {what} does not exist.") from None
+
+
+def clean_title(title: str) -> str:
+    check_text(title, max_chars=10_000, what="Title")
+    title = " ".join(title.split())
+    if not title:
+        raise InvalidInput("A conversation title cannot be empty.")
+    return title[:MAX_TITLE_CHARS]
+
+
+def clean_model(model: str) -> str:
+    check_text(model, max_chars=MAX_MODEL_CHARS, what="Model name")
+    if not model.strip():
+        raise InvalidInput("A model name is required.")
+    return model.strip()
+
+
+def check_role(role: str) -> Role:
+    for known in ROLES:
+        if role == known:
+            return known
+    raise InvalidInput(f"Unknown message role {role!r}.")
+
+
+def check_status(status: str) -> Status:
+    for known in STATUSES:
+        if status == known:
+            return known
+    raise InvalidInput(f"Unknown message status {status!r}.")
+
+
+def check_query(query: str) -> str:
+    """Search text as the store accepts it: at most MAX_QUERY_CHARS, no NUL."""
+    return check_text(query, max_chars=MAX_QUERY_CHARS, what="Search")
+
+
+def check_instant(value: datetime, what: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidInput(f"The {what} date needs a time zone.")
+    return value

@@ -1,0 +1,136 @@
+"""Value types and errors of the store: what every backend returns and raises, whatever it runs on."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Generic, Literal, TypeVar
+
+from services.errors import UserError
+
+Role = Literal["user", "assistant"]
+Status = Literal["streaming", "complete", "interrupted", "error"]
+ROLES: tuple[Role, ...] = ("user", "assistant")
+STATUSES: tuple[Status, ...] = ("streaming", "complete", "interrupted", "error")
+
+
+class StoreError(UserError):
+    """Base of storage errors; the message is safe to show to the user."""
+
+
+class InvalidInput(StoreError, ValueError):
+    """Bad input from the caller (empty text, NUL byte, too long, limit out of range)."""
+
+
+class InvalidCursor(InvalidInput):
+    """A page cursor that is malformed, tampered with, or made for another user or listing."""
+
+
+class NotFound(StoreError, LookupError):
+    """The conversation or message does not exist for this user (RLS makes others' rows invisible)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: uuid.UUID
+    user_id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Message:
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    user_id: str
+    role: str
+    content: str
+    model: str
+    status: str
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_ms: int | None
+    created_at: datetime
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """What the history page asks for. Empty fields mean "any". `since`/`until` are timezone-aware
+    instants (until is exclusive). `all_users` only drops the `user_id = me` condition: row-level
+    security still decides what is visible, so it shows more only to a principal the reviewer policy
+    admits."""
+
+    query: str = ""
+    conversation_id: uuid.UUID | None = None
+    role: str | None = None
+    model: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    all_users: bool = False
+
+    def scope(self) -> str:
+        """The cursor scope of this listing: a cursor made for other filters is rejected."""
+        parts = [
+            " ".join(self.query.split()),
+            str(self.conversation_id or ""),
+            self.role or "",
+            self.model or "",
+            self.status or "",
+            self.since.isoformat() if self.since else "",
+            self.until.isoformat() if self.until else "",
+            "all" if self.all_users else "own",
+        ]
+        digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+        return f"history:{digest}"
+
+
+@dataclass(frozen=True)
+class HistoryRow(Message):
+    """A message with its conversation's title, as the history table and the exports show it."""
+
+    conversation_title: str
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page, newest first. `next_cursor` continues to older rows (`before=`), `prev_cursor` back to
+    newer ones (`after=`); None where there is nothing more that way."""
+
+    items: Sequence[HistoryRow]
+    next_cursor: str | None
+    prev_cursor: str | None
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    day: date
+    model: str
+    messages: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class RequestCount:
+    """A rate-limit window after counting one more request: hits so far and seconds until it resets."""
+
+    hits: int
+    resets_in_s: float
