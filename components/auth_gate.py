@@ -16,7 +16,7 @@ import streamlit as st
 
 from components import login, state
 from services.auth import AuthError, Principal
-from services.identity import LOCAL_USER, Identity, build_identity, startup_problem
+from services.identity import LOCAL_USER, Identity, startup_problem
 from services.runtime import Services
 
 log = logging.getLogger(__name__)
@@ -25,11 +25,6 @@ _MAIN_SCRIPT = str(Path(__file__).resolve().parents[1] / "app.py")
 _CLERK_SIGNED_OUT = "chat.clerk_signed_out"
 EXPIRED_NOTICE = "Your sign-in has expired. Please sign in again; your draft is kept."
 __all__ = ["LOCAL_USER", "current_principal", "request_logout", "require_principal", "signed_out_page"]
-
-
-def _identity(services: Services) -> Identity:
-    # Services built by older code paths (or tests) may not carry identity; build it from the settings.
-    return services.identity if services.identity is not None else build_identity(services.settings)
 
 
 def signed_out_page() -> None:
@@ -80,7 +75,7 @@ def _sign_in_nav_page() -> Any:
 
 def current_principal(services: Services) -> Principal | None:
     _leave_pages_folder_mode()
-    identity = _identity(services)
+    identity = services.identity
     problem = startup_problem(identity, st.get_option("server.address"))
     if problem:
         st.error(problem)
@@ -98,6 +93,7 @@ def current_principal(services: Services) -> Principal | None:
         _forget_principal()
         _keep_typed_message()
         return None
+    # The one writer of the signed-in principal: pages read it through require_principal().
     st.session_state[state.PRINCIPAL] = principal
     return principal
 

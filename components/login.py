@@ -35,15 +35,14 @@ def _authenticator(identity: Identity, token_ttl_s: int) -> stauth.Authenticate:
 
 
 def _store_token(identity: Identity, username: str) -> bool:
-    """Issue a local token for `username`; False if that account no longer exists."""
+    """Issue a local token for `username`; False if that account no longer exists. The gate verifies the
+    token (once) and is the only writer of the principal."""
     if identity.accounts is None or identity.issuer is None:
         return False
     account = identity.accounts.get(username)
     if account is None:
         return False
-    token, principal = identity.issuer.sign_in(account)
-    st.session_state[state.TOKEN] = token
-    st.session_state[state.PRINCIPAL] = principal
+    st.session_state[state.TOKEN] = identity.issuer.issue(account)
     return True
 
 
@@ -58,7 +57,6 @@ def sign_out() -> None:
     """Drop our token and the library's login; the next login form asks the browser to delete the
     re-login cookie. The chat draft (state.DRAFT) is deliberately left alone."""
     st.session_state.pop(state.TOKEN, None)
-    st.session_state.pop(state.PRINCIPAL, None)
     forget_library_login()
     st.session_state[_DELETE_COOKIE] = True
 

@@ -12,6 +12,7 @@ import streamlit as st
 from components import chat as view
 from components import state
 from components.auth_gate import require_principal
+from components.shell import page_services
 from services.auth import AuthError, Principal
 from services.chat import Reply
 from services.ratelimit import RateLimited
@@ -19,7 +20,7 @@ from services.runtime import Services
 from services.store import Conversation, Message, NotFound, StoreError
 
 principal: Principal = require_principal()  # first: a fresh server may run this file without app.py
-services: Services = st.session_state[state.SERVICES]
+services: Services = page_services()
 chat, catalogue = services.chat, services.catalogue
 
 

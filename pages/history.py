@@ -9,14 +9,14 @@ from __future__ import annotations
 import streamlit as st
 
 from components import history as ui
-from components import state
 from components.auth_gate import require_principal
+from components.shell import page_services
 from services.auth import AuthError, Principal
 from services.runtime import Services
 from services.store import StoreError
 
 principal: Principal = require_principal()  # first: a fresh server may run this file without app.py
-services: Services = st.session_state[state.SERVICES]
+services: Services = page_services()
 store = services.store
 tz = ui.user_timezone()
 

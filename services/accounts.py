@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import jwt
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from streamlit_authenticator.utilities.hasher import Hasher
 
-from services.auth import Principal, TokenVerifier
+from services.auth import TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,23 @@ MIN_PASSWORD_CHARS = 8
 # bcrypt only looks at the first 72 bytes; a longer password would silently be truncated.
 MAX_PASSWORD_BYTES = 72
 MAX_NAME_CHARS = 80
+
+
+# The same bcrypt format streamlit-authenticator writes and reads (its Hasher), used directly: its module
+# imports Streamlit, and services/ must not.
+_BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d+\$.{53}$")
+
+
+def is_password_hash(value: str) -> bool:
+    return bool(_BCRYPT_HASH.match(value))
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+
+
+def password_matches(password: str, hashed: str) -> bool:
+    return bcrypt.checkpw(password.encode(), hashed.encode())
 
 
 class AccountError(ValueError):
@@ -156,7 +173,7 @@ class AccountStore:
         """A fresh copy in streamlit-authenticator's `credentials` shape, every password a bcrypt hash."""
         data = self._read()
         users = self._users(data)
-        if any(not Hasher.is_hash(str(u.get("password") or "")) for u in users.values()):
+        if any(not is_password_hash(str(u.get("password") or "")) for u in users.values()):
             users = self._hash_plaintext()
         return {"usernames": users}
 
@@ -168,8 +185,8 @@ class AccountStore:
             changed = False
             for entry in users.values():
                 password = str(entry.get("password") or "")
-                if password and not Hasher.is_hash(password):
-                    entry["password"] = Hasher.hash(password)
+                if password and not is_password_hash(password):
+                    entry["password"] = hash_password(password)
                     changed = True
             if changed:
                 self._save(data, users)
@@ -188,9 +205,9 @@ class AccountStore:
         name = username.strip().lower()
         entry = self.credentials()["usernames"].get(name)
         hashed = str((entry or {}).get("password") or "")
-        if entry is None or not Hasher.is_hash(hashed) or len(password.encode()) > MAX_PASSWORD_BYTES:
+        if entry is None or not is_password_hash(hashed) or len(password.encode()) > MAX_PASSWORD_BYTES:
             return None
-        return _account(name, entry) if Hasher.check_pw(password, hashed) else None
+        return _account(name, entry) if password_matches(password, hashed) else None
 
     def create(self, username: str, password: str, *, name: str = "", email: str = "") -> Account:
         """Add an account; the first one gets the reviewer role. Raises AccountError with a message the
@@ -214,7 +231,7 @@ class AccountStore:
             raise AccountError(f"Keep the display name under {MAX_NAME_CHARS} characters, on one line.")
         if email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", email):
             raise AccountError("That email address does not look right.")
-        hashed = Hasher.hash(password)
+        hashed = hash_password(password)
         with self._locked():
             data = self._read()
             users = self._users(data)
@@ -314,8 +331,3 @@ class LocalIssuer:
             "jti": secrets.token_hex(8),
         }
         return jwt.encode(claims, self._private_key, algorithm="RS256", headers={"kid": self.kid})
-
-    def sign_in(self, account: Account) -> tuple[str, Principal]:
-        """Issue a token and verify it straight away: the principal pages get always comes from verify."""
-        token = self.issue(account)
-        return token, self.verifier.verify(token)

@@ -151,7 +151,8 @@ def test_local_tokens_go_through_the_same_verifier(tmp_path: Path) -> None:
     accounts = AccountStore(tmp_path / "users.yaml")
     ann = accounts.create("ann", PASSWORD, name="Ann")
     issuer = LocalIssuer(load_or_create_signing_key(tmp_path / "k.pem"), ttl_s=900)
-    token, principal = issuer.sign_in(ann)
+    token = issuer.issue(ann)
+    principal = issuer.verifier.verify(token)
     assert isinstance(issuer.verifier, TokenVerifier)
     assert principal.user_id == "local:ann" and principal.is_reviewer
     assert principal.claims["iss"] == LOCAL_ISSUER and principal.claims["name"] == "Ann"

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from components import state
 from services.accounts import AccountStore, LocalIssuer, load_or_create_signing_key
 from services.auth import Principal
+from services.runtime import reset_shared_services
 from services.store.embedded import EmbeddedDatabase
 from tests.auth_support import app_py_runs_every_time  # noqa: F401 - autouse fixture
 
@@ -32,9 +33,9 @@ def data_dir(database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("DATABASE_ADMIN_URL", database.admin_url)
     for name in ("CHAT_USERS_FILE", "CHAT_ALLOW_SIGNUP", "CHAT_COOKIE_KEY", "CHAT_TOKEN_TTL_S"):
         monkeypatch.delenv(name, raising=False)
-    st.cache_resource.clear()  # app.py caches Services per process; this test's env must take effect
+    reset_shared_services()  # services are built once per process; this test's env must take effect
     yield tmp_path
-    st.cache_resource.clear()
+    reset_shared_services()
 
 
 def new_session() -> AppTest:

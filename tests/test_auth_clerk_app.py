@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from components import state
 from services.auth import Principal
+from services.runtime import reset_shared_services
 from services.store.embedded import EmbeddedDatabase
 from tests.auth_support import (  # noqa: F401 - app_py_runs_every_time is an autouse fixture
     APP_ORIGIN,
@@ -52,9 +52,9 @@ def jwks(
         monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path))
         monkeypatch.setenv("DATABASE_URL", database.app_url)
         monkeypatch.setenv("DATABASE_ADMIN_URL", database.admin_url)
-        st.cache_resource.clear()
+        reset_shared_services()
         yield server
-        st.cache_resource.clear()
+        reset_shared_services()
 
 
 def session_with(token: str | None) -> AppTest:
@@ -117,7 +117,7 @@ def test_id_token_without_clerk_audience_says_what_to_set(
     jwks: JwksServer, key: SigningKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CLERK_AUDIENCE")
-    st.cache_resource.clear()
+    reset_shared_services()
     at = session_with(id_token(key))
     assert not at.exception, at.exception
     assert any("CLERK_AUDIENCE" in e.value for e in at.error)

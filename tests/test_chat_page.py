@@ -10,7 +10,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from components import state
@@ -18,6 +17,7 @@ from components.auth_gate import LOCAL_USER
 from components.markdown import neutralise, safe_stream
 from services.auth import Principal
 from services.providers.demo import demo_reply
+from services.runtime import reset_shared_services
 from services.store import Message, embedded
 from services.store.embedded import EmbeddedDatabase
 from services.store.migrate import migrate
@@ -53,11 +53,11 @@ def app(
             monkeypatch.delenv(name, raising=False)
         for name, value in {**base, **env}.items():
             monkeypatch.setenv(name, value)
-        st.cache_resource.clear()  # app.py caches Services per process; this test's env must take effect
+        reset_shared_services()  # services are built once per process; this test's env must take effect
         return AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
 
     yield make
-    st.cache_resource.clear()
+    reset_shared_services()
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from typing import Any
 
 import psycopg
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from components import history as ui
 from components.auth_gate import LOCAL_USER
+from services.runtime import reset_shared_services
 from services.store.embedded import EmbeddedDatabase
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,15 +64,12 @@ def app(database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("CHAT_AUTH", "none")
     monkeypatch.setenv("DATABASE_URL", database.app_url)
     monkeypatch.setenv("DATABASE_ADMIN_URL", database.admin_url)
-    st.cache_resource.clear()
+    reset_shared_services()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
     at.run()
     at.switch_page("pages/history.py")
     yield at
-    services = at.session_state[ui.state.SERVICES] if ui.state.SERVICES in at.session_state else None
-    if services is not None:
-        services.store.close()
-    st.cache_resource.clear()
+    reset_shared_services()
 
 
 def test_pages_through_with_cursors_in_the_url(app: AppTest, database: EmbeddedDatabase) -> None:

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from services.runtime import reset_shared_services
 from services.store.embedded import EmbeddedDatabase
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,9 +21,9 @@ def app_env(database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", database.app_url)
     monkeypatch.setenv("DATABASE_ADMIN_URL", database.admin_url)
-    st.cache_resource.clear()  # app.py caches Services per process; this test's env must take effect
+    reset_shared_services()  # services are built once per process; this test's env must take effect
     yield
-    st.cache_resource.clear()
+    reset_shared_services()
 
 
 def test_pages_are_found() -> None:

@@ -1,0 +1,16 @@
+"""HTTP routes served beside the UI by `st.App` in app.py: the one place routes and middleware are registered.
+
+Routes are thin (parse -> one service call -> JSON), use the same per-process services as the pages
+(`services.runtime.shared_services`), and never touch the store directly. Later issues add /api/chat,
+/api/chat/history and the security headers here.
+"""
+
+from __future__ import annotations
+
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
+
+from api.health import health
+
+ROUTES: list[BaseRoute] = [Route("/api/health", health, methods=["GET"])]
+MIDDLEWARE: list[Middleware] = []
