@@ -82,7 +82,7 @@ def _sign_in_page(identity: Identity, *, allow_signup: bool, token_ttl_s: int, u
     try:
         has_accounts = identity.accounts.has_accounts()
     except AccountError as exc:
-        st.error(str(exc))
+        st.error(exc.message)
         return False
 
     if not has_accounts:
@@ -149,7 +149,7 @@ def _signup_form(identity: Identity) -> bool:
     try:
         account = identity.accounts.create(username, password, name=name)
     except AccountError as exc:
-        st.error(str(exc))
+        st.error(exc.message)
         return False
     log.info("created local account %s (roles: %s)", account.username, ",".join(account.roles) or "-")
     return _store_token(identity, account.username)

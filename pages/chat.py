@@ -13,11 +13,11 @@ from components import chat as view
 from components import state
 from components.auth_gate import require_principal
 from components.shell import page_services
-from services.auth import AuthError, Principal
+from services.auth import Principal
 from services.chat import Reply
-from services.ratelimit import RateLimited
+from services.errors import UserError
 from services.runtime import Services
-from services.store import Conversation, Message, NotFound, StoreError
+from services.store import Conversation, Message, NotFound
 
 principal: Principal = require_principal()  # first: a fresh server may run this file without app.py
 services: Services = page_services()
@@ -49,11 +49,6 @@ def regenerate(cid: str) -> None:
     st.session_state[state.PENDING] = cid
 
 
-def user_error(exc: Exception) -> str:
-    # Every error type caught on this page carries a message written for the user.
-    return str(getattr(exc, "message", None) or exc)
-
-
 # --- sidebar: model picker and New chat ------------------------------------------------------------
 
 with st.sidebar:
@@ -82,8 +77,8 @@ if cid_param := st.query_params.get("c"):
     except NotFound:
         st.warning("That conversation does not exist (or is not yours). Starting a new chat.")
         st.query_params.pop("c", None)
-    except (StoreError, AuthError) as exc:
-        st.error(user_error(exc))
+    except UserError as exc:
+        st.error(exc.message)
         st.stop()
 
 read_only = conversation is not None and conversation.user_id != principal.user_id
@@ -97,8 +92,8 @@ last: Message | None = None
 if conversation is not None:
     try:
         window = chat.window(principal, conversation, st.session_state.get(state.WINDOW_PAGES, 1))
-    except (StoreError, AuthError) as exc:
-        st.error(user_error(exc))
+    except UserError as exc:
+        st.error(exc.message)
         st.stop()
     if window.has_more:
         st.button("Show earlier messages", icon=":material/history:", on_click=show_earlier)
@@ -117,8 +112,8 @@ reply: Reply | None = None
 if prompt:
     try:
         reply = chat.send(principal, conversation.id if conversation else None, prompt, model)
-    except (StoreError, RateLimited, AuthError) as exc:
-        st.session_state[state.FLASH] = user_error(exc)
+    except UserError as exc:
+        st.session_state[state.FLASH] = exc.message
         st.session_state[state.DRAFT] = prompt
         st.rerun()
     if reply is not None and reply.created_conversation:
@@ -128,8 +123,8 @@ if prompt:
 elif pending and conversation is not None and not read_only and str(conversation.id) == pending:
     try:
         reply = chat.regenerate(principal, conversation.id, model)
-    except (StoreError, RateLimited, AuthError) as exc:
-        st.error(user_error(exc), icon=":material/error:")
+    except UserError as exc:
+        st.error(exc.message, icon=":material/error:")
 
 if reply is not None:
     view.live_reply(reply, catalogue, regenerate)
@@ -141,8 +136,8 @@ elif conversation is not None and not read_only:
 with st.sidebar:
     try:
         items, more = chat.recent_conversations(principal, st.session_state.get(state.CONVERSATION_PAGES, 1))
-    except (StoreError, AuthError) as exc:
-        st.error(user_error(exc))
+    except UserError as exc:
+        st.error(exc.message)
     else:
         current = str(reply.conversation_id) if reply else (str(conversation.id) if conversation else None)
         view.conversation_list(items, current, open_conversation, more, load_more_conversations)

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.auth import TokenVerifier
+from services.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def password_matches(password: str, hashed: str) -> bool:
     return bcrypt.checkpw(password.encode(), hashed.encode())
 
 
-class AccountError(ValueError):
+class AccountError(UserError, ValueError):
     """A sign-up or accounts-file problem; the message is safe to show and says what to change."""
 
 

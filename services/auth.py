@@ -29,14 +29,15 @@ from jwt.exceptions import (
     PyJWKSetError,
 )
 
+from services.errors import UserError
 
-class AuthError(Exception):
+
+class AuthError(UserError):
     """A token or principal was rejected. `reason` is a stable code tests and the UI can switch on."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-        self.message = message
 
     def __repr__(self) -> str:
         return f"AuthError({self.reason!r}, {self.message!r})"

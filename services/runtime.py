@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from services.accounts import AccountError
 from services.chat import ChatService
 from services.config import Settings, load_settings, redact
+from services.errors import UserError
 from services.identity import Identity, build_identity
 from services.providers.catalogue import Catalogue, build_catalogue
 from services.ratelimit import RateLimiter
@@ -39,7 +40,7 @@ class Services:
         self.store.close()
 
 
-class StartupError(RuntimeError):
+class StartupError(UserError):
     """The services could not be built; the message says what to do and carries no secret."""
 
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from services.errors import UserError
+
 TurnRole = Literal["user", "assistant"]
 ErrorKind = Literal["rate_limited", "timeout", "server", "connection", "auth", "bad_request", "interrupted"]
 
@@ -29,13 +31,12 @@ class Usage:
     output_tokens: int | None = None
 
 
-class ProviderError(Exception):
+class ProviderError(UserError):
     """A provider call failed. `message` is safe to show; it never contains keys or raw response bodies."""
 
     def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.kind = kind
-        self.message = message
         self.status = status
 
     def __repr__(self) -> str:
