@@ -22,7 +22,6 @@ from services.runtime import Services
 log = logging.getLogger(__name__)
 
 _MAIN_SCRIPT = str(Path(__file__).resolve().parents[1] / "app.py")
-_CLERK_SIGNED_OUT = "chat.clerk_signed_out"
 EXPIRED_NOTICE = "Your sign-in has expired. Please sign in again; your draft is kept."
 __all__ = ["LOCAL_USER", "current_principal", "request_logout", "require_principal", "signed_out_page"]
 
@@ -199,7 +198,7 @@ def _clerk(identity: Identity) -> Principal | None:
     if st.session_state.pop(state.LOGOUT_REQUESTED, False):
         st.session_state.pop(state.TOKEN, None)
         # A header/cookie token stays in this session's handshake snapshot: ignore it from now on.
-        st.session_state[_CLERK_SIGNED_OUT] = True
+        st.session_state[state.CLERK_SIGNED_OUT] = True
         st.session_state[state.AUTH_NOTICE] = "You are signed out."
         if _oidc_token() is not None:
             st.logout()  # clears Streamlit's identity cookie and reruns
@@ -212,7 +211,7 @@ def _clerk(identity: Identity) -> Principal | None:
             "OAuth client id of your Clerk application (the client_id under [auth.clerk] in secrets.toml)."
         )
         return None
-    session_token = None if st.session_state.get(_CLERK_SIGNED_OUT) else _session_token()
+    session_token = None if st.session_state.get(state.CLERK_SIGNED_OUT) else _session_token()
     candidates = [(oidc_token, identity.oidc_verifier), (session_token, identity.verifier)]
     for token, verifier in candidates:
         if token is None or verifier is None:

@@ -15,10 +15,6 @@ from services.identity import COOKIE_NAME, Identity
 
 log = logging.getLogger(__name__)
 
-# streamlit-authenticator's own session-state keys.
-LIB_KEYS = ("authentication_status", "username", "name", "email", "roles")
-# The cookie component may be rendered once per run, so deletion waits for the form's authenticator.
-_DELETE_COOKIE = "chat.login.delete_cookie"
 
 
 def _authenticator(identity: Identity, token_ttl_s: int) -> stauth.Authenticate:
@@ -48,9 +44,9 @@ def _store_token(identity: Identity, username: str) -> bool:
 
 def forget_library_login() -> None:
     """Make streamlit-authenticator show its form again and ignore its re-login cookie this session."""
-    for key in LIB_KEYS:
+    for key in state.AUTHENTICATOR_KEYS:
         st.session_state[key] = None
-    st.session_state["logout"] = True
+    st.session_state[state.AUTHENTICATOR_LOGOUT] = True
 
 
 def sign_out() -> None:
@@ -58,7 +54,7 @@ def sign_out() -> None:
     re-login cookie. The chat draft (state.DRAFT) is deliberately left alone."""
     st.session_state.pop(state.TOKEN, None)
     forget_library_login()
-    st.session_state[_DELETE_COOKIE] = True
+    st.session_state[state.LOGIN_DELETE_COOKIE] = True
 
 
 def render_sign_in(identity: Identity, *, allow_signup: bool, token_ttl_s: int, users_file: str) -> bool:
@@ -105,7 +101,7 @@ def _sign_in_page(identity: Identity, *, allow_signup: bool, token_ttl_s: int, u
 
 def _login_form(identity: Identity, token_ttl_s: int) -> bool:
     authenticator = _authenticator(identity, token_ttl_s)
-    if st.session_state.pop(_DELETE_COOKIE, False):
+    if st.session_state.pop(state.LOGIN_DELETE_COOKIE, False):
         try:
             authenticator.cookie_controller.delete_cookie()
         except Exception:  # noqa: BLE001 - best effort; the session already ignores the cookie
@@ -119,12 +115,12 @@ def _login_form(identity: Identity, token_ttl_s: int) -> bool:
         forget_library_login()
         authenticator.login(location="main", key="login")
 
-    status = st.session_state.get("authentication_status")
+    status = st.session_state.get(state.AUTHENTICATOR_STATUS)
     if status is False:
         st.error("Username or password is incorrect.")
         return False
-    if status and st.session_state.get("username"):
-        if _store_token(identity, str(st.session_state["username"])):
+    if status and st.session_state.get(state.AUTHENTICATOR_USERNAME):
+        if _store_token(identity, str(st.session_state[state.AUTHENTICATOR_USERNAME])):
             return True
         forget_library_login()
         st.error("That account no longer exists.")

@@ -16,3 +16,10 @@ WINDOW_PAGES = "chat.window_pages"
 CONVERSATION_PAGES = "chat.conversation_pages"
 LOGOUT_REQUESTED = "chat.logout_requested"
 AUTH_NOTICE = "chat.auth_notice"
+CLERK_SIGNED_OUT = "chat.clerk_signed_out"  # a header/cookie Clerk token stays in the handshake: ignore it
+LOGIN_DELETE_COOKIE = "chat.login.delete_cookie"  # the next login form asks the browser to drop the cookie
+# streamlit-authenticator's own keys, which the login component reads and resets
+AUTHENTICATOR_KEYS = ("authentication_status", "username", "name", "email", "roles")
+AUTHENTICATOR_STATUS = "authentication_status"
+AUTHENTICATOR_USERNAME = "username"
+AUTHENTICATOR_LOGOUT = "logout"
