@@ -40,7 +40,7 @@ import psycopg
 
 from services import export
 from services.auth import Principal
-from services.store import MessageFilter, embedded, encode_cursor
+from services.store import MessageFilter, embedded
 from services.store.migrate import migrate
 from services.store.postgres import MESSAGE_COLUMNS, PostgresStore
 
@@ -265,7 +265,7 @@ def main() -> None:
             ).fetchone()
             assert row is not None
             params["ts"], params["id"] = row
-            cursor = encode_cursor(principal, "messages", row[0], row[1])
+            cursor = store.cursors.encode(principal, "messages", row[0], row[1])
             sql = keyset_sql
         page = store.page_messages(principal, limit=PAGE, before=cursor)
         offset_rows = as_user(offset_sql, {**params, "n": PAGE})()
@@ -414,7 +414,7 @@ def history_section(db: embedded.EmbeddedDatabase, args: argparse.Namespace) -> 
                         {**params, "off": (depth - 1) * PAGE - 1},
                     ).fetchone()
                     assert row is not None
-                    cursor = encode_cursor(principal, where.scope(), row[0], row[1])
+                    cursor = store.cursors.encode(principal, where.scope(), row[0], row[1])
                 page = store.search_messages(principal, where, PAGE, before=cursor)
                 expected = owner.execute(
                     f"select m.id from public.messages m where {' and '.join(conditions)}"

@@ -13,11 +13,11 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from services.accounts import AccountError
+from services.accounts import AccountError, load_or_create_secret
 from services.chat import ChatService
 from services.config import Settings, load_settings, redact
 from services.errors import UserError
-from services.identity import Identity, build_identity
+from services.identity import Identity, build_identity, keys_dir
 from services.providers.catalogue import Catalogue, build_catalogue
 from services.ratelimit import RateLimiter
 from services.store import Store, embedded
@@ -44,6 +44,11 @@ class StartupError(UserError):
     """The services could not be built; the message says what to do and carries no secret."""
 
 
+def cursor_key(settings: Settings) -> str:
+    """The key that signs page cursors: kept beside the other local keys, created on first start."""
+    return load_or_create_secret(keys_dir(settings) / "cursor-key")
+
+
 def connect_store(settings: Settings) -> PostgresStore:
     """Start or reach the database, apply pending migrations, and open the app's one connection pool."""
     try:
@@ -57,7 +62,12 @@ def connect_store(settings: Settings) -> PostgresStore:
         applied = migrate(admin_url)
         if applied:
             log.info("applied %d migration(s): %s", len(applied), ", ".join(applied))
-        return PostgresStore(app_url, max_message_chars=settings.max_message_chars, pool_max=settings.db_pool_max)
+        return PostgresStore(
+            app_url,
+            max_message_chars=settings.max_message_chars,
+            pool_max=settings.db_pool_max,
+            cursor_key=cursor_key(settings),
+        )
     except Exception as exc:
         # Connection errors can quote the DSN; never let a password reach a log or the page.
         raise StartupError(f"Could not start the database: {redact(str(exc), settings)}") from None

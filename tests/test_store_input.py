@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from services.auth import Principal
-from services.store import InvalidCursor, InvalidInput, NotFound, encode_cursor
+from services.store import InvalidCursor, InvalidInput, NotFound
 from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
 
@@ -112,7 +112,7 @@ def test_garbage_cursors_are_a_clear_error(store: PostgresStore, cursor: str) ->
 def test_a_cursor_made_for_another_user_is_refused(store: PostgresStore) -> None:
     from datetime import UTC, datetime
 
-    foreign = encode_cursor(Principal("user_else"), "messages", datetime.now(UTC), uuid.uuid4())
+    foreign = store.cursors.encode(Principal("user_else"), "messages", datetime.now(UTC), uuid.uuid4())
     with pytest.raises(InvalidCursor):
         store.page_messages(P, before=foreign)
 

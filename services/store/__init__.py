@@ -22,7 +22,7 @@ from services.store.checks import (
     clean_title,
     parse_uuid,
 )
-from services.store.cursors import decode_cursor, encode_cursor
+from services.store.cursors import CursorCodec
 from services.store.protocols import ChatStore, ConversationReader, RateLimitCounter, ReviewStore, Store
 from services.store.types import (
     ROLES,
@@ -55,6 +55,7 @@ __all__ = [
     "ChatStore",
     "Conversation",
     "ConversationReader",
+    "CursorCodec",
     "HistoryPage",
     "HistoryRow",
     "InvalidCursor",
@@ -80,7 +81,5 @@ __all__ = [
     "check_text",
     "clean_model",
     "clean_title",
-    "decode_cursor",
-    "encode_cursor",
     "parse_uuid",
 ]

@@ -34,7 +34,7 @@ from services.store.checks import (
     clean_title,
     parse_uuid,
 )
-from services.store.cursors import decode_cursor, encode_cursor
+from services.store.cursors import CursorCodec
 from services.store.types import (
     Conversation,
     HistoryPage,
@@ -114,7 +114,9 @@ class PostgresStore:
         *,
         max_message_chars: int = Settings.max_message_chars,
         pool_max: int = Settings.db_pool_max,
+        cursor_key: bytes | str | None = None,
     ) -> None:
+        self.cursors = CursorCodec(cursor_key)
         # The store enforces the user-message limit itself too: another front-end (the HTTP API) may
         # call it, and the database is the last place a too-long message can be stopped.
         self.max_message_chars = max_message_chars
@@ -154,6 +156,14 @@ class PostgresStore:
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable("The database cannot be reached right now. Please try again.") from exc
 
+    def _page(self, principal: Principal, scope: str, rows: list[Any], limit: int, key: Any) -> Page[Any]:
+        # We fetched limit + 1 rows: the extra one only tells whether an older page exists.
+        if len(rows) > limit:
+            rows = rows[:limit]
+            created_at, row_id = key(rows[-1])
+            return Page(items=rows, next_cursor=self.cursors.encode(principal, scope, created_at, row_id))
+        return Page(items=rows, next_cursor=None)
+
     @staticmethod
     def _one_message(conn: psycopg.Connection, query: str, params: Sequence[Any] | dict[str, Any]) -> Message | None:
         with conn.cursor(row_factory=class_row(Message)) as cur:
@@ -189,7 +199,7 @@ class PostgresStore:
         params: dict[str, Any] = {"uid": principal.user_id, "n": limit + 1}
         where = "user_id = %(uid)s"
         if before:
-            params["ts"], params["id"] = decode_cursor(principal, "conversations", before)
+            params["ts"], params["id"] = self.cursors.decode(principal, "conversations", before)
             where += " and (updated_at, id) < (%(ts)s, %(id)s)"
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
             cur.execute(
@@ -198,7 +208,7 @@ class PostgresStore:
                 params,
             )
             rows = cur.fetchall()
-        return _page(principal, "conversations", rows, limit, lambda c: (c.updated_at, c.id))
+        return self._page(principal, "conversations", rows, limit, lambda c: (c.updated_at, c.id))
 
     def rename_conversation(self, principal: Principal, conversation_id: uuid.UUID | str, title: str) -> Conversation:
         cid = parse_uuid(conversation_id)
@@ -314,7 +324,7 @@ class PostgresStore:
             params["cid"] = parse_uuid(conversation_id)
             where.append("conversation_id = %(cid)s")
         if before:
-            params["ts"], params["id"] = decode_cursor(principal, scope, before)
+            params["ts"], params["id"] = self.cursors.decode(principal, scope, before)
             where.append("(created_at, id) < (%(ts)s, %(id)s)")
         with self._tx(principal) as conn:
             if (
@@ -329,7 +339,7 @@ class PostgresStore:
                     params,
                 )
                 rows = cur.fetchall()
-        return _page(principal, scope, rows, limit, lambda m: (m.created_at, m.id))
+        return self._page(principal, scope, rows, limit, lambda m: (m.created_at, m.id))
 
     def delete_all_user_data(self, principal: Principal) -> int:
         """Delete every conversation and message of this user (GDPR erasure). Returns messages deleted."""
@@ -374,7 +384,7 @@ class PostgresStore:
         params["n"] = limit + 1
         cursor = before or after
         if cursor:
-            params["ts"], params["id"] = decode_cursor(principal, scope, cursor)
+            params["ts"], params["id"] = self.cursors.decode(principal, scope, cursor)
             conditions.append("(m.created_at, m.id) " + ("<" if before else ">") + " (%(ts)s, %(id)s)")
         order = "asc" if after else "desc"
         if "q" in params:
@@ -398,7 +408,7 @@ class PostgresStore:
             rows = rows[:limit]
 
         def position(row: HistoryRow) -> str:
-            return encode_cursor(principal, scope, row.created_at, row.id)
+            return self.cursors.encode(principal, scope, row.created_at, row.id)
 
         return HistoryPage(
             items=rows,
@@ -501,15 +511,6 @@ class PostgresStore:
         with self._tx(principal) as conn, conn.cursor() as cur, cur.copy(query, {"uid": principal.user_id}) as copy:
             for chunk in copy:
                 yield bytes(chunk)
-
-
-def _page(principal: Principal, scope: str, rows: list[Any], limit: int, key: Any) -> Page[Any]:
-    # We fetched limit + 1 rows: the extra one only tells whether an older page exists.
-    if len(rows) > limit:
-        rows = rows[:limit]
-        created_at, row_id = key(rows[-1])
-        return Page(items=rows, next_cursor=encode_cursor(principal, scope, created_at, row_id))
-    return Page(items=rows, next_cursor=None)
 
 
 def _history_conditions(principal: Principal, where: MessageFilter) -> tuple[list[str], dict[str, Any]]:
