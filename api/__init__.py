@@ -2,7 +2,7 @@
 
 Routes are thin (parse -> one service call -> JSON), use the same per-process services as the pages
 (`services.runtime.shared_services`), and never touch the store directly. Later issues add /api/chat,
-/api/chat/history and the security headers here.
+/api/chat/history here.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from api.health import health
+from api.security import SecurityHeaders
 
 ROUTES: list[BaseRoute] = [Route("/api/health", health, methods=["GET"])]
-MIDDLEWARE: list[Middleware] = []
+MIDDLEWARE: list[Middleware] = [Middleware(SecurityHeaders)]
