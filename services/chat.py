@@ -9,7 +9,6 @@ timeout, 429) with usage and latency, in a `finally`, so no path loses what was 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Generator, Iterator, Sequence
@@ -32,6 +31,7 @@ from services.store import (
     check_text,
     parse_uuid,
 )
+from services.streaming import Pump, close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -86,75 +86,6 @@ class Reply:
         # GeneratorExit at the generator's `yield`; its `finally` stores the reply as interrupted.
         if self._gen is not None:
             self._gen.close()
-
-
-class _Pump:
-    """Reads the provider stream on a helper thread and hands over everything received since the last
-    hand-over. This is what coalesces: the page renders at most once per interval however small the
-    provider's chunks are, and a chunk never waits for the *next* one to arrive before it is shown."""
-
-    def __init__(self, chunks: Iterator[str], stream: ReplyStream) -> None:
-        self._chunks = chunks
-        self._stream = stream
-        self._cond = threading.Condition()
-        self._buf: list[str] = []
-        self._done = False
-        self._closed = False
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._read, name="chat-reply", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for chunk in self._chunks:
-                if not chunk:
-                    continue
-                with self._cond:
-                    if self._closed:
-                        return
-                    self._buf.append(chunk)
-                    if len(self._buf) == 1:  # the consumer only ever waits for "something" or "done"
-                        self._cond.notify()
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
-            with self._cond:
-                self._error = exc
-        finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify()
-
-    def batches(self, interval_s: float, first_shown_at: float) -> Iterator[str]:
-        next_at = first_shown_at + interval_s
-        while True:
-            with self._cond:
-                while not self._buf and not self._done:
-                    self._cond.wait()
-                while not self._done and (wait := next_at - time.monotonic()) > 0:
-                    self._cond.wait(wait)
-                text = "".join(self._buf)
-                self._buf.clear()
-                done, error = self._done, self._error
-            if text:
-                yield text
-                next_at = time.monotonic() + interval_s
-            if done:
-                if error is not None:
-                    raise error
-                return
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._buf.clear()
-        # From this thread while the helper may be blocked reading: closing the response unblocks it.
-        _close_quietly(self._stream)
-
-
-def _close_quietly(stream: ReplyStream) -> None:
-    try:
-        stream.close()
-    except Exception:  # noqa: BLE001 - closing a broken stream can fail; there is nothing left to save
-        log.debug("closing the provider stream failed", exc_info=True)
 
 
 def title_from(text: str) -> str:
@@ -379,7 +310,7 @@ class ChatService:
         parts: list[str] = []
         status, error = "interrupted", None
         stream: ReplyStream | None = None
-        pump: _Pump | None = None
+        pump: Pump | None = None
         message: Message | None = None
         first_token_ms: int | None = None
         renders = 0
@@ -396,7 +327,7 @@ class ChatService:
                 # Persist after handing the text on, so a database round trip never delays what is shown.
                 message = store.add_message(principal, cid, "assistant", first, option.id, "streaming")
                 last_checkpoint = time.monotonic()
-                pump = _Pump(chunks, stream)
+                pump = Pump(chunks, stream)
                 for text in pump.batches(self.render_interval_s, first_shown_at=last_checkpoint):
                     parts.append(text)
                     renders += 1
@@ -420,7 +351,7 @@ class ChatService:
             if pump is not None:
                 pump.close()
             elif stream is not None:
-                _close_quietly(stream)
+                close_quietly(stream)
             reply.outcome = self._finish(
                 principal, cid, option, message, _joined(parts), status, error, stream, started, first_token_ms, renders
             )
