@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 from services.auth import AuthError, Principal
+from services.paging import collect_pages
 from services.providers import Provider, ProviderError, ReplyStream, Turn, Usage
 from services.providers.catalogue import Catalogue, ModelOption
 from services.ratelimit import RateLimiter
@@ -158,14 +159,9 @@ class ChatService:
     ) -> tuple[list[Conversation], bool]:
         """The user's conversations, most recently active first, `pages` keyset pages deep; and whether
         there are more."""
-        items: list[Conversation] = []
-        cursor: str | None = None
-        for _ in range(max(1, pages)):
-            page = self.store.list_conversations(principal, limit=per_page, before=cursor)
-            items.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        items, cursor = collect_pages(
+            lambda before: self.store.list_conversations(principal, limit=per_page, before=before), pages
+        )
         return items, cursor is not None
 
     def open_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> Conversation:
@@ -180,16 +176,14 @@ class ChatService:
             n = min(WINDOW * pages, MAX_PAGE - 1)
             rows = self.store.recent_messages(principal, conversation.id, limit=n + 1)
             return Window(rows[-n:], len(rows) > n)
-        collected: list[Message] = []
-        cursor: str | None = None
-        for _ in range(pages):
-            page = self.store.page_messages(principal, limit=WINDOW, before=cursor, conversation_id=conversation.id)
-            collected.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        collected.reverse()
-        return Window(collected, cursor is not None)
+        newest_first, cursor = collect_pages(
+            lambda before: self.store.page_messages(
+                principal, limit=WINDOW, before=before, conversation_id=conversation.id
+            ),
+            pages,
+        )
+        newest_first.reverse()
+        return Window(newest_first, cursor is not None)
 
     # --- writing ---------------------------------------------------------------------------------
 
