@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 from services.auth import AuthError, Principal
+from services.config import Settings
 from services.paging import collect_pages
 from services.providers import Provider, ProviderError, ReplyStream, Turn, Usage
 from services.providers.catalogue import Catalogue, ModelOption
@@ -40,6 +41,9 @@ DEFAULT_TITLE = "New chat"
 TITLE_CHARS = 60
 WINDOW = 50  # messages the chat page renders at once; "Show earlier" adds another window
 CONTEXT_MESSAGES = 100  # most recent messages considered for the model's context (then the size budget)
+# Not settings: how often a streaming reply is saved, and the longest a received chunk waits to be shown.
+CHECKPOINT_S = 1.0
+RENDER_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -134,18 +138,14 @@ class ChatService:
         catalogue: Catalogue,
         limiter: RateLimiter | None = None,
         *,
-        max_message_chars: int = 32_000,
-        context_chars: int = 48_000,
-        max_reply_tokens: int = 4096,
-        checkpoint_s: float = 1.0,
-        render_interval_s: float = 0.05,
+        settings: Settings,
+        checkpoint_s: float = CHECKPOINT_S,
+        render_interval_s: float = RENDER_INTERVAL_S,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
         self.limiter = limiter
-        self.max_message_chars = max_message_chars
-        self.context_chars = context_chars
-        self.max_reply_tokens = max_reply_tokens
+        self.settings = settings
         self.checkpoint_s = checkpoint_s
         self.render_interval_s = render_interval_s
 
@@ -192,7 +192,7 @@ class ChatService:
             raise InvalidInput("Message must be text.")
         if not text.strip():
             raise InvalidInput("Message is empty: type something before sending.")
-        return check_text(text, max_chars=self.max_message_chars)
+        return check_text(text, max_chars=self.settings.max_message_chars)
 
     def model_option(self, model: str) -> ModelOption:
         option = self.catalogue.option(model)
@@ -285,7 +285,7 @@ class ChatService:
         retitle: str | None = None,
     ) -> Reply:
         provider, option = self.catalogue.resolve(option.id)
-        turns = build_context(history, max(self.context_chars, self.max_message_chars))
+        turns = build_context(history, max(self.settings.context_chars, self.settings.max_message_chars))
         reply = Reply(cid, user_message, option, created)
         reply._gen = self._stream(reply, principal, provider, option, turns, retitle)
         return reply
@@ -309,7 +309,7 @@ class ChatService:
         first_token_ms: int | None = None
         renders = 0
         try:
-            stream = provider.stream(option.model, turns, max_tokens=self.max_reply_tokens)
+            stream = provider.stream(option.model, turns, max_tokens=self.settings.max_reply_tokens)
             chunks = iter(stream)
             # The first chunk is read on this thread and shown at once: no hand-over delay for it.
             first = next((c for c in chunks if c), None)

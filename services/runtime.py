@@ -61,14 +61,7 @@ def connect_identity(settings: Settings) -> Identity:
 def build_chat(settings: Settings, store: MessageStore, app_url: str | None) -> tuple[ChatService, Catalogue]:
     catalogue = build_catalogue(settings)
     limiter = RateLimiter(app_url, settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
-    chat = ChatService(
-        store,
-        catalogue,
-        limiter,
-        max_message_chars=settings.max_message_chars,
-        context_chars=settings.context_chars,
-        max_reply_tokens=settings.max_reply_tokens,
-    )
+    chat = ChatService(store, catalogue, limiter, settings=settings)
     return chat, catalogue
 
 

@@ -53,7 +53,8 @@ def catalogue(wires: dict[str, WireServer]) -> Catalogue:
 
 @pytest.fixture(scope="module")
 def chat(store: PostgresStore, catalogue: Catalogue) -> ChatService:
-    return ChatService(store, catalogue, None, max_message_chars=2_000, context_chars=4_000)
+    settings = settings_from({"CHAT_MAX_MESSAGE_CHARS": "2000", "CHAT_CONTEXT_CHARS": "4000"})
+    return ChatService(store, catalogue, None, settings=settings)
 
 
 def user(name: str) -> Principal:
@@ -174,7 +175,7 @@ def test_the_reply_is_saved_while_it_streams(store: PostgresStore) -> None:
     paced = Catalogue(
         {"demo": DemoProvider(chars_per_s=1_000)}, [ModelOption(DEMO_MODEL, "demo", "echo-1", "d")], DEMO_MODEL
     )
-    chat = ChatService(store, paced, None, checkpoint_s=0.0, render_interval_s=0.0)
+    chat = ChatService(store, paced, None, settings=settings_from({}), checkpoint_s=0.0, render_interval_s=0.0)
     alice = user("alice")
     reply = chat.send(alice, None, "Stream please", DEMO_MODEL)
     it = iter(reply)
@@ -368,8 +369,8 @@ def test_rate_limit_is_per_user_shared_between_replicas_and_stores_nothing(
     replica_a = RateLimiter(database.app_url, 3)
     replica_b = RateLimiter(database.app_url, 3)
     try:
-        chat_a = ChatService(store, catalogue, replica_a)
-        chat_b = ChatService(store, catalogue, replica_b)
+        chat_a = ChatService(store, catalogue, replica_a, settings=settings_from({}))
+        chat_b = ChatService(store, catalogue, replica_b, settings=settings_from({}))
         carol, dave = user("carol"), user("dave")
         first = chat_a.send(carol, None, "one", DEMO_MODEL)
         drain(first)

@@ -65,7 +65,7 @@ def test_recent_conversations_and_the_export_walk_the_same_listing(store: Postgr
     who = someone()
     newest_first = five_conversations(store, who)
     settings = settings_from({})
-    chat = ChatService(store, build_catalogue(settings), None)
+    chat = ChatService(store, build_catalogue(settings), None, settings=settings)
     items, more = chat.recent_conversations(who, pages=2, per_page=2)
     assert [c.title for c in items] == newest_first[:4] and more
     items, more = chat.recent_conversations(who, pages=3, per_page=2)
