@@ -27,7 +27,6 @@ from services.store import (
     InvalidInput,
     Message,
     MessageStore,
-    Page,
     Status,
     StoreError,
     check_text,
@@ -151,9 +150,6 @@ class ChatService:
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def conversations(self, principal: Principal, limit: int = 20, before: str | None = None) -> Page[Conversation]:
-        return self.store.list_conversations(principal, limit=limit, before=before)
-
     def recent_conversations(
         self, principal: Principal, pages: int = 1, per_page: int = 20
     ) -> tuple[list[Conversation], bool]:
@@ -206,7 +202,7 @@ class ChatService:
         then nothing is stored.
 
         Only what the provider request needs runs before it (rate limit, insert, context read: three
-        short transactions); titling a new conversation from its first message happens after the reply.
+        short transactions). A new conversation is created titled from its first message.
         """
         text = self.validate(text)
         option = self.model_option(model)
@@ -228,16 +224,7 @@ class ChatService:
             history: Sequence[Message] = [user_message]
         else:
             history = self.store.recent_messages(principal, cid, limit=CONTEXT_MESSAGES)
-        first_message = not any(m.role == "user" and m.id != user_message.id for m in history)
-        return self._reply(
-            principal,
-            cid,
-            user_message,
-            option,
-            history,
-            created,
-            retitle=text if first_message and not created else None,
-        )
+        return self._reply(principal, cid, user_message, option, history, created)
 
     def regenerate(self, principal: Principal, conversation_id: uuid.UUID | str, model: str) -> Reply:
         """Answer the conversation's last user message again (Retry after an error, or Regenerate). The
@@ -266,14 +253,6 @@ class ChatService:
         except (StoreError, AuthError):
             log.warning("could not remove an empty conversation after a failed insert", exc_info=True)
 
-    def _retitle(self, principal: Principal, cid: uuid.UUID, text: str) -> None:
-        """Name a conversation that was created empty ("New chat") after its first message."""
-        try:
-            if self.store.get_conversation(principal, cid).title == DEFAULT_TITLE:
-                self.store.rename_conversation(principal, cid, title_from(text))
-        except (StoreError, AuthError):
-            log.warning("could not title a conversation from its first message", exc_info=True)
-
     def _reply(
         self,
         principal: Principal,
@@ -282,12 +261,11 @@ class ChatService:
         option: ModelOption,
         history: Sequence[Message],
         created: bool,
-        retitle: str | None = None,
     ) -> Reply:
         provider, option = self.catalogue.resolve(option.id)
         turns = build_context(history, max(self.settings.context_chars, self.settings.max_message_chars))
         reply = Reply(cid, user_message, option, created)
-        reply._gen = self._stream(reply, principal, provider, option, turns, retitle)
+        reply._gen = self._stream(reply, principal, provider, option, turns)
         return reply
 
     def _stream(
@@ -297,7 +275,6 @@ class ChatService:
         provider: Provider,
         option: ModelOption,
         turns: list[Turn],
-        retitle: str | None,
     ) -> Generator[str, None, None]:
         store, cid = self.store, reply.conversation_id
         started = time.monotonic()
@@ -349,8 +326,6 @@ class ChatService:
             reply.outcome = self._finish(
                 principal, cid, option, message, _joined(parts), status, error, stream, started, first_token_ms, renders
             )
-            if retitle is not None:
-                self._retitle(principal, cid, retitle)
 
     def _finish(
         self,

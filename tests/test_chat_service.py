@@ -303,13 +303,10 @@ def test_regenerate_with_nothing_to_answer(chat: ChatService, store: PostgresSto
 
 def test_new_chat_is_titled_from_its_first_message(chat: ChatService, store: PostgresStore) -> None:
     alice = user("alice")
-    empty = store.create_conversation(alice)
-    drain(
-        chat.send(
-            alice, empty.id, "  Plan a   trip to Lisbon in spring, with a day in Sintra and good food  ", DEMO_MODEL
-        )
-    )
-    title = store.get_conversation(alice, empty.id).title
+    first = "  Plan a   trip to Lisbon in spring, with a day in Sintra and good food  "
+    reply = chat.send(alice, None, first, DEMO_MODEL)
+    drain(reply)
+    title = store.get_conversation(alice, reply.conversation_id).title
     assert title == title_from("Plan a trip to Lisbon in spring, with a day in Sintra and good food")
     assert title.startswith("Plan a trip to Lisbon") and title.endswith("…") and len(title) <= 60
 
