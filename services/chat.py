@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 from services.auth import AuthError, Principal
 from services.config import Settings
@@ -27,7 +28,6 @@ from services.store import (
     InvalidInput,
     Message,
     MessageStore,
-    Status,
     StoreError,
     check_text,
     parse_uuid,
@@ -44,10 +44,13 @@ CONTEXT_MESSAGES = 100  # most recent messages considered for the model's contex
 CHECKPOINT_S = 1.0
 RENDER_INTERVAL_S = 0.05
 
+# How a reply ends; `services.store.Status` adds "streaming" for the row while the reply is in flight.
+FinalStatus = Literal["complete", "interrupted", "error"]
+
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # complete | interrupted | error
+    status: FinalStatus
     text: str
     message: Message | None  # the stored assistant message; None only if storing it failed
     error: str | None = None
@@ -67,29 +70,53 @@ class Window:
 class Reply:
     """One streamed reply. Iterate it once (st.write_stream does); `outcome` is set when it has ended.
     Always `close()` it (the page does so in a `finally`): closing a half-read reply finalises it as
-    `interrupted`; closing one that never started stores nothing."""
+    `interrupted`; closing one that never started stores nothing.
+
+    `run` makes the generator that streams and stores the reply; it is handed this Reply so that the
+    generator's `finally` can set `outcome`. Nothing in it runs before the first `next()`."""
 
     def __init__(
-        self, conversation_id: uuid.UUID, user_message: Message | None, option: ModelOption, created: bool
+        self,
+        conversation_id: uuid.UUID,
+        user_message: Message | None,
+        option: ModelOption,
+        created: bool,
+        run: Callable[[Reply], Generator[str, None, None]],
     ) -> None:
         self.conversation_id = conversation_id
         self.user_message = user_message
         self.option = option
         self.created_conversation = created
         self.outcome: Outcome | None = None
-        self._gen: Generator[str, None, None] | None = None
+        self._gen = run(self)
         self._iterated = False
 
     def __iter__(self) -> Iterator[str]:
-        if self._gen is None or self._iterated:
+        if self._iterated:
             raise RuntimeError("a Reply can be iterated only once")
         self._iterated = True
         return self._gen
 
     def close(self) -> None:
         # GeneratorExit at the generator's `yield`; its `finally` stores the reply as interrupted.
-        if self._gen is not None:
-            self._gen.close()
+        self._gen.close()
+
+
+@dataclass
+class _TurnState:
+    """What one streaming turn has got so far: `_stream` fills it, `_finish` stores it."""
+
+    principal: Principal
+    conversation_id: uuid.UUID
+    option: ModelOption
+    started: float  # time.monotonic() when the turn began; latency and time to first token count from here
+    parts: list[str] = field(default_factory=list)
+    status: FinalStatus = "interrupted"  # until the stream ends or fails
+    error: ProviderError | None = None
+    stream: ReplyStream | None = None
+    message: Message | None = None  # the stored assistant row, once the first chunk has been saved
+    first_token_ms: int | None = None
+    renders: int = 0
 
 
 def title_from(text: str) -> str:
@@ -264,111 +291,78 @@ class ChatService:
     ) -> Reply:
         provider, option = self.catalogue.resolve(option.id)
         turns = build_context(history, max(self.settings.context_chars, self.settings.max_message_chars))
-        reply = Reply(cid, user_message, option, created)
-        reply._gen = self._stream(reply, principal, provider, option, turns)
-        return reply
+        return Reply(
+            cid, user_message, option, created, run=lambda reply: self._stream(reply, principal, provider, turns)
+        )
 
     def _stream(
-        self,
-        reply: Reply,
-        principal: Principal,
-        provider: Provider,
-        option: ModelOption,
-        turns: list[Turn],
+        self, reply: Reply, principal: Principal, provider: Provider, turns: list[Turn]
     ) -> Generator[str, None, None]:
-        store, cid = self.store, reply.conversation_id
-        started = time.monotonic()
-        parts: list[str] = []
-        status, error = "interrupted", None
-        stream: ReplyStream | None = None
+        turn = _TurnState(principal, reply.conversation_id, reply.option, started=time.monotonic())
         pump: Pump | None = None
-        message: Message | None = None
-        first_token_ms: int | None = None
-        renders = 0
         try:
-            stream = provider.stream(option.model, turns, max_tokens=self.settings.max_reply_tokens)
-            chunks = iter(stream)
+            turn.stream = provider.stream(turn.option.model, turns, max_tokens=self.settings.max_reply_tokens)
+            chunks = iter(turn.stream)
             # The first chunk is read on this thread and shown at once: no hand-over delay for it.
             first = next((c for c in chunks if c), None)
             if first is not None:
-                first_token_ms = int((time.monotonic() - started) * 1000)
-                parts.append(first)
-                renders += 1
+                turn.first_token_ms = int((time.monotonic() - turn.started) * 1000)
+                turn.parts.append(first)
+                turn.renders += 1
                 yield first
                 # Persist after handing the text on, so a database round trip never delays what is shown.
-                message = store.add_message(principal, cid, "assistant", first, option.id, "streaming")
+                turn.message = self.store.add_message(
+                    principal, turn.conversation_id, "assistant", first, turn.option.id, "streaming"
+                )
                 last_checkpoint = time.monotonic()
-                pump = Pump(chunks, stream)
+                pump = Pump(chunks, turn.stream)
                 for text in pump.batches(self.render_interval_s, first_shown_at=last_checkpoint):
-                    parts.append(text)
-                    renders += 1
+                    turn.parts.append(text)
+                    turn.renders += 1
                     yield text
                     now = time.monotonic()
                     if now - last_checkpoint >= self.checkpoint_s:
-                        message = store.update_message(
-                            principal, message.id, content=_joined(parts), status="streaming"
+                        turn.message = self.store.update_message(
+                            principal, turn.message.id, content=_joined(turn.parts), status="streaming"
                         )
                         last_checkpoint = now
-            status = "complete"
+            turn.status = "complete"
         except ProviderError as exc:
-            status, error = "error", exc
+            turn.status, turn.error = "error", exc
         except (StoreError, AuthError) as exc:
             log.warning("saving a streaming reply failed: %s", exc)
-            status, error = "error", ProviderError("server", f"The reply could not be saved: {exc}")
+            turn.status, turn.error = "error", ProviderError("server", f"The reply could not be saved: {exc}")
         except Exception:
             log.exception("unexpected failure while streaming a reply")
-            status, error = "error", ProviderError("server", "Something went wrong while streaming the reply.")
+            turn.status = "error"
+            turn.error = ProviderError("server", "Something went wrong while streaming the reply.")
         finally:
             if pump is not None:
                 pump.close()
-            elif stream is not None:
-                close_quietly(stream)
-            reply.outcome = self._finish(
-                principal, cid, option, message, _joined(parts), status, error, stream, started, first_token_ms, renders
-            )
+            elif turn.stream is not None:
+                close_quietly(turn.stream)
+            reply.outcome = self._finish(turn)
 
-    def _finish(
-        self,
-        principal: Principal,
-        cid: uuid.UUID,
-        option: ModelOption,
-        message: Message | None,
-        text: str,
-        status: str,
-        error: ProviderError | None,
-        stream: ReplyStream | None,
-        started: float,
-        first_token_ms: int | None,
-        renders: int,
-    ) -> Outcome:
-        usage = stream.usage if stream is not None and status == "complete" else None
-        latency_ms = int((time.monotonic() - started) * 1000)
-        tokens_in = usage.input_tokens if usage else None
-        tokens_out = usage.output_tokens if usage else None
-        final: Status = "complete" if status == "complete" else "error" if status == "error" else "interrupted"
+    def _finish(self, turn: _TurnState) -> Outcome:
+        """Store the reply's final state (every path of `_stream` ends here) and describe it."""
+        text = _joined(turn.parts)
+        usage = turn.stream.usage if turn.stream is not None and turn.status == "complete" else None
+        latency_ms = int((time.monotonic() - turn.started) * 1000)
+        columns: dict[str, int | None] = {
+            "input_tokens": usage.input_tokens if usage else None,
+            "output_tokens": usage.output_tokens if usage else None,
+            "latency_ms": latency_ms,
+        }
+        status, error = turn.status, turn.error
         stored: Message | None = None
         try:
-            if message is None:
+            if turn.message is None:
                 stored = self.store.add_message(
-                    principal,
-                    cid,
-                    "assistant",
-                    text,
-                    option.id,
-                    final,
-                    input_tokens=tokens_in,
-                    output_tokens=tokens_out,
-                    latency_ms=latency_ms,
+                    turn.principal, turn.conversation_id, "assistant", text, turn.option.id, status, **columns
                 )
             else:
                 stored = self.store.update_message(
-                    principal,
-                    message.id,
-                    content=text,
-                    status=final,
-                    input_tokens=tokens_in,
-                    output_tokens=tokens_out,
-                    latency_ms=latency_ms,
+                    turn.principal, turn.message.id, content=text, status=status, **columns
                 )
         except (StoreError, AuthError) as exc:
             log.error("could not store the final state of a reply (%s): %s", status, exc)
@@ -383,8 +377,8 @@ class ChatService:
             error_kind=error.kind if error else None,
             usage=usage,
             latency_ms=latency_ms,
-            first_token_ms=first_token_ms,
-            renders=renders,
+            first_token_ms=turn.first_token_ms,
+            renders=turn.renders,
         )
 
 
