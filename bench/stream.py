@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from services.auth import Principal
 from services.chat import ChatService
+from services.config import settings_from
 from services.providers import Turn, Usage
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.openai_chat import OpenAIProvider
@@ -135,7 +136,7 @@ def run(store: PostgresStore, limiter: RateLimiter, wire: WireServer, reps: int)
         [ModelOption(MODEL, "openai", "bench", "bench"), ModelOption(FIREHOSE, "firehose", "bench", "firehose")],
         MODEL,
     )
-    chat = ChatService(store, catalogue, limiter)
+    chat = ChatService(store, catalogue, limiter, settings=settings_from({}))  # the shipped defaults
     principal = Principal(user_id="user_bench_stream")
     turns = [Turn("user", "hi")]
     conversation = store.create_conversation(principal, "bench")
@@ -153,7 +154,7 @@ def run(store: PostgresStore, limiter: RateLimiter, wire: WireServer, reps: int)
         question = f"question {i}"
         same_turns = [Turn("user", "earlier question"), Turn("assistant", "Hello there!"), Turn("user", question)]
         t0 = time.perf_counter()
-        direct = provider.stream("bench", same_turns, max_tokens=chat.max_reply_tokens)
+        direct = provider.stream("bench", same_turns, max_tokens=chat.settings.max_reply_tokens)
         it = iter(direct)
         next(it)
         t_own = time.perf_counter() - t0

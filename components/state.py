@@ -2,7 +2,6 @@
 
 PRINCIPAL = "chat.principal"
 TOKEN = "chat.token"
-CONVERSATION_ID = "chat.conversation_id"
 DRAFT = "chat.draft"
 # history page: the URL state the filter widgets were last synced from, and a one-shot notice
 HISTORY_SYNCED = "history.synced"

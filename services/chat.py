@@ -9,13 +9,15 @@ timeout, 429) with usage and latency, in a `finally`, so no path loses what was 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 from services.auth import AuthError, Principal
+from services.config import Settings
+from services.paging import collect_pages
 from services.providers import Provider, ProviderError, ReplyStream, Turn, Usage
 from services.providers.catalogue import Catalogue, ModelOption
 from services.ratelimit import RateLimiter
@@ -26,12 +28,11 @@ from services.store import (
     Conversation,
     InvalidInput,
     Message,
-    Page,
-    Status,
     StoreError,
     check_text,
     parse_uuid,
 )
+from services.streaming import Pump, close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,17 @@ DEFAULT_TITLE = "New chat"
 TITLE_CHARS = 60
 WINDOW = 50  # messages the chat page renders at once; "Show earlier" adds another window
 CONTEXT_MESSAGES = 100  # most recent messages considered for the model's context (then the size budget)
+# Not settings: how often a streaming reply is saved, and the longest a received chunk waits to be shown.
+CHECKPOINT_S = 1.0
+RENDER_INTERVAL_S = 0.05
+
+# How a reply ends; `services.store.Status` adds "streaming" for the row while the reply is in flight.
+FinalStatus = Literal["complete", "interrupted", "error"]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # complete | interrupted | error
+    status: FinalStatus
     text: str
     message: Message | None  # the stored assistant message; None only if storing it failed
     error: str | None = None
@@ -63,98 +70,53 @@ class Window:
 class Reply:
     """One streamed reply. Iterate it once (st.write_stream does); `outcome` is set when it has ended.
     Always `close()` it (the page does so in a `finally`): closing a half-read reply finalises it as
-    `interrupted`; closing one that never started stores nothing."""
+    `interrupted`; closing one that never started stores nothing.
+
+    `run` makes the generator that streams and stores the reply; it is handed this Reply so that the
+    generator's `finally` can set `outcome`. Nothing in it runs before the first `next()`."""
 
     def __init__(
-        self, conversation_id: uuid.UUID, user_message: Message | None, option: ModelOption, created: bool
+        self,
+        conversation_id: uuid.UUID,
+        user_message: Message | None,
+        option: ModelOption,
+        created: bool,
+        run: Callable[[Reply], Generator[str, None, None]],
     ) -> None:
         self.conversation_id = conversation_id
         self.user_message = user_message
         self.option = option
         self.created_conversation = created
         self.outcome: Outcome | None = None
-        self._gen: Generator[str, None, None] | None = None
+        self._gen = run(self)
         self._iterated = False
 
     def __iter__(self) -> Iterator[str]:
-        if self._gen is None or self._iterated:
+        if self._iterated:
             raise RuntimeError("a Reply can be iterated only once")
         self._iterated = True
         return self._gen
 
     def close(self) -> None:
         # GeneratorExit at the generator's `yield`; its `finally` stores the reply as interrupted.
-        if self._gen is not None:
-            self._gen.close()
+        self._gen.close()
 
 
-class _Pump:
-    """Reads the provider stream on a helper thread and hands over everything received since the last
-    hand-over. This is what coalesces: the page renders at most once per interval however small the
-    provider's chunks are, and a chunk never waits for the *next* one to arrive before it is shown."""
+@dataclass
+class _TurnState:
+    """What one streaming turn has got so far: `_stream` fills it, `_finish` stores it."""
 
-    def __init__(self, chunks: Iterator[str], stream: ReplyStream) -> None:
-        self._chunks = chunks
-        self._stream = stream
-        self._cond = threading.Condition()
-        self._buf: list[str] = []
-        self._done = False
-        self._closed = False
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._read, name="chat-reply", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for chunk in self._chunks:
-                if not chunk:
-                    continue
-                with self._cond:
-                    if self._closed:
-                        return
-                    self._buf.append(chunk)
-                    if len(self._buf) == 1:  # the consumer only ever waits for "something" or "done"
-                        self._cond.notify()
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
-            with self._cond:
-                self._error = exc
-        finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify()
-
-    def batches(self, interval_s: float, first_shown_at: float) -> Iterator[str]:
-        next_at = first_shown_at + interval_s
-        while True:
-            with self._cond:
-                while not self._buf and not self._done:
-                    self._cond.wait()
-                while not self._done and (wait := next_at - time.monotonic()) > 0:
-                    self._cond.wait(wait)
-                text = "".join(self._buf)
-                self._buf.clear()
-                done, error = self._done, self._error
-            if text:
-                yield text
-                next_at = time.monotonic() + interval_s
-            if done:
-                if error is not None:
-                    raise error
-                return
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._buf.clear()
-        # From this thread while the helper may be blocked reading: closing the response unblocks it.
-        _close_quietly(self._stream)
-
-
-def _close_quietly(stream: ReplyStream) -> None:
-    try:
-        stream.close()
-    except Exception:  # noqa: BLE001 - closing a broken stream can fail; there is nothing left to save
-        log.debug("closing the provider stream failed", exc_info=True)
+    principal: Principal
+    conversation_id: uuid.UUID
+    option: ModelOption
+    started: float  # time.monotonic() when the turn began; latency and time to first token count from here
+    parts: list[str] = field(default_factory=list)
+    status: FinalStatus = "interrupted"  # until the stream ends or fails
+    error: ProviderError | None = None
+    stream: ReplyStream | None = None
+    message: Message | None = None  # the stored assistant row, once the first chunk has been saved
+    first_token_ms: int | None = None
+    renders: int = 0
 
 
 def title_from(text: str) -> str:
@@ -202,39 +164,27 @@ class ChatService:
         catalogue: Catalogue,
         limiter: RateLimiter | None = None,
         *,
-        max_message_chars: int = 32_000,
-        context_chars: int = 48_000,
-        max_reply_tokens: int = 4096,
-        checkpoint_s: float = 1.0,
-        render_interval_s: float = 0.05,
+        settings: Settings,
+        checkpoint_s: float = CHECKPOINT_S,
+        render_interval_s: float = RENDER_INTERVAL_S,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
         self.limiter = limiter
-        self.max_message_chars = max_message_chars
-        self.context_chars = context_chars
-        self.max_reply_tokens = max_reply_tokens
+        self.settings = settings
         self.checkpoint_s = checkpoint_s
         self.render_interval_s = render_interval_s
 
     # --- reading ---------------------------------------------------------------------------------
-
-    def conversations(self, principal: Principal, limit: int = 20, before: str | None = None) -> Page[Conversation]:
-        return self.store.list_conversations(principal, limit=limit, before=before)
 
     def recent_conversations(
         self, principal: Principal, pages: int = 1, per_page: int = 20
     ) -> tuple[list[Conversation], bool]:
         """The user's conversations, most recently active first, `pages` keyset pages deep; and whether
         there are more."""
-        items: list[Conversation] = []
-        cursor: str | None = None
-        for _ in range(max(1, pages)):
-            page = self.store.list_conversations(principal, limit=per_page, before=cursor)
-            items.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        items, cursor = collect_pages(
+            lambda before: self.store.list_conversations(principal, limit=per_page, before=before), pages
+        )
         return items, cursor is not None
 
     def open_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> Conversation:
@@ -249,16 +199,14 @@ class ChatService:
             n = min(WINDOW * pages, MAX_PAGE - 1)
             rows = self.store.recent_messages(principal, conversation.id, limit=n + 1)
             return Window(rows[-n:], len(rows) > n)
-        collected: list[Message] = []
-        cursor: str | None = None
-        for _ in range(pages):
-            page = self.store.page_messages(principal, limit=WINDOW, before=cursor, conversation_id=conversation.id)
-            collected.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        collected.reverse()
-        return Window(collected, cursor is not None)
+        newest_first, cursor = collect_pages(
+            lambda before: self.store.page_messages(
+                principal, limit=WINDOW, before=before, conversation_id=conversation.id
+            ),
+            pages,
+        )
+        newest_first.reverse()
+        return Window(newest_first, cursor is not None)
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -267,7 +215,7 @@ class ChatService:
             raise InvalidInput("Message must be text.")
         if not text.strip():
             raise InvalidInput("Message is empty: type something before sending.")
-        return check_text(text, max_chars=self.max_message_chars)
+        return check_text(text, max_chars=self.settings.max_message_chars)
 
     def model_option(self, model: str) -> ModelOption:
         option = self.catalogue.option(model)
@@ -281,7 +229,7 @@ class ChatService:
         then nothing is stored.
 
         Only what the provider request needs runs before it (rate limit, insert, context read: three
-        short transactions); titling a new conversation from its first message happens after the reply.
+        short transactions). A new conversation is created titled from its first message.
         """
         text = self.validate(text)
         option = self.model_option(model)
@@ -303,16 +251,7 @@ class ChatService:
             history: Sequence[Message] = [user_message]
         else:
             history = self.store.recent_messages(principal, cid, limit=CONTEXT_MESSAGES)
-        first_message = not any(m.role == "user" and m.id != user_message.id for m in history)
-        return self._reply(
-            principal,
-            cid,
-            user_message,
-            option,
-            history,
-            created,
-            retitle=text if first_message and not created else None,
-        )
+        return self._reply(principal, cid, user_message, option, history, created)
 
     def regenerate(self, principal: Principal, conversation_id: uuid.UUID | str, model: str) -> Reply:
         """Answer the conversation's last user message again (Retry after an error, or Regenerate). The
@@ -341,14 +280,6 @@ class ChatService:
         except (StoreError, AuthError):
             log.warning("could not remove an empty conversation after a failed insert", exc_info=True)
 
-    def _retitle(self, principal: Principal, cid: uuid.UUID, text: str) -> None:
-        """Name a conversation that was created empty ("New chat") after its first message."""
-        try:
-            if self.store.get_conversation(principal, cid).title == DEFAULT_TITLE:
-                self.store.rename_conversation(principal, cid, title_from(text))
-        except (StoreError, AuthError):
-            log.warning("could not title a conversation from its first message", exc_info=True)
-
     def _reply(
         self,
         principal: Principal,
@@ -357,118 +288,81 @@ class ChatService:
         option: ModelOption,
         history: Sequence[Message],
         created: bool,
-        retitle: str | None = None,
     ) -> Reply:
         provider, option = self.catalogue.resolve(option.id)
-        turns = build_context(history, max(self.context_chars, self.max_message_chars))
-        reply = Reply(cid, user_message, option, created)
-        reply._gen = self._stream(reply, principal, provider, option, turns, retitle)
-        return reply
+        turns = build_context(history, max(self.settings.context_chars, self.settings.max_message_chars))
+        return Reply(
+            cid, user_message, option, created, run=lambda reply: self._stream(reply, principal, provider, turns)
+        )
 
     def _stream(
-        self,
-        reply: Reply,
-        principal: Principal,
-        provider: Provider,
-        option: ModelOption,
-        turns: list[Turn],
-        retitle: str | None,
+        self, reply: Reply, principal: Principal, provider: Provider, turns: list[Turn]
     ) -> Generator[str, None, None]:
-        store, cid = self.store, reply.conversation_id
-        started = time.monotonic()
-        parts: list[str] = []
-        status, error = "interrupted", None
-        stream: ReplyStream | None = None
-        pump: _Pump | None = None
-        message: Message | None = None
-        first_token_ms: int | None = None
-        renders = 0
+        turn = _TurnState(principal, reply.conversation_id, reply.option, started=time.monotonic())
+        pump: Pump | None = None
         try:
-            stream = provider.stream(option.model, turns, max_tokens=self.max_reply_tokens)
-            chunks = iter(stream)
+            turn.stream = provider.stream(turn.option.model, turns, max_tokens=self.settings.max_reply_tokens)
+            chunks = iter(turn.stream)
             # The first chunk is read on this thread and shown at once: no hand-over delay for it.
             first = next((c for c in chunks if c), None)
             if first is not None:
-                first_token_ms = int((time.monotonic() - started) * 1000)
-                parts.append(first)
-                renders += 1
+                turn.first_token_ms = int((time.monotonic() - turn.started) * 1000)
+                turn.parts.append(first)
+                turn.renders += 1
                 yield first
                 # Persist after handing the text on, so a database round trip never delays what is shown.
-                message = store.add_message(principal, cid, "assistant", first, option.id, "streaming")
+                turn.message = self.store.add_message(
+                    principal, turn.conversation_id, "assistant", first, turn.option.id, "streaming"
+                )
                 last_checkpoint = time.monotonic()
-                pump = _Pump(chunks, stream)
+                pump = Pump(chunks, turn.stream)
                 for text in pump.batches(self.render_interval_s, first_shown_at=last_checkpoint):
-                    parts.append(text)
-                    renders += 1
+                    turn.parts.append(text)
+                    turn.renders += 1
                     yield text
                     now = time.monotonic()
                     if now - last_checkpoint >= self.checkpoint_s:
-                        message = store.update_message(
-                            principal, message.id, content=_joined(parts), status="streaming"
+                        turn.message = self.store.update_message(
+                            principal, turn.message.id, content=_joined(turn.parts), status="streaming"
                         )
                         last_checkpoint = now
-            status = "complete"
+            turn.status = "complete"
         except ProviderError as exc:
-            status, error = "error", exc
+            turn.status, turn.error = "error", exc
         except (StoreError, AuthError) as exc:
             log.warning("saving a streaming reply failed: %s", exc)
-            status, error = "error", ProviderError("server", f"The reply could not be saved: {exc}")
+            turn.status, turn.error = "error", ProviderError("server", f"The reply could not be saved: {exc}")
         except Exception:
             log.exception("unexpected failure while streaming a reply")
-            status, error = "error", ProviderError("server", "Something went wrong while streaming the reply.")
+            turn.status = "error"
+            turn.error = ProviderError("server", "Something went wrong while streaming the reply.")
         finally:
             if pump is not None:
                 pump.close()
-            elif stream is not None:
-                _close_quietly(stream)
-            reply.outcome = self._finish(
-                principal, cid, option, message, _joined(parts), status, error, stream, started, first_token_ms, renders
-            )
-            if retitle is not None:
-                self._retitle(principal, cid, retitle)
+            elif turn.stream is not None:
+                close_quietly(turn.stream)
+            reply.outcome = self._finish(turn)
 
-    def _finish(
-        self,
-        principal: Principal,
-        cid: uuid.UUID,
-        option: ModelOption,
-        message: Message | None,
-        text: str,
-        status: str,
-        error: ProviderError | None,
-        stream: ReplyStream | None,
-        started: float,
-        first_token_ms: int | None,
-        renders: int,
-    ) -> Outcome:
-        usage = stream.usage if stream is not None and status == "complete" else None
-        latency_ms = int((time.monotonic() - started) * 1000)
-        tokens_in = usage.input_tokens if usage else None
-        tokens_out = usage.output_tokens if usage else None
-        final: Status = "complete" if status == "complete" else "error" if status == "error" else "interrupted"
+    def _finish(self, turn: _TurnState) -> Outcome:
+        """Store the reply's final state (every path of `_stream` ends here) and describe it."""
+        text = _joined(turn.parts)
+        usage = turn.stream.usage if turn.stream is not None and turn.status == "complete" else None
+        latency_ms = int((time.monotonic() - turn.started) * 1000)
+        columns: dict[str, int | None] = {
+            "input_tokens": usage.input_tokens if usage else None,
+            "output_tokens": usage.output_tokens if usage else None,
+            "latency_ms": latency_ms,
+        }
+        status, error = turn.status, turn.error
         stored: Message | None = None
         try:
-            if message is None:
+            if turn.message is None:
                 stored = self.store.add_message(
-                    principal,
-                    cid,
-                    "assistant",
-                    text,
-                    option.id,
-                    final,
-                    input_tokens=tokens_in,
-                    output_tokens=tokens_out,
-                    latency_ms=latency_ms,
+                    turn.principal, turn.conversation_id, "assistant", text, turn.option.id, status, **columns
                 )
             else:
                 stored = self.store.update_message(
-                    principal,
-                    message.id,
-                    content=text,
-                    status=final,
-                    input_tokens=tokens_in,
-                    output_tokens=tokens_out,
-                    latency_ms=latency_ms,
+                    turn.principal, turn.message.id, content=text, status=status, **columns
                 )
         except (StoreError, AuthError) as exc:
             log.error("could not store the final state of a reply (%s): %s", status, exc)
@@ -483,8 +377,8 @@ class ChatService:
             error_kind=error.kind if error else None,
             usage=usage,
             latency_ms=latency_ms,
-            first_token_ms=first_token_ms,
-            renders=renders,
+            first_token_ms=turn.first_token_ms,
+            renders=turn.renders,
         )
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.auth import Principal
+from services.paging import walk_pages
 from services.store import Conversation, HistoryRow, NotFound, ReviewStore
 
 JSON_FORMAT = "chat-history/1"
@@ -87,14 +88,9 @@ def markdown_chunks(conversation: Conversation, rows: Iterable[HistoryRow]) -> I
 
 
 def all_conversations(store: ReviewStore, principal: Principal) -> Iterator[Conversation]:
-    """Every conversation of the user, by keyset pages of the existing listing."""
-    before: str | None = None
-    while True:
-        page = store.list_conversations(principal, limit=200, before=before)
+    """Every conversation of the user, by keyset pages of the existing listing, a page at a time."""
+    for page in walk_pages(lambda before: store.list_conversations(principal, limit=200, before=before)):
         yield from page.items
-        if page.next_cursor is None:
-            return
-        before = page.next_cursor
 
 
 def export_csv(store: ReviewStore, principal: Principal) -> Iterator[bytes]:

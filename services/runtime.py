@@ -84,14 +84,7 @@ def build_services(settings: Settings) -> Services:
     identity = connect_identity(settings)
     store = connect_store(settings)
     catalogue = build_catalogue(settings)
-    chat = ChatService(
-        store,
-        catalogue,
-        RateLimiter(store, settings.rate_limit_per_minute),
-        max_message_chars=settings.max_message_chars,
-        context_chars=settings.context_chars,
-        max_reply_tokens=settings.max_reply_tokens,
-    )
+    chat = ChatService(store, catalogue, RateLimiter(store, settings.rate_limit_per_minute), settings=settings)
     log.info("services built (auth %s, %d models)", settings.auth_mode, len(catalogue.ids))
     return Services(settings=settings, store=store, chat=chat, catalogue=catalogue, identity=identity)
 

@@ -13,6 +13,7 @@ import pytest
 
 from services.auth import Principal
 from services.chat import WINDOW, ChatService, Reply, build_context, title_from
+from services.config import settings_from
 from services.providers import Turn
 from services.providers.anthropic_chat import AnthropicProvider
 from services.providers.catalogue import Catalogue, ModelOption
@@ -50,7 +51,8 @@ def catalogue(wires: dict[str, WireServer]) -> Catalogue:
 
 @pytest.fixture(scope="module")
 def chat(store: PostgresStore, catalogue: Catalogue) -> ChatService:
-    return ChatService(store, catalogue, None, max_message_chars=2_000, context_chars=4_000)
+    settings = settings_from({"CHAT_MAX_MESSAGE_CHARS": "2000", "CHAT_CONTEXT_CHARS": "4000"})
+    return ChatService(store, catalogue, None, settings=settings)
 
 
 def user(name: str) -> Principal:
@@ -171,7 +173,7 @@ def test_the_reply_is_saved_while_it_streams(store: PostgresStore) -> None:
     paced = Catalogue(
         {"demo": DemoProvider(chars_per_s=1_000)}, [ModelOption(DEMO_MODEL, "demo", "echo-1", "d")], DEMO_MODEL
     )
-    chat = ChatService(store, paced, None, checkpoint_s=0.0, render_interval_s=0.0)
+    chat = ChatService(store, paced, None, settings=settings_from({}), checkpoint_s=0.0, render_interval_s=0.0)
     alice = user("alice")
     reply = chat.send(alice, None, "Stream please", DEMO_MODEL)
     it = iter(reply)
@@ -299,13 +301,10 @@ def test_regenerate_with_nothing_to_answer(chat: ChatService, store: PostgresSto
 
 def test_new_chat_is_titled_from_its_first_message(chat: ChatService, store: PostgresStore) -> None:
     alice = user("alice")
-    empty = store.create_conversation(alice)
-    drain(
-        chat.send(
-            alice, empty.id, "  Plan a   trip to Lisbon in spring, with a day in Sintra and good food  ", DEMO_MODEL
-        )
-    )
-    title = store.get_conversation(alice, empty.id).title
+    first = "  Plan a   trip to Lisbon in spring, with a day in Sintra and good food  "
+    reply = chat.send(alice, None, first, DEMO_MODEL)
+    drain(reply)
+    title = store.get_conversation(alice, reply.conversation_id).title
     assert title == title_from("Plan a trip to Lisbon in spring, with a day in Sintra and good food")
     assert title.startswith("Plan a trip to Lisbon") and title.endswith("…") and len(title) <= 60
 

@@ -35,8 +35,8 @@ def test_rate_limit_is_per_user_shared_between_replicas_and_stores_nothing(
     settings = settings_from({"CHAT_RATE_LIMIT_PER_MINUTE": "3"})
     catalogue = build_catalogue(settings)
     model = catalogue.default
-    chat_a = ChatService(store, catalogue, RateLimiter(store, 3))
-    chat_b = ChatService(replica_store, catalogue, RateLimiter(replica_store, 3))
+    chat_a = ChatService(store, catalogue, RateLimiter(store, 3), settings=settings)
+    chat_b = ChatService(replica_store, catalogue, RateLimiter(replica_store, 3), settings=settings)
     carol, dave = user("carol"), user("dave")
 
     def drain(reply) -> None:  # type: ignore[no-untyped-def]
