@@ -13,7 +13,7 @@ def test_defaults_need_no_configuration() -> None:
     s = settings_from({})
     assert s.auth_mode == "local"
     assert s.data_dir == Path(".data")
-    assert s.uses_embedded_database
+    assert s.database_url is None  # no DATABASE_URL: the embedded database
     assert s.max_message_chars == 32_000
     assert s.resolved_users_file == Path(".data/users.yaml")
     assert s.openai_api_key is None and s.anthropic_api_key is None
