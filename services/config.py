@@ -1,8 +1,10 @@
 """One typed Settings object, read from environment variables with `.streamlit/secrets.toml` as fallback.
 
-Every setting has a name users can set (the env var name, also the key in secrets.toml). Missing or
-contradictory settings raise `ConfigError` at start-up, naming the variable to set. Secrets are wrapped
-in `Secret`, whose repr is masked, so printing or logging a Settings object never leaks a key.
+Every setting is declared once, on its Settings field (`setting(...)`): the name users set (the env var,
+also the key in secrets.toml), its kind, default, range and meaning. `settings_from` reads them all in one
+loop, then applies the rules that tie settings together. Missing or contradictory settings raise
+`ConfigError` at start-up, naming the variable to set. Secrets are wrapped in `Secret`, whose repr is
+masked, so printing or logging a Settings object never leaks a key.
 """
 
 from __future__ import annotations
@@ -81,9 +83,9 @@ class Declaration:
 
     @property
     def readme_default(self) -> str:
-        value = self.default
         if self.shown is not None:
             return self.shown
+        value = self.default
         if value is None or value == ():
             return "—"
         if isinstance(value, bool):

@@ -160,3 +160,4 @@ def test_settings_defaults_are_the_declared_defaults() -> None:
     assert [getattr(defaults, d.field_name) for d in SETTINGS] == [d.default for d in SETTINGS]
     assert settings_from({}) == defaults
     assert len(SETTING_NAMES) == len(SETTINGS), "two settings share a variable name"
+    assert all(d.doc.strip() for d in SETTINGS), "every setting needs a one-line meaning"
