@@ -1,8 +1,10 @@
 """One typed Settings object, read from environment variables with `.streamlit/secrets.toml` as fallback.
 
-Every setting has a name users can set (the env var name, also the key in secrets.toml). Missing or
-contradictory settings raise `ConfigError` at start-up, naming the variable to set. Secrets are wrapped
-in `Secret`, whose repr is masked, so printing or logging a Settings object never leaks a key.
+Every setting is declared once, on its Settings field (`setting(...)`): the name users set (the env var,
+also the key in secrets.toml), its kind, default, range and meaning. `settings_from` reads them all in one
+loop, then applies the rules that tie settings together. Missing or contradictory settings raise
+`ConfigError` at start-up, naming the variable to set. Secrets are wrapped in `Secret`, whose repr is
+masked, so printing or logging a Settings object never leaks a key.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
@@ -51,9 +54,6 @@ class Secret:
         return bool(self._value)
 
 
-_SECRET_NAME = re.compile(r"(secret|key|password|token|dsn|database_url)", re.IGNORECASE)
-
-
 def redact(text: str, settings: Settings) -> str:
     """Replace every secret value that occurs in `text` by the mask (for error messages and logs)."""
     for f in fields(settings):
@@ -63,49 +63,153 @@ def redact(text: str, settings: Settings) -> str:
     return text
 
 
+Kind = Literal["int", "float", "bool", "list", "secret", "url", "path", "choice"]
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One setting: the variable users set (env var, also the key in secrets.toml) and how it is read."""
+
+    name: str
+    kind: Kind
+    default: Any
+    doc: str
+    lo: float | None = None  # numbers: the accepted range, both ends included
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+    # The default as the README's configuration table prints it, where printing the value would not say it.
+    shown: str | None = None
+    field_name: str = ""  # the Settings field it fills, taken from the field it is declared on
+
+    @property
+    def readme_default(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        value = self.default
+        if value is None or value == ():
+            return "—"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return f"{value:g}"
+        if isinstance(value, tuple):
+            return ",".join(value)
+        return str(value)
+
+
+def setting(
+    name: str,
+    kind: Kind,
+    default: T,
+    doc: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] = (),
+    shown: str | None = None,
+) -> T:
+    """Declare a Settings field as a setting; its default is written here and nowhere else."""
+    declaration = Declaration(name, kind, default, doc, lo=lo, hi=hi, choices=choices, shown=shown)
+    return field(default=default, metadata={"setting": declaration})
+
+
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path(".data")
-    database_url: Secret | None = None
-    database_admin_url: Secret | None = None
-    db_pool_max: int = 10
-    max_message_chars: int = 32_000
+    """Every field is a setting, declared once below; `SETTINGS` lists the declarations for the reader,
+    the README check and the tests. Elsewhere, take a default from here (`Settings.token_ttl_s`)."""
 
-    auth_mode: str = "local"
-    users_file: Path | None = None
-    allow_signup: bool = True
-    cookie_key: Secret | None = None
-    token_ttl_s: int = 900
-    clerk_issuer: str | None = None
-    clerk_jwks_url: str | None = None
-    clerk_jwt_key: Secret | None = None
-    clerk_authorized_parties: tuple[str, ...] = ()
+    data_dir: Path = setting(
+        "CHAT_DATA_DIR", "path", Path(".data"), "The embedded database, the accounts file and the local keys.",
+        shown="./.data",
+    )
+    database_url: Secret | None = setting(
+        "DATABASE_URL", "secret", None, "Any PostgreSQL or Supabase database, as a non-superuser login role.",
+        shown="(unset: embedded)",
+    )
+    database_admin_url: Secret | None = setting(
+        "DATABASE_ADMIN_URL", "secret", None, "The role that runs the migrations (it must bypass RLS).",
+        shown="DATABASE_URL",
+    )
+    db_pool_max: int = setting("CHAT_DB_POOL_MAX", "int", 10, "Database connections per app process.", lo=1, hi=200)
+    max_message_chars: int = setting(
+        "CHAT_MAX_MESSAGE_CHARS", "int", 32_000, "Longest message a user may send.", lo=1, hi=1_000_000
+    )
+
+    auth_mode: str = setting(
+        "CHAT_AUTH", "choice", "local", "Where sign-ins come from: local accounts, Clerk, or one fixed user.",
+        choices=AUTH_MODES,
+    )
+    users_file: Path | None = setting(
+        "CHAT_USERS_FILE", "path", None, "Local accounts, in streamlit-authenticator's credentials format.",
+        shown="<data dir>/users.yaml",
+    )
+    allow_signup: bool = setting("CHAT_ALLOW_SIGNUP", "bool", True, "Whether the sign-in page offers sign-up.")
+    cookie_key: Secret | None = setting(
+        "CHAT_COOKIE_KEY", "secret", None, "Signs the login cookie; replicas must share it.",
+        shown="generated in <data dir>/keys/",
+    )
+    token_ttl_s: int = setting(
+        "CHAT_TOKEN_TTL_S", "int", 900, "Lifetime of a sign-in token, in seconds.", lo=30, hi=86_400
+    )
+    clerk_issuer: str | None = setting(
+        "CLERK_ISSUER", "url", None, "The Clerk Frontend API URL (required with CHAT_AUTH=clerk)."
+    )
+    clerk_jwks_url: str | None = setting(
+        "CLERK_JWKS_URL", "url", None, "Where Clerk's public keys are fetched.",
+        shown="<issuer>/.well-known/jwks.json",
+    )
+    clerk_jwt_key: Secret | None = setting(
+        "CLERK_JWT_KEY", "secret", None, "Clerk's PEM public key, for verification without the JWKS."
+    )
+    clerk_authorized_parties: tuple[str, ...] = setting(
+        "CLERK_AUTHORIZED_PARTIES", "list", (), "Origins allowed in a session token's `azp`."
+    )
     # OAuth client id(s) of Streamlit's OIDC login with Clerk: the `aud` of the ID tokens st.login gets.
-    clerk_audience: tuple[str, ...] = ()
+    clerk_audience: tuple[str, ...] = setting(
+        "CLERK_AUDIENCE", "list", (), "The OAuth client id(s) of st.login with Clerk."
+    )
 
-    openai_api_key: Secret | None = None
-    openai_base_url: str | None = None
-    openai_models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o")
-    openai_compat_models: tuple[str, ...] = ()
-    anthropic_api_key: Secret | None = None
-    anthropic_models: tuple[str, ...] = ("claude-sonnet-4-5", "claude-haiku-4-5")
-    provider_timeout_s: float = 60.0
-    demo_chars_per_s: float = 400.0
-    max_reply_tokens: int = 4096
-    context_chars: int = 48_000
+    openai_api_key: Secret | None = setting("OPENAI_API_KEY", "secret", None, "Offers OPENAI_MODELS.")
+    openai_base_url: str | None = setting(
+        "OPENAI_BASE_URL", "url", None, "An OpenAI-compatible server, used instead of OpenAI."
+    )
+    openai_models: tuple[str, ...] = setting(
+        "OPENAI_MODELS", "list", ("gpt-4o-mini", "gpt-4o"), "OpenAI models in the picker."
+    )
+    openai_compat_models: tuple[str, ...] = setting(
+        "OPENAI_COMPAT_MODELS", "list", (), "The models of the OPENAI_BASE_URL server (required with it)."
+    )
+    anthropic_api_key: Secret | None = setting("ANTHROPIC_API_KEY", "secret", None, "Offers ANTHROPIC_MODELS.")
+    anthropic_models: tuple[str, ...] = setting(
+        "ANTHROPIC_MODELS", "list", ("claude-sonnet-4-5", "claude-haiku-4-5"), "Anthropic models in the picker."
+    )
+    provider_timeout_s: float = setting(
+        "CHAT_PROVIDER_TIMEOUT_S", "float", 60.0, "Seconds a provider may stay silent before the reply fails.",
+        lo=1.0, hi=600.0,
+    )
+    demo_chars_per_s: float = setting(
+        "CHAT_DEMO_CHARS_PER_S", "float", 400.0, "Streaming pace of the offline demo model.", lo=1.0, hi=1_000_000.0
+    )
+    max_reply_tokens: int = setting(
+        "CHAT_MAX_REPLY_TOKENS", "int", 4096, "Longest reply requested from a provider.", lo=16, hi=200_000
+    )
+    context_chars: int = setting(
+        "CHAT_CONTEXT_CHARS", "int", 48_000, "How much of the conversation is sent as context.",
+        lo=1_000, hi=2_000_000,
+    )
 
-    rate_limit_per_minute: int = 20
-
-    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    rate_limit_per_minute: int = setting(
+        "CHAT_RATE_LIMIT_PER_MINUTE", "int", 20, "Messages per user per minute; 0 turns the limit off.",
+        lo=0, hi=100_000,
+    )
 
     @property
     def resolved_users_file(self) -> Path:
         return self.users_file or self.data_dir / "users.yaml"
 
-    @property
-    def uses_embedded_database(self) -> bool:
-        return self.database_url is None
 
+SETTINGS: tuple[Declaration, ...] = tuple(replace(f.metadata["setting"], field_name=f.name) for f in fields(Settings))
+SETTING_NAMES: dict[str, Declaration] = {d.name: d for d in SETTINGS}
 
 Reader = Callable[[str], str | None]
 
@@ -123,136 +227,116 @@ def _reader(environ: Mapping[str, str], secrets: Mapping[str, Any] | None) -> Re
     return read
 
 
-def _int(read: Reader, name: str, default: int, lo: int, hi: int) -> int:
-    raw = read(name)
-    if raw is None:
-        return default
+def _check_range(d: Declaration, value: float) -> None:
+    # NaN fails every comparison, so it is refused here too.
+    if d.lo is not None and d.hi is not None and not d.lo <= value <= d.hi:
+        raise ConfigError(f"Config '{d.name}' must be between {d.lo} and {d.hi} (got {value}).")
+
+
+def _int(d: Declaration, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"Config '{name}' must be a whole number (got {raw!r}).") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"Config '{name}' must be between {lo} and {hi} (got {value}).")
+        raise ConfigError(f"Config '{d.name}' must be a whole number (got {raw!r}).") from None
+    _check_range(d, value)
     return value
 
 
-def _float(read: Reader, name: str, default: float, lo: float, hi: float) -> float:
-    raw = read(name)
-    if raw is None:
-        return default
+def _float(d: Declaration, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"Config '{name}' must be a number (got {raw!r}).") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"Config '{name}' must be between {lo} and {hi} (got {value}).")
+        raise ConfigError(f"Config '{d.name}' must be a number (got {raw!r}).") from None
+    _check_range(d, value)
     return value
 
 
-def _bool(read: Reader, name: str, default: bool) -> bool:
-    raw = read(name)
-    if raw is None:
-        return default
+def _bool(d: Declaration, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"Config '{name}' must be true or false (got {raw!r}).")
+    raise ConfigError(f"Config '{d.name}' must be true or false (got {raw!r}).")
 
 
-def _list(read: Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = read(name)
-    if raw is None:
-        return default
+def _list(d: Declaration, raw: str) -> tuple[str, ...]:
     items = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not items:
-        raise ConfigError(f"Config '{name}' must list at least one value, separated by commas.")
+        raise ConfigError(f"Config '{d.name}' must list at least one value, separated by commas.")
     return items
 
 
-def _secret(read: Reader, name: str) -> Secret | None:
-    raw = read(name)
-    return None if raw is None else Secret(raw.strip())
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?")
 
 
-def _url(read: Reader, name: str) -> str | None:
-    raw = read(name)
-    if raw is None:
-        return None
-    raw = raw.strip()
-    if not re.match(r"^https?://[^\s/]+", raw):
-        raise ConfigError(f"Config '{name}' must be an http(s) URL (got {raw!r}).")
-    return raw.rstrip("/")
+def _url(d: Declaration, raw: str) -> str:
+    value = raw.strip()
+    problem = _HTTP_URL.fullmatch(value) is None
+    if not problem:
+        try:
+            parts = urlsplit(value)
+            problem = not parts.hostname or parts.port == 0
+        except ValueError:  # a port that is not a number, an unclosed [IPv6 bracket
+            problem = True
+    if problem:
+        raise ConfigError(f"Config '{d.name}' must be an http(s) URL (got {value!r}).")
+    return value.rstrip("/")
+
+
+def _choice(d: Declaration, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in d.choices:
+        raise ConfigError(f"Config '{d.name}' must be one of {', '.join(d.choices)} (got {value!r}).")
+    return value
+
+
+_PARSERS: dict[Kind, Callable[[Declaration, str], Any]] = {
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "list": _list,
+    "secret": lambda d, raw: Secret(raw.strip()),
+    "url": _url,
+    "path": lambda d, raw: Path(raw),
+    "choice": _choice,
+}
+
+_POSTGRES_URL = re.compile(r"^postgres(ql)?://")
 
 
 def settings_from(environ: Mapping[str, str], secrets: Mapping[str, Any] | None = None) -> Settings:
     """Build Settings from an environment mapping, falling back to a secrets mapping. Pure: no I/O."""
     read = _reader(environ, secrets)
+    values: dict[str, Any] = {}
+    for d in SETTINGS:
+        raw = read(d.name)
+        values[d.field_name] = d.default if raw is None else _PARSERS[d.kind](d, raw)
+    s = Settings(**values)
 
-    auth_mode = (read("CHAT_AUTH") or "local").strip().lower()
-    if auth_mode not in AUTH_MODES:
-        raise ConfigError(f"Config 'CHAT_AUTH' must be one of {', '.join(AUTH_MODES)} (got {auth_mode!r}).")
-
-    clerk_issuer = _url(read, "CLERK_ISSUER")
-    clerk_jwks_url = _url(read, "CLERK_JWKS_URL")
-    clerk_jwt_key = _secret(read, "CLERK_JWT_KEY")
-    if auth_mode == "clerk":
-        if clerk_issuer is None:
+    # Rules that tie settings together.
+    if s.auth_mode == "clerk":
+        if s.clerk_issuer is None:
             raise ConfigError(
                 "Config 'CLERK_ISSUER' is missing: with CHAT_AUTH=clerk set it to your Clerk Frontend API URL "
                 "(https://<your-app>.clerk.accounts.dev)."
             )
-        if clerk_jwks_url is None and clerk_jwt_key is None:
-            clerk_jwks_url = f"{clerk_issuer}/.well-known/jwks.json"
+        if s.clerk_jwks_url is None and s.clerk_jwt_key is None:
+            s = replace(s, clerk_jwks_url=f"{s.clerk_issuer}/.well-known/jwks.json")
 
-    database_url = _secret(read, "DATABASE_URL")
-    if database_url is not None and not re.match(r"^postgres(ql)?://", database_url.reveal()):
+    if s.database_url is not None and not _POSTGRES_URL.match(s.database_url.reveal()):
         raise ConfigError("Config 'DATABASE_URL' must be a postgresql:// URL.")
-
-    database_admin_url = _secret(read, "DATABASE_ADMIN_URL")
-    if database_admin_url is not None and database_url is None:
+    if s.database_admin_url is not None and s.database_url is None:
         raise ConfigError("Config 'DATABASE_ADMIN_URL' is set but 'DATABASE_URL' is not: set both, or neither.")
-    if database_admin_url is not None and not re.match(r"^postgres(ql)?://", database_admin_url.reveal()):
+    if s.database_admin_url is not None and not _POSTGRES_URL.match(s.database_admin_url.reveal()):
         raise ConfigError("Config 'DATABASE_ADMIN_URL' must be a postgresql:// URL.")
 
-    openai_base_url = _url(read, "OPENAI_BASE_URL")
-    openai_compat_models = _list(read, "OPENAI_COMPAT_MODELS", ())
-    if openai_base_url is not None and not openai_compat_models:
+    if s.openai_base_url is not None and not s.openai_compat_models:
         raise ConfigError(
             "Config 'OPENAI_COMPAT_MODELS' is missing: with OPENAI_BASE_URL set, list the models your server "
             "offers, separated by commas (e.g. llama3.2,qwen2.5:7b)."
         )
-
-    users_file = read("CHAT_USERS_FILE")
-    return Settings(
-        data_dir=Path(read("CHAT_DATA_DIR") or ".data"),
-        database_url=database_url,
-        database_admin_url=database_admin_url,
-        db_pool_max=_int(read, "CHAT_DB_POOL_MAX", 10, 1, 200),
-        max_message_chars=_int(read, "CHAT_MAX_MESSAGE_CHARS", 32_000, 1, 1_000_000),
-        auth_mode=auth_mode,
-        users_file=Path(users_file) if users_file else None,
-        allow_signup=_bool(read, "CHAT_ALLOW_SIGNUP", True),
-        cookie_key=_secret(read, "CHAT_COOKIE_KEY"),
-        token_ttl_s=_int(read, "CHAT_TOKEN_TTL_S", 900, 30, 86_400),
-        clerk_issuer=clerk_issuer,
-        clerk_jwks_url=clerk_jwks_url,
-        clerk_jwt_key=clerk_jwt_key,
-        clerk_authorized_parties=_list(read, "CLERK_AUTHORIZED_PARTIES", ()),
-        clerk_audience=_list(read, "CLERK_AUDIENCE", ()),
-        openai_api_key=_secret(read, "OPENAI_API_KEY"),
-        openai_base_url=openai_base_url,
-        openai_compat_models=openai_compat_models,
-        openai_models=_list(read, "OPENAI_MODELS", Settings.openai_models),
-        anthropic_api_key=_secret(read, "ANTHROPIC_API_KEY"),
-        anthropic_models=_list(read, "ANTHROPIC_MODELS", Settings.anthropic_models),
-        provider_timeout_s=_float(read, "CHAT_PROVIDER_TIMEOUT_S", 60.0, 1.0, 600.0),
-        demo_chars_per_s=_float(read, "CHAT_DEMO_CHARS_PER_S", 400.0, 1.0, 1_000_000.0),
-        max_reply_tokens=_int(read, "CHAT_MAX_REPLY_TOKENS", 4096, 16, 200_000),
-        context_chars=_int(read, "CHAT_CONTEXT_CHARS", 48_000, 1_000, 2_000_000),
-        rate_limit_per_minute=_int(read, "CHAT_RATE_LIMIT_PER_MINUTE", 20, 0, 100_000),
-    )
+    return s
 
 
 def _streamlit_secrets() -> Mapping[str, Any] | None:

@@ -103,7 +103,8 @@ def _clerk_verifier(
     }
     if settings.clerk_jwt_key is not None:
         return TokenVerifier(public_key_pem=settings.clerk_jwt_key.reveal(), **common)
-    return TokenVerifier(jwks_url=settings.clerk_jwks_url or f"{issuer}/.well-known/jwks.json", **common)
+    # settings_from fills clerk_jwks_url from the issuer when no JWKS URL or PEM key is set.
+    return TokenVerifier(jwks_url=settings.clerk_jwks_url, **common)
 
 
 def is_local_address(address: str | None) -> bool:

@@ -6,14 +6,24 @@ from pathlib import Path
 
 import pytest
 
-from services.config import MASK, ConfigError, Secret, redact, settings_from
+from services.config import (
+    MASK,
+    SETTING_NAMES,
+    SETTINGS,
+    ConfigError,
+    Declaration,
+    Secret,
+    Settings,
+    redact,
+    settings_from,
+)
 
 
 def test_defaults_need_no_configuration() -> None:
     s = settings_from({})
     assert s.auth_mode == "local"
     assert s.data_dir == Path(".data")
-    assert s.uses_embedded_database
+    assert s.database_url is None  # no DATABASE_URL: the embedded database
     assert s.max_message_chars == 32_000
     assert s.resolved_users_file == Path(".data/users.yaml")
     assert s.openai_api_key is None and s.anthropic_api_key is None
@@ -72,3 +82,82 @@ def test_clerk_jwks_url_defaults_from_the_issuer() -> None:
 def test_lists_are_comma_separated() -> None:
     s = settings_from({"CLERK_AUTHORIZED_PARTIES": "https://a.example, https://b.example"})
     assert s.clerk_authorized_parties == ("https://a.example", "https://b.example")
+
+
+NUMBERS = [d for d in SETTINGS if d.kind in ("int", "float")]
+URLS = [d for d in SETTINGS if d.kind == "url"]
+# A URL setting alone must parse; OPENAI_BASE_URL also needs its models, so every URL case carries them.
+URL_COMPANIONS = {"OPENAI_COMPAT_MODELS": "llama3.2"}
+
+
+def _bad_numbers(d: Declaration) -> list[str]:
+    assert d.lo is not None and d.hi is not None
+    below, above = d.lo - 1, d.hi + 1
+    if d.kind == "int":
+        return [str(int(below)), str(int(above)), "lots", "1.5", "1e3", "0x10"]
+    return [str(below), str(above), "fast", "nan", "inf", "-inf", "1,5"]
+
+
+def test_there_are_numeric_and_url_settings_to_check() -> None:
+    assert {"CHAT_TOKEN_TTL_S", "CHAT_PROVIDER_TIMEOUT_S"} <= {d.name for d in NUMBERS}
+    assert {d.name for d in URLS} == {"CLERK_ISSUER", "CLERK_JWKS_URL", "OPENAI_BASE_URL"}
+
+
+@pytest.mark.parametrize("d", NUMBERS, ids=lambda d: d.name)
+def test_every_number_has_a_range_holding_its_default_and_accepts_both_ends(d: Declaration) -> None:
+    assert d.lo is not None and d.hi is not None, f"{d.name} needs lo= and hi="
+    assert d.lo <= d.default <= d.hi
+    for end in (d.lo, d.hi):
+        raw = str(int(end)) if d.kind == "int" else str(end)
+        assert getattr(settings_from({d.name: raw}), d.field_name) == end
+
+
+@pytest.mark.parametrize(
+    ("d", "raw"), [(d, raw) for d in NUMBERS for raw in _bad_numbers(d)], ids=lambda v: getattr(v, "name", v)
+)
+def test_a_bad_number_fails_naming_the_variable(d: Declaration, raw: str) -> None:
+    with pytest.raises(ConfigError, match=f"'{d.name}'"):
+        settings_from({d.name: raw})
+
+
+BAD_URLS = [
+    "ftp://x",
+    "https://",
+    "not a url",
+    "example.com",
+    "//example.com",
+    "https://exa mple.com",
+    "https://example.com/a b",
+    "https://example.com:port",
+    "http://:8080",
+    "https://[::1",
+]
+
+
+@pytest.mark.parametrize(
+    ("d", "raw"), [(d, raw) for d in URLS for raw in BAD_URLS], ids=lambda v: getattr(v, "name", v)
+)
+def test_a_malformed_url_fails_naming_the_variable(d: Declaration, raw: str) -> None:
+    with pytest.raises(ConfigError, match=f"'{d.name}'"):
+        settings_from({d.name: raw, **URL_COMPANIONS})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://clerk.example.com/", "https://clerk.example.com"),
+        (" http://localhost:11434/v1 ", "http://localhost:11434/v1"),
+        ("http://[::1]:8080/v1", "http://[::1]:8080/v1"),
+    ],
+)
+@pytest.mark.parametrize("d", URLS, ids=lambda d: d.name)
+def test_a_good_url_is_kept_without_its_trailing_slash(d: Declaration, raw: str, expected: str) -> None:
+    assert getattr(settings_from({d.name: raw, **URL_COMPANIONS}), d.field_name) == expected
+
+
+def test_settings_defaults_are_the_declared_defaults() -> None:
+    defaults = Settings()
+    assert [getattr(defaults, d.field_name) for d in SETTINGS] == [d.default for d in SETTINGS]
+    assert settings_from({}) == defaults
+    assert len(SETTING_NAMES) == len(SETTINGS), "two settings share a variable name"
+    assert all(d.doc.strip() for d in SETTINGS), "every setting needs a one-line meaning"

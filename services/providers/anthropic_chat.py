@@ -11,6 +11,7 @@ from typing import Any
 import anthropic
 from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
 
+from services.config import Settings
 from services.providers import ProviderError, Turn, Usage, error_for_status
 
 LABEL = "Anthropic"
@@ -75,7 +76,12 @@ class AnthropicProvider:
     label = LABEL
 
     def __init__(
-        self, *, api_key: str, base_url: str | None = None, timeout_s: float = 60.0, max_retries: int = 0
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout_s: float = Settings.provider_timeout_s,
+        max_retries: int = 0,
     ) -> None:
         self._client = anthropic.Anthropic(
             api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from services.config import Settings
 from services.providers import Turn, Usage
 
 DEMO_MODEL = "echo-1"
@@ -71,7 +72,7 @@ class DemoProvider:
     name = "demo"
     label = "Offline demo"
 
-    def __init__(self, chars_per_s: float = 400.0) -> None:
+    def __init__(self, chars_per_s: float = Settings.demo_chars_per_s) -> None:
         self.chars_per_s = chars_per_s
 
     def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> _DemoReply:

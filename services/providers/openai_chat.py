@@ -13,6 +13,7 @@ from openai.types.chat import (
     ChatCompletionUserMessageParam,
 )
 
+from services.config import Settings
 from services.providers import ProviderError, Turn, Usage, error_for_status
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -78,7 +79,7 @@ class OpenAIProvider:
         label: str = "OpenAI",
         api_key: str | None,
         base_url: str | None = None,
-        timeout_s: float = 60.0,
+        timeout_s: float = Settings.provider_timeout_s,
         max_retries: int = 0,
     ) -> None:
         self.name = name
