@@ -21,6 +21,7 @@ T = TypeVar("T")
 
 MASK = "**********"
 AUTH_MODES = ("local", "clerk", "none")
+MIN_CURSOR_KEY_CHARS = 16  # what services/store/cursors.py accepts as an HMAC key
 
 
 class ConfigError(RuntimeError):
@@ -146,6 +147,10 @@ class Settings:
     allow_signup: bool = setting("CHAT_ALLOW_SIGNUP", "bool", True, "Whether the sign-in page offers sign-up.")
     cookie_key: Secret | None = setting(
         "CHAT_COOKIE_KEY", "secret", None, "Signs the login cookie; replicas must share it.",
+        shown="generated in <data dir>/keys/",
+    )
+    cursor_key: Secret | None = setting(
+        "CHAT_CURSOR_KEY", "secret", None, "Signs page cursors (History links); replicas must share it.",
         shown="generated in <data dir>/keys/",
     )
     token_ttl_s: int = setting(
@@ -335,6 +340,11 @@ def settings_from(environ: Mapping[str, str], secrets: Mapping[str, Any] | None 
         raise ConfigError(
             "Config 'OPENAI_COMPAT_MODELS' is missing: with OPENAI_BASE_URL set, list the models your server "
             "offers, separated by commas (e.g. llama3.2,qwen2.5:7b)."
+        )
+    if s.cursor_key is not None and len(s.cursor_key.reveal()) < MIN_CURSOR_KEY_CHARS:
+        raise ConfigError(
+            f"Config 'CHAT_CURSOR_KEY' is too short: use a random string of at least {MIN_CURSOR_KEY_CHARS} "
+            "characters (python -c \"import secrets; print(secrets.token_urlsafe(32))\")."
         )
     return s
 

@@ -45,7 +45,10 @@ class StartupError(UserError):
 
 
 def cursor_key(settings: Settings) -> str:
-    """The key that signs page cursors: kept beside the other local keys, created on first start."""
+    """The key that signs page cursors: CHAT_CURSOR_KEY (shared by replicas), else one kept beside the other
+    local keys, created on first start."""
+    if settings.cursor_key is not None:
+        return settings.cursor_key.reveal()
     return load_or_create_secret(keys_dir(settings) / "cursor-key")
 
 

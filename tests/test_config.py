@@ -161,3 +161,10 @@ def test_settings_defaults_are_the_declared_defaults() -> None:
     assert settings_from({}) == defaults
     assert len(SETTING_NAMES) == len(SETTINGS), "two settings share a variable name"
     assert all(d.doc.strip() for d in SETTINGS), "every setting needs a one-line meaning"
+
+
+def test_a_short_cursor_key_is_refused_and_a_good_one_stays_secret() -> None:
+    with pytest.raises(ConfigError, match="CHAT_CURSOR_KEY"):
+        settings_from({"CHAT_CURSOR_KEY": "short"})
+    s = settings_from({"CHAT_CURSOR_KEY": "c" * 40})
+    assert s.cursor_key is not None and s.cursor_key.reveal() == "c" * 40 and "c" * 40 not in repr(s)

@@ -19,6 +19,7 @@ import uuid
 from datetime import UTC, datetime
 
 from services.auth import Principal
+from services.config import MIN_CURSOR_KEY_CHARS
 from services.store.types import InvalidCursor
 
 MAX_CURSOR_CHARS = 256
@@ -44,8 +45,8 @@ class CursorCodec:
         # No key: a random one, so cursors last as long as this object (tests, scripts). The app passes
         # a persistent key (services/runtime.py).
         raw = secrets.token_bytes(32) if key is None else key.encode() if isinstance(key, str) else key
-        if len(raw) < 16:
-            raise ValueError("a cursor key needs at least 16 bytes")
+        if len(raw) < MIN_CURSOR_KEY_CHARS:
+            raise ValueError(f"a cursor key needs at least {MIN_CURSOR_KEY_CHARS} bytes")
         self._key = raw
 
     def _mac(self, principal: Principal, scope: str, payload: bytes) -> bytes:
