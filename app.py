@@ -20,7 +20,9 @@ app = st.App(__file__, routes=ROUTES, middleware=MIDDLEWARE)
 
 
 def main() -> None:
-    st.set_page_config(page_title="Chat", page_icon=":material/forum:", layout="wide")
+    # Page icons are emoji, not ":material/...": Streamlit turns a Material icon into a favicon URL on
+    # fonts.gstatic.com that every visitor's browser fetches; an emoji becomes an inline data: SVG.
+    st.set_page_config(page_title="Chat", page_icon="💬", layout="wide")
     services = page_services()
     principal = current_principal(services)
     if principal is None:
@@ -30,8 +32,8 @@ def main() -> None:
         st.stop()
     render_user_badge(principal, services.settings.auth_mode)
     pages = [
-        st.Page("pages/chat.py", title="Chat", icon=":material/chat:", default=True),
-        st.Page("pages/history.py", title="History", icon=":material/history:"),
+        st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
+        st.Page("pages/history.py", title="History", icon="🕘"),
     ]
     st.navigation(pages).run()
 

@@ -4,7 +4,8 @@ The Content-Security-Policy is defence in depth behind the markdown neutraliser:
 page render an image or a link preview, the browser would fetch nothing from another origin. What it allows,
 and why:
 - scripts only from this origin, plus Streamlit's one inline bootstrap script by its hash (computed from the
-  installed index.html, so a Streamlit upgrade keeps working);
+  installed index.html, so a Streamlit upgrade keeps working), and WebAssembly compilation
+  ('wasm-unsafe-eval', not JavaScript eval: the protobuf decoder's 64-bit math module, Long.js, uses it);
 - styles from this origin and inline (Streamlit's CSS-in-JS injects <style> elements);
 - images, fonts and media from this origin, `data:` and `blob:` (icons, charts, downloads);
 - connections (the websocket and the API) and frames (custom components) only to this origin;
@@ -34,7 +35,7 @@ def inline_script_hashes(index_html: str) -> list[str]:
 
 
 def content_security_policy(index_html: str) -> str:
-    scripts = " ".join(["'self'", *inline_script_hashes(index_html)])
+    scripts = " ".join(["'self'", "'wasm-unsafe-eval'", *inline_script_hashes(index_html)])
     return "; ".join(
         [
             "default-src 'self'",

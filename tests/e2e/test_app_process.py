@@ -28,6 +28,13 @@ def server() -> Iterator[AppServer]:
         yield s
 
 
+VIOLATION_RECORDER = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', e =>
+    window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));
+"""
+
+
 def get_json(url: str) -> tuple[int, dict[str, object]]:
     with urllib.request.urlopen(url, timeout=60) as response:
         return response.status, json.loads(response.read())
@@ -41,14 +48,26 @@ def test_route_and_pages_share_one_services_object_and_one_database_start(server
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"], headless=True)
         try:
             page = browser.new_page()
+            page.add_init_script(VIOLATION_RECORDER)
             page.goto(server.url)
             # A script run happened: the chat page is drawn with its input.
             expect(page.get_by_test_id("stChatInput")).to_be_visible(timeout=60_000)
+            page.get_by_test_id("stChatInputTextArea").fill("A **reply** with a table, please")
+            page.keyboard.press("Enter")
+            expect(page.get_by_test_id("stChatMessage")).to_have_count(2, timeout=60_000)
+            violations = page.evaluate("window.__cspViolations")
             page.goto(f"{server.url}/history")
             expect(page.get_by_role("heading", name="History")).to_be_visible(timeout=60_000)
+            expect(page.get_by_test_id("stDataFrame")).to_be_visible(timeout=60_000)
+            page.get_by_text("Usage", exact=True).click()
+            expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible(timeout=60_000)
+            violations += page.evaluate("window.__cspViolations")
         finally:
             browser.close()
     assert get_json(f"{server.url}/api/health")[0] == 200
+
+    # Streamlit's own frontend, a streamed reply, the table and the charts all work under the policy.
+    assert violations == []
 
     log = server.log()
     assert log.count("services built") == 1, log
@@ -76,6 +95,18 @@ def test_importing_app_py_runs_no_page_code(tmp_path: Path) -> None:
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
     assert not (tmp_path / "data").exists()  # nothing started the embedded database
+
+
+@pytest.mark.parametrize("path", ["/", "/history", "/api/health", "/_stcore/health"])
+def test_every_response_carries_the_security_headers(server: AppServer, path: str) -> None:
+    with urllib.request.urlopen(f"{server.url}{path}", timeout=60) as response:
+        csp = response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+    directives = dict(part.strip().split(" ", 1) for part in csp.split(";"))
+    assert directives["img-src"] == "'self' data: blob:"
+    assert directives["connect-src"] == "'self'" and directives["object-src"] == "'none'"
+    assert "'unsafe-eval'" not in directives["script-src"] and "'unsafe-inline'" not in directives["script-src"]
 
 
 def test_an_unknown_api_path_is_not_an_api_answer(server: AppServer) -> None:
