@@ -1,4 +1,6 @@
-"""MessageStore on PostgreSQL with psycopg 3 and a connection pool, scoped by row-level security.
+"""The Store protocol on PostgreSQL with psycopg 3 and one connection pool, scoped by row-level security.
+
+(Over 400 lines on purpose: one file per backend, STYLE.md 3; the SQL of every protocol method sits together.)
 
 Every unit of work is one transaction that first does what PostgREST does for a request:
 `set local role authenticated` and `set_config('request.jwt.claims', <claims>, true)`. Both are
