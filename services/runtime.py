@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from services.accounts import AccountError
 from services.chat import ChatService
 from services.config import Settings, load_settings, redact
+from services.history import HistoryService
 from services.identity import Identity, build_identity
 from services.providers.catalogue import Catalogue, build_catalogue
 from services.ratelimit import RateLimiter
@@ -31,6 +32,7 @@ class Services:
     settings: Settings
     store: Store
     chat: ChatService
+    history: HistoryService
     catalogue: Catalogue
     # Sign-in objects for CHAT_AUTH (verifier, local accounts and issuer); see services/identity.py.
     identity: Identity
@@ -81,8 +83,9 @@ def build_services(settings: Settings) -> Services:
         context_chars=settings.context_chars,
         max_reply_tokens=settings.max_reply_tokens,
     )
+    history = HistoryService(store)
     log.info("services built (auth %s, %d models)", settings.auth_mode, len(catalogue.ids))
-    return Services(settings=settings, store=store, chat=chat, catalogue=catalogue, identity=identity)
+    return Services(settings=settings, store=store, chat=chat, history=history, catalogue=catalogue, identity=identity)
 
 
 def configure_logging() -> None:
