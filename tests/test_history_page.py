@@ -139,6 +139,26 @@ def test_bad_query_params_show_a_notice_and_the_first_page(
     assert "before" not in app.query_params and "after" not in app.query_params
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": "²"}, {"to": "9999-12-31"}, {"role": "![x](http://127.0.0.1:9/x.png)"}],
+    ids=["unicode-digit-limit", "last-representable-day", "image-markdown-role"],
+)
+def test_hostile_links_show_the_first_page_and_a_plain_notice(
+    app: AppTest, database: EmbeddedDatabase, params: dict[str, str]
+) -> None:
+    seed(database.admin_url, ME, 25)
+    app.query_params.update(params)
+    app.run()
+    assert not app.exception and not app.error
+    assert len(app.warning) == 1
+    assert numbers(app) == list(range(24, 4, -1))
+    assert set(app.query_params) == {"limit"}  # the URL now says what is shown
+    # Nothing rendered anywhere (warnings, captions, markdown, widgets) carries the link's image syntax.
+    rendered = [str(node.proto) for node in [*app.main, *app.sidebar] if hasattr(node, "proto")]
+    assert len(rendered) > 10 and not any("![" in text or "x.png" in text for text in rendered)
+
+
 def test_a_cursor_from_another_listing_falls_back_to_the_first_page(app: AppTest, database: EmbeddedDatabase) -> None:
     seed(database.admin_url, ME, 45)
     app.run()
