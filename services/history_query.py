@@ -45,7 +45,7 @@ MAX_DAY = date(2999, 12, 31)
 
 _NUMBER = re.compile(r"[0-9]{1,3}")  # ASCII only: "²".isdigit() is True, int("²") raises
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_CURSOR = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_CURSOR_CHARS}}}")  # urlsafe base64 without padding
+_CURSOR = re.compile(rf"[A-Za-z0-9_.-]{{1,{MAX_CURSOR_CHARS}}}")  # base64url parts; the codec judges the rest
 
 PAGE_SIZE_NOTICE = (
     f"Page size in the link is not one of {', '.join(map(str, PAGE_SIZES))}: "

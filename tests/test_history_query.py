@@ -53,7 +53,7 @@ def test_an_empty_url_is_the_default_first_page() -> None:
 def test_a_full_link_parses_and_prints_back_the_same() -> None:
     params = {
         "limit": "50",
-        "before": "eyJ2IjoxfQ",
+        "before": "eyJ0IjoiIn0.q83vEjRWeJA",  # <payload>.<mac>, both base64url
         "q": "apple pie",
         "conversation": str(CID),
         "role": "assistant",
@@ -67,7 +67,7 @@ def test_a_full_link_parses_and_prints_back_the_same() -> None:
     assert notices == []
     assert query == HistoryQuery(
         limit=50,
-        before="eyJ2IjoxfQ",
+        before="eyJ0IjoiIn0.q83vEjRWeJA",
         q="apple pie",
         conversation=CID,
         role="assistant",
@@ -200,7 +200,7 @@ values = st.one_of(
     st.sampled_from([*MARKDOWN, "\x00", "a\x00", "all", " 20 ", "1000", *map(str, (10, 20, 50, 100))]),
     st.sampled_from([*ROLES, *STATUSES, "gpt-4o", str(CID), "AAAA", "eyJ2IjoxfQ"]),
     st.uuids().map(str),
-    st.from_regex(r"[A-Za-z0-9_-]{1,300}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9_.-]{1,300}", fullmatch=True),  # cursor-like, some too long
 )
 links = st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=10)), values, max_size=12)
 
