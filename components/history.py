@@ -72,7 +72,8 @@ def _all_or(value: str | None) -> str:
 
 def filter_bar(query: HistoryQuery, options: FilterOptions, *, may_review: bool, on_change: GoTo) -> None:
     """Filter widgets, synced from the URL. A change calls `on_change` with the new filters and no cursor
-    (a filter change starts at the first page)."""
+    (a filter change starts at the first page); the URL parser then judges them like any link (an end day
+    before the start day is dropped with a notice, and the widgets follow)."""
     url_state = widgets(query)
     if st.session_state.get(state.HISTORY_SYNCED) != url_state:
         # The URL changed under the widgets (first load, bookmark, pager, back button): follow it.
@@ -118,9 +119,6 @@ def filter_bar(query: HistoryQuery, options: FilterOptions, *, may_review: bool,
         date_to=st.session_state[state.HISTORY_TO],
         all_users=bool(may_review and st.session_state.get(state.HISTORY_ALL_USERS)),
     )
-    if chosen.date_from and chosen.date_to and chosen.date_from > chosen.date_to:
-        st.warning("The end date is before the start date; the end date is ignored.")
-        chosen = replace(chosen, date_to=None)
     if widgets(chosen) != url_state:
         st.session_state[state.HISTORY_SYNCED] = widgets(chosen)
         on_change(chosen)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,18 @@ def test_date_range_in_the_url_selects_whole_days(app: AppTest, database: Embedd
     app.run()
     assert len(numbers(app)) == 13
     assert app.date_input(key=state.HISTORY_FROM).value.isoformat() == "2026-05-01"
+
+
+def test_an_end_date_before_the_start_from_the_widgets_is_ignored(app: AppTest, database: EmbeddedDatabase) -> None:
+    seed(database.admin_url, ME, 3)
+    app.run()
+    app.date_input(key=state.HISTORY_FROM).set_value(date(2026, 5, 1)).run()
+    assert app.query_params["from"] == "2026-05-01" and len(numbers(app)) == 3
+    app.date_input(key=state.HISTORY_TO).set_value(date(2026, 4, 30)).run()
+    assert not app.exception
+    assert [w.value for w in app.warning] == ["The date range ends before it starts; the end date is ignored."]
+    assert "to" not in app.query_params and len(numbers(app)) == 3
+    assert app.date_input(key=state.HISTORY_TO).value is None  # the widget follows the URL
 
 
 def test_detail_view_renders_markdown_safely_and_links_to_the_chat(app: AppTest, database: EmbeddedDatabase) -> None:
