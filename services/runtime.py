@@ -17,6 +17,7 @@ from services.accounts import AccountError, load_or_create_secret
 from services.chat import ChatService
 from services.config import Settings, load_settings, redact
 from services.errors import UserError
+from services.history import HistoryService
 from services.identity import Identity, build_identity, keys_dir
 from services.providers.catalogue import Catalogue, build_catalogue
 from services.ratelimit import RateLimiter
@@ -32,6 +33,7 @@ class Services:
     settings: Settings
     store: Store
     chat: ChatService
+    history: HistoryService
     catalogue: Catalogue
     # Sign-in objects for CHAT_AUTH (verifier, local accounts and issuer); see services/identity.py.
     identity: Identity
@@ -88,8 +90,9 @@ def build_services(settings: Settings) -> Services:
     store = connect_store(settings)
     catalogue = build_catalogue(settings)
     chat = ChatService(store, catalogue, RateLimiter(store, settings.rate_limit_per_minute), settings=settings)
+    history = HistoryService(store)
     log.info("services built (auth %s, %d models)", settings.auth_mode, len(catalogue.ids))
-    return Services(settings=settings, store=store, chat=chat, catalogue=catalogue, identity=identity)
+    return Services(settings=settings, store=store, chat=chat, history=history, catalogue=catalogue, identity=identity)
 
 
 def configure_logging() -> None:

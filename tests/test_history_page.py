@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from components import history as ui
+from components import state
 from components.auth_gate import LOCAL_USER
+from services.history_query import parse_query
 from services.runtime import reset_shared_services
 from services.store.embedded import EmbeddedDatabase
 
@@ -107,7 +108,7 @@ def test_page_size_from_the_widget_and_the_url(app: AppTest, database: EmbeddedD
     app.query_params["limit"] = "10"
     app.run()
     assert numbers(app) == list(range(29, 19, -1))
-    app.selectbox(key=ui.K_LIMIT).set_value(50).run()
+    app.selectbox(key=state.HISTORY_LIMIT).set_value(50).run()
     assert app.query_params["limit"] == "50" and len(numbers(app)) == 30
 
 
@@ -138,6 +139,26 @@ def test_bad_query_params_show_a_notice_and_the_first_page(
     assert "before" not in app.query_params and "after" not in app.query_params
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": "²"}, {"to": "9999-12-31"}, {"role": "![x](http://127.0.0.1:9/x.png)"}],
+    ids=["unicode-digit-limit", "last-representable-day", "image-markdown-role"],
+)
+def test_hostile_links_show_the_first_page_and_a_plain_notice(
+    app: AppTest, database: EmbeddedDatabase, params: dict[str, str]
+) -> None:
+    seed(database.admin_url, ME, 25)
+    app.query_params.update(params)
+    app.run()
+    assert not app.exception and not app.error
+    assert len(app.warning) == 1
+    assert numbers(app) == list(range(24, 4, -1))
+    assert set(app.query_params) == {"limit"}  # the URL now says what is shown
+    # Nothing rendered anywhere (warnings, captions, markdown, widgets) carries the link's image syntax.
+    rendered = [str(node.proto) for node in [*app.main, *app.sidebar] if hasattr(node, "proto")]
+    assert len(rendered) > 10 and not any("![" in text or "x.png" in text for text in rendered)
+
+
 def test_a_cursor_from_another_listing_falls_back_to_the_first_page(app: AppTest, database: EmbeddedDatabase) -> None:
     seed(database.admin_url, ME, 45)
     app.run()
@@ -152,23 +173,23 @@ def test_a_cursor_from_another_listing_falls_back_to_the_first_page(app: AppTest
 def test_search_and_filters_update_the_url_and_keep_paging(app: AppTest, database: EmbeddedDatabase) -> None:
     seed(database.admin_url, ME, 60)
     app.run()
-    app.text_input(key=ui.K_QUERY).input("apple").run()
+    app.text_input(key=state.HISTORY_QUERY).input("apple").run()
     assert app.query_params["q"] == "apple"
     assert numbers(app) == [n for n in range(59, -1, -1) if n % 2 == 0][:20]
     app.button(key="history.older").click().run()
     assert numbers(app) == [n for n in range(59, -1, -1) if n % 2 == 0][20:]
     assert app.query_params["q"] == "apple" and app.query_params["before"]
 
-    app.selectbox(key=ui.K_STATUS).set_value("error").run()
+    app.selectbox(key=state.HISTORY_STATUS).set_value("error").run()
     assert "before" not in app.query_params  # a filter change starts at the first page
     assert numbers(app) == [n for n in range(59, -1, -1) if n % 2 == 0 and n % 5 == 0]
-    app.selectbox(key=ui.K_ROLE).set_value("assistant").run()
+    app.selectbox(key=state.HISTORY_ROLE).set_value("assistant").run()
     assert app.query_params["role"] == "assistant"
     assert "No messages match." in [i.value for i in app.info]  # apple is only in user messages
 
-    app.text_input(key=ui.K_QUERY).input("").run()
-    app.selectbox(key=ui.K_STATUS).set_value(None).run()
-    app.selectbox(key=ui.K_MODEL).set_value("demo").run()
+    app.text_input(key=state.HISTORY_QUERY).input("").run()
+    app.selectbox(key=state.HISTORY_STATUS).set_value(None).run()
+    app.selectbox(key=state.HISTORY_MODEL).set_value("demo").run()
     assert numbers(app) == [n for n in range(59, -1, -1) if n % 2 == 1 and n % 3 == 0]
     assert set(app.dataframe[0].value["Model"]) == {"demo"}
 
@@ -182,7 +203,19 @@ def test_date_range_in_the_url_selects_whole_days(app: AppTest, database: Embedd
     app.query_params.update({"from": "2026-05-01", "to": "2026-05-01"})
     app.run()
     assert len(numbers(app)) == 13
-    assert app.date_input(key=ui.K_FROM).value.isoformat() == "2026-05-01"
+    assert app.date_input(key=state.HISTORY_FROM).value.isoformat() == "2026-05-01"
+
+
+def test_an_end_date_before_the_start_from_the_widgets_is_ignored(app: AppTest, database: EmbeddedDatabase) -> None:
+    seed(database.admin_url, ME, 3)
+    app.run()
+    app.date_input(key=state.HISTORY_FROM).set_value(date(2026, 5, 1)).run()
+    assert app.query_params["from"] == "2026-05-01" and len(numbers(app)) == 3
+    app.date_input(key=state.HISTORY_TO).set_value(date(2026, 4, 30)).run()
+    assert not app.exception
+    assert [w.value for w in app.warning] == ["The date range ends before it starts; the end date is ignored."]
+    assert "to" not in app.query_params and len(numbers(app)) == 3
+    assert app.date_input(key=state.HISTORY_TO).value is None  # the widget follows the URL
 
 
 def test_detail_view_renders_markdown_safely_and_links_to_the_chat(app: AppTest, database: EmbeddedDatabase) -> None:
@@ -209,11 +242,11 @@ def test_export_buttons_and_usage_chart(app: AppTest, database: EmbeddedDatabase
     seed(database.admin_url, ME, 12)
     app.query_params.update({"from": "2026-04-25", "to": "2026-05-03"})
     app.run()
-    app.radio(key=ui.K_VIEW).set_value("Usage").run()
+    app.radio(key=state.HISTORY_VIEW).set_value("Usage").run()
     assert not app.exception
     assert len(app.get("vega_lite_chart")) == 2
     assert [m.value for m in app.metric] == ["12", str(sum(3 * i for i in range(12)))]
-    app.radio(key=ui.K_VIEW).set_value("Export & delete").run()
+    app.radio(key=state.HISTORY_VIEW).set_value("Export & delete").run()
     labels = [b.proto.label for b in app.get("download_button")]
     assert labels == ["All messages as CSV", "All data as JSON"]
 
@@ -223,7 +256,7 @@ def test_reviewer_toggle_shows_every_user_read_only(app: AppTest, database: Embe
     seed(database.admin_url, "user_other", 3, title="Someone else")
     app.run()
     assert "User" not in app.dataframe[0].value.columns and len(numbers(app)) == 3
-    app.toggle(key=ui.K_ALL).set_value(True).run()
+    app.toggle(key=state.HISTORY_ALL_USERS).set_value(True).run()
     assert app.query_params["scope"] == "all"
     frame = app.dataframe[0].value
     assert set(frame["User"]) == {ME, "user_other"} and len(frame) == 6
@@ -236,9 +269,9 @@ def test_reviewer_toggle_shows_every_user_read_only(app: AppTest, database: Embe
 
 
 def test_parse_query_drops_all_users_for_non_reviewers() -> None:
-    query, notices = ui.parse_query({"scope": "all", "limit": "20"}, may_review=False)
+    query, notices = parse_query({"scope": "all", "limit": "20"}, may_review=False)
     assert query.all_users is False and any("only for reviewers" in n for n in notices)
-    query, notices = ui.parse_query({"scope": "all"}, may_review=True)
+    query, notices = parse_query({"scope": "all"}, may_review=True)
     assert query.all_users is True and notices == []
 
 
@@ -269,7 +302,7 @@ def test_delete_all_my_data_needs_typed_confirmation(app: AppTest, database: Emb
     seed(database.admin_url, ME, 5)
     seed(database.admin_url, "user_other", 4)
     app.run()
-    app.radio(key=ui.K_VIEW).set_value("Export & delete").run()
+    app.radio(key=state.HISTORY_VIEW).set_value("Export & delete").run()
     app.button(key="history.delete.all").click().run()
     confirm = app.button(key="history.delete.all.confirm")
     assert confirm.disabled
