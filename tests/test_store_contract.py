@@ -167,9 +167,11 @@ def pair(backend: Backend) -> Pair:
     return Pair(alice, bob, a_conv, a_msgs, b_conv, b_msgs, b_word, b_model)
 
 
-def bobs_view(s: Store, p: Pair) -> tuple[str, list[tuple[uuid.UUID, str, str]]]:
-    rows = s.recent_messages(p.bob, p.b_conv)
-    return s.get_conversation(p.bob, p.b_conv).title, [(m.id, m.content, m.status) for m in rows]
+def bobs_view(backend: Backend, p: Pair) -> tuple[str, list[tuple[uuid.UUID, str, str, str]]]:
+    """B's conversation as a reviewer reads it: every row in it, whoever wrote it (B sees only his own)."""
+    s, rita = backend.store, backend.reviewer("auditor")
+    rows = s.recent_messages(rita, p.b_conv)
+    return s.get_conversation(p.bob, p.b_conv).title, [(m.id, m.user_id, m.content, m.status) for m in rows]
 
 
 def test_another_users_rows_are_invisible_to_every_read(backend: Backend, pair: Pair) -> None:
@@ -203,7 +205,7 @@ def test_another_users_rows_are_invisible_to_every_read(backend: Backend, pair: 
 
 def test_another_users_rows_cannot_be_written(backend: Backend, pair: Pair) -> None:
     s, alice = backend.store, pair.alice
-    before = bobs_view(s, pair)
+    before = bobs_view(backend, pair)
     with pytest.raises(NotFound):
         s.add_message(alice, pair.b_conv, "user", "sneaking in", "demo")
     with pytest.raises(NotFound):
@@ -213,14 +215,14 @@ def test_another_users_rows_cannot_be_written(backend: Backend, pair: Pair) -> N
     with pytest.raises(NotFound):
         s.delete_conversation(alice, pair.b_conv)
     assert s.delete_all_user_data(alice) == 2
-    assert bobs_view(s, pair) == before
+    assert bobs_view(backend, pair) == before
 
 
 def test_a_reviewer_reads_others_only_where_asked_and_writes_nothing(backend: Backend, pair: Pair) -> None:
     s, rita = backend.store, backend.reviewer()
     now = datetime.now(UTC)
     since, until = now - timedelta(days=1), now + timedelta(days=1)
-    before = bobs_view(s, pair)
+    before = bobs_view(backend, pair)
     # Asked for everyone: search, usage and model options cover other users.
     found = s.search_messages(rita, MessageFilter(query=pair.b_word, all_users=True)).items
     assert sorted(ids(found)) == sorted(pair.b_msgs) and {r.user_id for r in found} == {pair.bob.user_id}
@@ -248,7 +250,7 @@ def test_a_reviewer_reads_others_only_where_asked_and_writes_nothing(backend: Ba
     with pytest.raises(NotFound):
         s.delete_conversation(rita, pair.b_conv)
     assert s.delete_all_user_data(rita) == 0
-    assert bobs_view(s, pair) == before
+    assert bobs_view(backend, pair) == before
 
 
 @pytest.mark.parametrize(
@@ -595,6 +597,9 @@ def test_search_cursors_from_other_listings_and_users_are_rejected(backend: Back
         for way in ("before", "after"):
             with pytest.raises(InvalidCursor):
                 s.search_messages(who, where, limit=5, **{way: apple})
+    for junk in (apple[:-3], apple + "A", apple[1:]):  # a damaged real cursor
+        with pytest.raises(InvalidCursor):
+            s.search_messages(carol, MessageFilter(query="apple"), limit=5, before=junk)
     plain = s.page_messages(carol, limit=5).next_cursor
     assert plain is not None
     with pytest.raises(InvalidCursor):
@@ -728,14 +733,14 @@ def test_delete_all_user_data_counts_and_leaves_others_alone(backend: Backend, p
         for k in range(n + 1):
             s.add_message(carol, conv.id, "user", f"erase me {k}", "demo")
     s.create_conversation(carol, "empty")
-    bob_before = bobs_view(s, pair)
+    bob_before = bobs_view(backend, pair)
     assert s.delete_all_user_data(carol) == 6
     assert s.list_conversations(carol).items == [] and s.page_messages(carol).items == []
     assert s.search_messages(carol, MessageFilter()).items == [] and list(s.iter_history(carol)) == []
     assert s.message_models(carol) == []
     assert b"".join(s.export_csv(carol)).decode().count("\n") == 1  # the header only
     assert s.delete_all_user_data(carol) == 0
-    assert bobs_view(s, pair) == bob_before
+    assert bobs_view(backend, pair) == bob_before
     assert sorted(ids(s.page_messages(pair.alice).items)) == sorted(pair.a_msgs)
 
 
