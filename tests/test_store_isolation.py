@@ -1,7 +1,7 @@
-"""Row-level security: one user can never see or change another's rows, whichever way they ask.
+"""Row-level security in SQL: one user can never see or change another's rows, whichever way they ask.
 
-Each case is tried through the store and through direct SQL as role `authenticated` with A's claims,
-the way PostgREST (and so Supabase) would run it.
+Each case is tried with direct SQL as role `authenticated` with A's claims, the way PostgREST (and so
+Supabase) would run it. The same isolation through the store's methods is in tests/test_store_contract.py.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from services.auth import AuthError, Principal
-from services.store import NotFound
+from services.auth import Principal
 from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
 
@@ -64,56 +63,6 @@ def as_role(database: EmbeddedDatabase, role: str, claims: dict[str, Any] | None
 
 
 A_CLAIMS = {"sub": "user_alice", "role": "authenticated"}
-
-
-# --- through the store ----------------------------------------------------------------------------
-
-
-def test_store_reads_only_own_rows(store: PostgresStore, world: World, alice: Principal) -> None:
-    assert [m.id for m in store.page_messages(alice).items] == [world.a_msg]
-    assert [c.id for c in store.list_conversations(alice).items] == [world.a_conv]
-    assert store.recent_messages(alice, world.b_conv) == []
-    with pytest.raises(NotFound):
-        store.get_conversation(alice, world.b_conv)
-    with pytest.raises(NotFound):
-        store.page_messages(alice, conversation_id=world.b_conv)
-
-
-def test_store_cannot_write_into_or_change_others_rows(
-    store: PostgresStore, database: EmbeddedDatabase, world: World, alice: Principal
-) -> None:
-    before = admin_counts(database)
-    with pytest.raises(NotFound):
-        store.add_message(alice, world.b_conv, "user", "sneaking in", "demo")
-    with pytest.raises(NotFound):
-        store.update_message(alice, world.b_msg, content="overwritten", status="complete")
-    with pytest.raises(NotFound):
-        store.rename_conversation(alice, world.b_conv, "pwned")
-    with pytest.raises(NotFound):
-        store.delete_conversation(alice, world.b_conv)
-    assert admin_counts(database) == before
-
-
-def test_delete_all_user_data_removes_only_the_callers_rows(
-    store: PostgresStore, database: EmbeddedDatabase, world: World
-) -> None:
-    carol = Principal("user_carol")
-    conv = store.create_conversation(carol, "to be erased")
-    store.add_message(carol, conv.id, "user", "erase me", "demo")
-    store.add_message(carol, conv.id, "assistant", "and me", "demo")
-    messages, conversations, b_contents, b_titles = admin_counts(database)
-    assert store.delete_all_user_data(carol) == 2
-    assert store.page_messages(carol).items == [] and store.list_conversations(carol).items == []
-    assert admin_counts(database) == (messages - 2, conversations - 1, b_contents, b_titles)
-
-
-def test_expired_principal_is_refused_before_any_sql(store: PostgresStore) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    stale = Principal("user_alice", expires_at=datetime.now(UTC) - timedelta(seconds=1))
-    with pytest.raises(AuthError) as caught:
-        store.page_messages(stale)
-    assert caught.value.reason == "expired"
 
 
 # --- direct SQL as `authenticated` with A's claims ----------------------------------------------------
