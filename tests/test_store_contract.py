@@ -903,11 +903,6 @@ def test_checkpoint_values_out_of_range_are_refused_and_change_nothing(
     assert s.recent_messages(p, conv) == [draft]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PostgresStore.page_messages scopes its cursor by the conversation id as passed, not as parsed: the"
-    " same conversation spelled in capitals (or as a UUID with braces) rejects its own next-page cursor.",
-)
 def test_a_conversation_id_is_the_same_id_however_it_is_spelled(backend: Backend) -> None:
     s, p = backend.store, backend.user("spelling")
     conv = s.create_conversation(p, "spelling").id

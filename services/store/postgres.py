@@ -319,20 +319,21 @@ class PostgresStore:
         index, so every page costs the same at any depth, and equal timestamps never skip or repeat a row.
         """
         limit = check_limit(limit)
-        scope = "messages" if conversation_id is None else f"messages:{conversation_id}"
+        cid = None if conversation_id is None else parse_uuid(conversation_id)
+        # The scope names the parsed id: the same conversation spelled another way is the same listing.
+        scope = "messages" if cid is None else f"messages:{cid}"
         params: dict[str, Any] = {"uid": principal.user_id, "n": limit + 1}
         where = ["user_id = %(uid)s"]
-        if conversation_id is not None:
-            params["cid"] = parse_uuid(conversation_id)
+        if cid is not None:
+            params["cid"] = cid
             where.append("conversation_id = %(cid)s")
         if before:
             params["ts"], params["id"] = self.cursors.decode(principal, scope, before)
             where.append("(created_at, id) < (%(ts)s, %(id)s)")
         with self._tx(principal) as conn:
-            if (
-                conversation_id is not None
-                and not conn.execute("select 1 from public.conversations where id = %(cid)s", params).fetchone()
-            ):
+            if cid is not None and not conn.execute(
+                "select 1 from public.conversations where id = %(cid)s", params
+            ).fetchone():
                 raise NotFound("That conversation does not exist.")
             with conn.cursor(row_factory=class_row(Message)) as cur:
                 cur.execute(
