@@ -30,8 +30,7 @@ def plant_temporary_types(conn: psycopg.Connection, names: list[str]) -> None:
     )
     for name in names:
         conn.execute(
-            f"create domain pg_temp.{name} as pg_catalog.text"
-            " check (pg_temp.record_hijack(value::pg_catalog.text))"
+            f"create domain pg_temp.{name} as pg_catalog.text check (pg_temp.record_hijack(value::pg_catalog.text))"
         )
 
 
