@@ -37,7 +37,7 @@ PAYLOADS = [
     f"![x]({EVIL}/inline.png)",
     f"look ![x][ref]\n\n[ref]: {EVIL}/reference.png",
     f"<img src={EVIL}/html.png>",
-    f"![x]({EVIL}/a.png \"title\") and ![y][]\n\n[y]: {EVIL}/collapsed.png",
+    f'![x]({EVIL}/a.png "title") and ![y][]\n\n[y]: {EVIL}/collapsed.png',
     f"note[^1]\n\n[^1]: ![x]({EVIL}/footnote.png)",
     f"[![x]({EVIL}/in-link.png)](http://example.test)",
     f"| a | b |\n|---|---|\n| ![x]({EVIL}/cell.png) | c |",
