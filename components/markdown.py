@@ -236,47 +236,57 @@ def neutralise(text: str) -> str:
     return _neutralise(text)[0]
 
 
-def _stable_prefix(safe: str, tokens: list[Token]) -> str:
-    """The part of `safe` that more text can no longer change: every block before the last one.
+def _open_block(safe: str, tokens: list[Token]) -> int:
+    """The line where the block still being written starts: lines before it can no longer change.
 
     The last block may still grow (a code span or link closing on a later line, a setext underline, a
     table's delimiter row); blocks before it are closed, and with every reference treated as defined
-    their images do not depend on what follows. An open code fence is code to its end, so its finished
-    lines are final too.
+    their images do not depend on what follows. An open code fence is code to its end, so only its
+    last line is still open.
     """
-    starts = [line_start for line_start, _ in _lines(safe)]
     mapped = [token for token in tokens if token.map is not None]
     if not mapped:
-        return ""
+        return 0
     last = max(mapped, key=lambda token: token.map[0] if token.map else 0)
     assert last.map is not None
-    boundary = last.map[0]
-    if last.type == "fence":
-        # The fence's opening line (info string included) is complete once a line follows it.
-        boundary = max(boundary + 1, len(starts) - 1) if len(starts) - 1 > boundary else boundary
-    return safe[: starts[boundary]]
+    last_line = len(_lines(safe)) - 1
+    if last.type == "fence" and last_line > last.map[0]:
+        return last_line
+    return last.map[0]
+
+
+def _first_candidate(text: str, start: int) -> int:
+    """Where the first `![` or `<` after `start` is (len(text) if none): the open block up to there
+    has nothing to escape whatever follows, because escapes go after a `!` and before a `<`."""
+    found = [at for at in (text.find("![", start), text.find("<", start)) if at >= 0]
+    return min(found, default=len(text))
 
 
 def safe_stream(chunks: Iterable[str], min_growth: int = 32) -> Iterator[str]:
     """Neutralise a stream for st.write_stream, which renders the accumulated text after each chunk.
 
     Every output extends what was sent before, and what has been sent is always a prefix of
-    `neutralise(final text)` that is itself safe to render: the block still being written is held
-    back until the next block starts. The text is re-parsed only after it has grown by `min_growth`
-    characters or a sixteenth of its length, so a long reply costs a bounded number of parses.
+    `neutralise(final text)` that is itself safe to render: closed blocks neutralised, then the open
+    block as written up to its first `![` or `<` (the rest of that block waits until it is closed).
+    Prose streams chunk by chunk without parsing; the text is re-parsed only while the open block
+    holds something back, and then only after it has grown by `min_growth` characters or a sixteenth
+    of its length, so a long reply costs a bounded number of parses.
     """
-    text = ""
-    sent = ""
-    parsed_at = 0
+    text = sent = stable = ""
+    block_start = parsed_at = 0
     for chunk in chunks:
         text += chunk
-        if len(text) - parsed_at < max(min_growth, parsed_at // 16):
-            continue
-        parsed_at = len(text)
-        stable = _stable_prefix(*_neutralise(text))
-        if len(stable) > len(sent) and stable.startswith(sent):
-            yield stable[len(sent) :]
-            sent = stable
+        held = _first_candidate(text, block_start)
+        if held < len(text) and len(text) - parsed_at >= max(min_growth, parsed_at // 16):
+            parsed_at = len(text)
+            safe, tokens = _neutralise(text)
+            line = _open_block(safe, tokens)
+            stable, block_start = safe[: _lines(safe)[line][0]], _lines(text)[line][0]
+            held = _first_candidate(text, block_start)
+        visible = stable + text[block_start:held]
+        if len(visible) > len(sent) and visible.startswith(sent):
+            yield visible[len(sent) :]
+            sent = visible
     final = neutralise(text)
     # A mismatch would mean an earlier output was wrong; sending more could not repair it.
     if len(final) > len(sent) and final.startswith(sent):
