@@ -1,77 +1,293 @@
 """Markdown that is safe to render: model and user text never make the browser fetch anything.
 
-Streamlit escapes HTML unless `unsafe_allow_html` (never passed here), but markdown images
-(`![..](..)`, reference images) would still be fetched from any URL the text names. `neutralise` turns
-them, and raw `<img`, into literal text; fenced code blocks are left exactly as written. Stored text is
-never changed: only what is rendered.
+Streamlit escapes HTML unless `unsafe_allow_html` (never passed here), but markdown images (`![..](..)`,
+reference images) would still be fetched from any URL the text names. Regular expressions cannot tell
+where markdown puts code spans, fences and containers, so the text is parsed with markdown-it-py set up
+like Streamlit's renderer (CommonMark, GFM tables, strikethrough and footnotes, dollar math). Every image
+and every raw HTML node the parser finds is made literal by editing the *source*: a backslash before the
+image's `[` and before the HTML's `<`. Nothing else changes, so the rest renders as written. Stored text
+is never changed: only what is rendered.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-# "![" opens an inline or reference image; "<img" is raw HTML. Both become literal text.
-_IMAGE = re.compile(r"!\[|<(?=img)", re.IGNORECASE)
-# A tail that could still become one of the above (or a code fence) once the next chunk arrives.
-_UNSTABLE_TAIL = re.compile(r"(!|<|<i|<im)$|(^|\n) {0,3}(`{1,2}|~{1,2})?$", re.IGNORECASE)
+from markdown_it import MarkdownIt
+from markdown_it.rules_inline import StateInline
+from markdown_it.rules_inline.html_inline import html_inline
+from markdown_it.rules_inline.image import image
+from markdown_it.token import Token
+from mdit_py_plugins.dollarmath import dollarmath_plugin
+from mdit_py_plugins.footnote import footnote_plugin
 
-
-# Inline code spans (`x`, ``x``) render literally, so images inside them need no escaping. A backtick
-# after a backslash is a literal backtick, not a span: "\\`![x](u)`" must still be escaped.
-_CODE_SPAN = re.compile(r"((?<!\\)``[^\n]*?``|(?<![\\`])`[^`\n]*`)")
-
-
-def _outside_code_spans(line: str) -> str:
-    parts = _CODE_SPAN.split(line)
-    for i in range(0, len(parts), 2):  # even parts are outside code spans
-        parts[i] = _IMAGE.sub(lambda m: "!\\[" if m.group(0) == "![" else "\\<", parts[i])
-    return "".join(parts)
+# markdown-it breaks lines only here (its normalize rule); U+2028, \x85, \v, \f stay inside a line.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Each pass makes at least one `![` or `<` permanently literal, so the loop ends on its own; the cap
+# only bounds the work on hostile input before the blunt fallback below.
+_MAX_PASSES = 32
+_POS = "source_pos"
 
 
-def neutralise(text: str) -> str:
-    """Markdown with images turned into literal text; fenced code blocks are left exactly as written."""
-    out: list[str] = []
-    fence: str | None = None
-    for line in text.splitlines(keepends=True):
-        match = _FENCE.match(line)
-        if fence is None:
-            if match:
-                fence = match.group(1)
-                out.append(line)
+def _recording(rule: Any) -> Any:
+    """Wrap an inline rule so the tokens it makes remember where in the inline source they started."""
+
+    def wrapped(state: StateInline, silent: bool) -> bool:
+        start, count = state.pos, len(state.tokens)
+        if not rule(state, silent):
+            return False
+        if not silent:
+            for token in state.tokens[count:]:
+                token.meta[_POS] = start
+        return True
+
+    return wrapped
+
+
+def build_parser() -> MarkdownIt:
+    """The parser both `neutralise` and its tests use: what Streamlit's renderer accepts, made strict.
+
+    Footnote definitions stay where they are written (and are kept even when nothing refers to them), so
+    an image inside one is seen; math is recognised only in its narrowest form, so text that another
+    renderer might not take as math is still searched for images.
+    """
+    md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    footnote_plugin(md, inline=False, move_to_end=False)
+    dollarmath_plugin(md, allow_labels=False, allow_space=False, allow_digits=False, allow_blank_lines=False)
+    md.inline.ruler.at("image", _recording(image))
+    md.inline.ruler.at("html_inline", _recording(html_inline))
+    return md
+
+
+class _EveryReference(dict[str, Any]):
+    """Reference definitions that match every label: `![x][ref]` is treated as an image whether or not
+    `[ref]: url` is written (or has yet to stream in), so a later definition cannot switch an image on."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return {"href": "", "title": ""}
+
+
+_PARSER = build_parser()
+
+
+def parse(text: str, every_reference: bool = True) -> list[Token]:
+    env: dict[str, Any] = {"references": _EveryReference()} if every_reference else {}
+    return _PARSER.parse(text, env)
+
+
+def unsafe_tokens(tokens: Iterable[Token]) -> list[Token]:
+    """Every image and raw HTML token, at any depth (tests use this to check the output)."""
+    found: list[Token] = []
+    for token in tokens:
+        if token.type in ("image", "html_inline", "html_block"):
+            found.append(token)
+        if token.children:
+            found.extend(unsafe_tokens(token.children))
+    return found
+
+
+def _lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each line as markdown-it counts lines, end excluding the line break."""
+    spans, start = [], 0
+    for match in _LINE_BREAK.finditer(text):
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    return spans
+
+
+class _Unmapped(Exception):
+    """A token whose place in the source could not be found (the caller falls back to escaping all)."""
+
+
+def _line_text(text: str, spans: list[tuple[int, int]], line: int) -> tuple[int, str]:
+    if not 0 <= line < len(spans):
+        raise _Unmapped
+    start, end = spans[line]
+    return start, text[start:end].replace("\0", "\ufffd")  # markdown-it's own NUL replacement, same length
+
+
+def _place_in_block(text: str, spans: list[tuple[int, int]], inline: Token, pos: int) -> int:
+    """Source offset of `inline.content[pos]` for inline content built from whole lines (paragraphs,
+    headings): each content line is its source line minus container markers, indentation and, for an
+    ATX heading, the `#` marks, so the stripped content line is the last place it occurs in its line."""
+    content = inline.content
+    line_in_block = content.count("\n", 0, pos)
+    line_start = content.rfind("\n", 0, pos) + 1
+    line_end = content.find("\n", pos)
+    content_line = content[line_start : len(content) if line_end < 0 else line_end]
+    core = content_line.strip()
+    lead = len(content_line) - len(content_line.lstrip())
+    if inline.map is None or not core:
+        raise _Unmapped
+    start, source_line = _line_text(text, spans, inline.map[0] + line_in_block)
+    found = source_line.rfind(core)
+    if found < 0:
+        raise _Unmapped
+    return start + found + (pos - line_start - lead)
+
+
+def _place_in_cell(text: str, spans: list[tuple[int, int]], row: list[Token], cell: int, pos: int) -> int:
+    """Source offset of `row[cell].content[pos]` in a table row. Cells are trimmed and `\\|` loses its
+    backslash, so offsets shift; but neither adds nor removes a `![` or `<`, and container markers
+    hold none, so the n-th one in the row's cells is the n-th one in the source line."""
+    inline = row[cell]
+    marker = "![" if inline.content.startswith("![", pos) else "<"
+    before = sum(other.content.count(marker) for other in row[:cell]) + inline.content.count(marker, 0, pos)
+    if inline.map is None:
+        raise _Unmapped
+    start, source_line = _line_text(text, spans, inline.map[0])
+    found = -1
+    for _ in range(before + 1):
+        found = source_line.find(marker, found + 1)
+        if found < 0:
+            raise _Unmapped
+    return start + found
+
+
+def _edits(text: str, tokens: list[Token]) -> dict[int, str]:
+    """Source offset -> replacement for every image and raw HTML token in this parse."""
+    spans = _lines(text)
+    edits: dict[int, str] = {}
+
+    def add(offset: int, expected: str, replacement: str) -> None:
+        if text[offset : offset + len(expected)] != expected:
+            raise _Unmapped
+        edits[offset] = replacement
+
+    rows: dict[int, list[Token]] = {}
+    parents: dict[int, str] = {}
+    for index, token in enumerate(tokens):
+        if token.type == "inline":
+            parents[id(token)] = tokens[index - 1].type if index else ""
+            if parents[id(token)] in ("th_open", "td_open") and token.map is not None:
+                rows.setdefault(token.map[0], []).append(token)
+        elif token.type == "html_block":
+            if token.map is None:
+                raise _Unmapped
+            start, source_line = _line_text(text, spans, token.map[0])
+            first = token.content.split("\n", 1)[0].strip()
+            found = source_line.rfind(first) if first else -1
+            if found < 0:
+                raise _Unmapped
+            add(start + found, "<", "\\<")
+
+    for token in tokens:
+        if token.type != "inline" or not token.children:
+            continue
+        for child in token.children:
+            if child.type not in ("image", "html_inline"):
+                continue
+            pos = child.meta.get(_POS)
+            if pos is None:
+                raise _Unmapped
+            if parents[id(token)] in ("th_open", "td_open") and token.map is not None:
+                row = rows[token.map[0]]
+                offset = _place_in_cell(text, spans, row, row.index(token), pos)
             else:
-                out.append(_outside_code_spans(line))
-        else:
-            if (
-                match
-                and match.group(1)[0] == fence[0]
-                and len(match.group(1)) >= len(fence)
-                and not line[match.end() :].strip()
-            ):
-                fence = None
-            out.append(line)
+                offset = _place_in_block(text, spans, token, pos)
+            if child.type == "image":
+                add(offset, "![", "!\\[")
+            else:
+                add(offset, "<", "\\<")
+    return edits
+
+
+def _apply(text: str, edits: dict[int, str]) -> str:
+    out, last = [], 0
+    for offset in sorted(edits):
+        out.append(text[last:offset])
+        out.append(edits[offset])
+        last = offset + (2 if edits[offset] == "!\\[" else 1)
+    out.append(text[last:])
     return "".join(out)
 
 
-def safe_stream(chunks: Iterable[str]) -> Iterator[str]:
+def _escape_everything(text: str) -> str:
+    """The blunt fallback: no `![` and no `<` are left at all, so no image or HTML can be parsed
+    (code spans then show the escapes; only reached if a token could not be placed). `&lt;` rather than
+    a backslash, which a backslash already in the text would cancel."""
+    return text.replace("<", "&lt;").replace("![", "!\\[")
+
+
+def _neutralise(text: str) -> tuple[str, list[Token]]:
+    """The neutralised text and its own parse (the streaming code reads block boundaries from it)."""
+    for _ in range(_MAX_PASSES):
+        tokens = parse(text)
+        if "![" not in text and "<" not in text:
+            return text, tokens
+        try:
+            edits = _edits(text, tokens)
+        except _Unmapped:
+            break
+        if not edits:
+            return text, tokens
+        text = _apply(text, edits)
+    text = _escape_everything(text)
+    return text, parse(text)
+
+
+def neutralise(text: str) -> str:
+    """Markdown with every image and raw HTML node made literal; everything else is left as written."""
+    if "![" not in text and "<" not in text:
+        return text  # neither an image nor HTML can be parsed without one of these
+    return _neutralise(text)[0]
+
+
+def _open_block(safe: str, tokens: list[Token]) -> int:
+    """The line where the block still being written starts: lines before it can no longer change.
+
+    The last block may still grow (a code span or link closing on a later line, a setext underline, a
+    table's delimiter row); blocks before it are closed, and with every reference treated as defined
+    their images do not depend on what follows. An open code fence is code to its end, so only its
+    last line is still open.
+    """
+    mapped = [token for token in tokens if token.map is not None]
+    if not mapped:
+        return 0
+    last = max(mapped, key=lambda token: token.map[0] if token.map else 0)
+    assert last.map is not None
+    last_line = len(_lines(safe)) - 1
+    if last.type == "fence" and last_line > last.map[0]:
+        return last_line
+    return last.map[0]
+
+
+def _first_candidate(text: str, start: int) -> int:
+    """Where the first `![` or `<` after `start` is (len(text) if none): the open block up to there
+    has nothing to escape whatever follows, because escapes go after a `!` and before a `<`."""
+    found = [at for at in (text.find("![", start), text.find("<", start)) if at >= 0]
+    return min(found, default=len(text))
+
+
+def safe_stream(chunks: Iterable[str], min_growth: int = 32) -> Iterator[str]:
     """Neutralise a stream for st.write_stream, which renders the accumulated text after each chunk.
 
-    Each output is the growth of `neutralise(text so far)`; a tail that the next chunk could turn into an
-    image or a fence (a trailing "!", "<im", "``") is held back until it is decided, so what has been
-    rendered is always a prefix of the final, safe text.
+    Every output extends what was sent before, and what has been sent is always a prefix of
+    `neutralise(final text)` that is itself safe to render: closed blocks neutralised, then the open
+    block as written up to its first `![` or `<` (the rest of that block waits until it is closed).
+    Prose streams chunk by chunk without parsing; the text is re-parsed only while the open block
+    holds something back, and then only after it has grown by `min_growth` characters or a sixteenth
+    of its length, so a long reply costs a bounded number of parses.
     """
-    text = ""
-    sent = 0
+    text = sent = stable = ""
+    block_start = parsed_at = 0
     for chunk in chunks:
         text += chunk
-        tail = _UNSTABLE_TAIL.search(text)
-        stable = text[: tail.start()] if tail and tail.end() == len(text) else text
-        # Only the last, incomplete line can change; earlier lines are already final.
-        safe = neutralise(stable)
-        if len(safe) > sent:
-            yield safe[sent:]
-            sent = len(safe)
-    safe = neutralise(text)
-    if len(safe) > sent:
-        yield safe[sent:]
+        held = _first_candidate(text, block_start)
+        if held < len(text) and len(text) - parsed_at >= max(min_growth, parsed_at // 16):
+            parsed_at = len(text)
+            safe, tokens = _neutralise(text)
+            line = _open_block(safe, tokens)
+            stable, block_start = safe[: _lines(safe)[line][0]], _lines(text)[line][0]
+            held = _first_candidate(text, block_start)
+        visible = stable + text[block_start:held]
+        if len(visible) > len(sent) and visible.startswith(sent):
+            yield visible[len(sent) :]
+            sent = visible
+    final = neutralise(text)
+    # A mismatch would mean an earlier output was wrong; sending more could not repair it.
+    if len(final) > len(sent) and final.startswith(sent):
+        yield final[len(sent) :]

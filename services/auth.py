@@ -107,6 +107,10 @@ def expiry_from_claims(claims: Mapping[str, Any]) -> datetime | None:
 MAX_TOKEN_BYTES = 8 * 1024
 ALGORITHM = "RS256"
 REQUIRED_CLAIMS = ("exp", "iat", "iss", "sub")
+# NumericDate claims (RFC 7519 §2: a JSON number, fractions allowed). PyJWT accepts "123" (int() of a
+# string) and lets 1e20 overflow datetime later; neither is a time we can check, so both are refused.
+TIME_CLAIMS = ("exp", "iat", "nbf")
+MAX_NUMERIC_DATE = 2**40  # seconds: about the year 36812; far beyond any real token
 # Headers that would let a token name its own key. Keys come only from the configured JWKS or PEM.
 KEY_HEADERS = ("jwk", "jku", "x5u", "x5c")
 
@@ -183,13 +187,25 @@ class _JwksKeys:
         return None
 
 
+def _check_time_claim_types(claims: Mapping[str, Any]) -> None:
+    """Raise AuthError('bad_time_claim') unless each of exp, iat, nbf present is a JSON number in range."""
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue  # a missing required claim gets its own reason from PyJWT
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < MAX_NUMERIC_DATE:
+            raise AuthError("bad_time_claim", _INVALID)
+
+
 class TokenVerifier:
     """Checks an RS256 JWT and returns the Principal it names, or raises AuthError with a reason code.
 
     Keys come from `jwks_url` (cached) or `public_key_pem` (networkless, Clerk's CLERK_JWT_KEY, or the
     local demo issuer's key), never from the token. `exp`, `iat`, `iss` and `sub` are required, `nbf`
     is honoured, the issuer must match exactly, and `azp` must be one of `authorized_parties` when any
-    are configured. Tokens carrying an `aud` claim must match `audience` (PyJWT's rule).
+    are configured. Tokens carrying an `aud` claim must match `audience` (PyJWT's rule). `exp`, `iat`
+    and `nbf` must be JSON numbers between 0 and 2**40 seconds (reason `bad_time_claim`), not strings or
+    booleans.
     """
 
     def __init__(
@@ -269,6 +285,24 @@ class TokenVerifier:
 
     def _decode(self, token: str, key: Any) -> dict[str, Any]:
         try:
+            # Signature first, then the time claims' types, then PyJWT's own checks in its own order.
+            _check_time_claim_types(
+                jwt.decode(
+                    token,
+                    key,
+                    algorithms=[ALGORITHM],
+                    options={
+                        "verify_signature": True,
+                        "verify_exp": False,
+                        "verify_iat": False,
+                        "verify_nbf": False,
+                        "verify_iss": False,
+                        "verify_aud": False,
+                        "verify_sub": False,
+                        "verify_jti": False,
+                    },
+                )
+            )
             claims = jwt.decode(
                 token,
                 key,

@@ -199,7 +199,7 @@ def test_csv_guards_formula_cells_and_leaves_plain_text_alone(store: PostgresSto
         store.add_message(who, conv.id, "user", text, "demo")
     rows = list(csv.DictReader(io.StringIO(b"".join(export.export_csv(store, who)).decode())))
     guarded = ["'-1+2", "'=SUM(A1:A9)", "'+33 1 23", "'@import", "'\tindented"]
-    assert [r["content"] for r in rows] == ["- a list item", *guarded, "plain = text", "-"]
+    assert [r["content"] for r in rows] == ["'- a list item", *guarded, "plain = text", "'-"]  # any leading "-" (OWASP)
     data = json.loads(b"".join(export.export_json(store, who)))
     assert [m["content"] for m in data["messages"]] == texts  # JSON keeps every byte
     assert rows[0]["input_tokens"] == "" and rows[0]["created_at"].endswith("+00:00")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.markdown import neutralise, safe_stream
+from components.markdown import neutralise, parse, safe_stream, unsafe_tokens
 
 
 @pytest.mark.parametrize(
@@ -43,3 +43,49 @@ def test_streamed_output_adds_up_to_the_neutralised_text() -> None:
     text = "Here: ![x](http://evil.test/i.png) and <img src=j> done"
     chunks = [text[i : i + 3] for i in range(0, len(text), 3)]
     assert "".join(safe_stream(chunks)) == neutralise(text)
+
+
+# Each of these made the browser fetch the URL through the regex neutraliser this module replaced: it
+# split lines where markdown does not, and paired backticks differently from the renderer.
+BYPASSES = [
+    "x\u2028```\n![x](http://evil.test/1.png)",  # U+2028 is no line break to markdown: no fence opens
+    "x\u2029```\n![x](http://evil.test/2.png)",
+    "x\x85```\n![x](http://evil.test/3.png)",
+    "x\x0b```\n![x](http://evil.test/4.png)",
+    "x\x0c```\n![x](http://evil.test/5.png)",
+    "`a\nb` ![x](http://evil.test/6.png) `c`",  # a code span over two lines pairs the backticks differently
+    "`a``b` ![x](http://evil.test/7.png) `c`",  # a run of two backticks cannot close a run of one
+    "```a`b\n![x](http://evil.test/8.png)\n```",  # a backtick in the info string: not a fence
+    "| a | b |\n|---|---|\n| `x | ![y](http://evil.test/9.png)` |",  # cells split before code spans
+]
+
+
+@pytest.mark.parametrize("text", BYPASSES)
+def test_regex_bypasses_are_closed(text: str) -> None:
+    assert unsafe_tokens(parse(text, every_reference=False)), "the case must be hostile to begin with"
+    assert not unsafe_tokens(parse(neutralise(text), every_reference=False))
+    assert not unsafe_tokens(parse(neutralise(text)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[^1]: ![x](http://evil.test/a.png)\n\nnote[^1]",  # inside a footnote definition
+        "[^unused]: ![x](http://evil.test/b.png)",  # in a definition nothing refers to
+        "[![x](http://evil.test/c.png)](http://example.test)",  # inside a link
+        "![![x](http://evil.test/d.png)](http://evil.test/e.png)",  # in an image's alt text
+        "# title ![x](http://evil.test/f.png) ##",
+        "a | b\n--|--\n![x](http://evil.test/g.png) \\| ![y](http://evil.test/h.png) | c ![z](http://evil.test/i)",
+        "<div>\n![x](http://evil.test/j.png)\n</div>",  # an HTML block hides markdown until it is escaped
+        "[^<a]: x <b>y</b>",
+        "1. one\n   > ![x](http://evil.test/k.png)",
+    ],
+)
+def test_images_in_every_container_are_made_literal(text: str) -> None:
+    out = neutralise(text)
+    assert not unsafe_tokens(parse(out)) and not unsafe_tokens(parse(out, every_reference=False))
+
+
+def test_only_the_image_and_html_characters_change() -> None:
+    text = "Keep `![code](z)` and $![math](z)$, not ![x](http://evil.test/a.png) or <b>"
+    assert neutralise(text) == "Keep `![code](z)` and $![math](z)$, not !\\[x](http://evil.test/a.png) or \\<b>"

@@ -496,12 +496,15 @@ class PostgresStore:
 
         Why COPY: formatting 200,000 rows in Python took ~9 s; COPY streams the same CSV in chunks in
         about a second, still under RLS (COPY of a query applies the policies) and in one transaction.
-        Cells a spreadsheet would run as formulas (=, +, @, tab, CR, or - not followed by a space) get a
-        leading apostrophe; the JSON export is the lossless one.
+        Formula guard (OWASP's CSV injection rule): a text cell whose first character other than spaces
+        is `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading apostrophe, so a spreadsheet shows
+        it as text instead of running it (spreadsheets skip leading spaces, so " =1+1" counts too). That
+        includes any leading `-`, "-5" and "- item" alike: the CSV is for reading; the JSON export is the
+        lossless one.
         """
 
         def guard(column: str) -> str:
-            return f"case when {column} ~ '^([=+@\\t\\r]|-[^ ])' then '''' || {column} else {column} end"
+            return f"case when {column} ~ '^ *[-=+@\\t\\r]' then '''' || {column} else {column} end"
 
         query = (
             "copy (select to_char(m.created_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
