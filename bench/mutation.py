@@ -39,7 +39,11 @@ class Target:
 
 # Easy to change: move a target when its code moves (the cursor codec may go to services/store/cursors.py).
 TARGETS: tuple[Target, ...] = (
-    Target("auth", "services/auth.py", ("tests/test_auth_verifier.py", "tests/test_auth_algorithms.py")),
+    Target(
+        "auth",
+        "services/auth.py",
+        ("tests/test_auth_verifier.py", "tests/test_auth_algorithms.py", "tests/test_auth_details.py"),
+    ),
     Target(
         "tx",
         "services/store/postgres.py",
