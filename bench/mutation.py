@@ -11,6 +11,10 @@ Tool: mutmut 3 (requirements-dev.txt). It needs a copy of the project to write i
 so each target runs in its own temporary copy of the tracked files; nothing here is changed. Each
 target mutates one file (optionally only some functions of it, by mutmut's mutant-name patterns) and
 runs only the test files that cover it, which is what keeps a run in minutes.
+
+mutmut 3 does not mutate decorated functions, and the transaction helper is two @contextmanager
+functions; so that target lists its mutants by hand (HAND_MUTANTS: the operators mutmut would apply
+there, plus the ones that matter for it), applied one at a time to the copy, with the same test run.
 """
 
 from __future__ import annotations
@@ -35,6 +39,49 @@ class Target:
     # mutmut mutant-name globs (module path with "x_" before functions, "xǁClassǁ" before methods);
     # empty = every function in the file
     functions: tuple[str, ...] = ()
+    # (what, old text, new text): mutants applied by hand instead of by mutmut (see the module doc)
+    hand_mutants: tuple[tuple[str, str, str], ...] = ()
+
+
+_ROLE = "set_config('role', 'authenticated', true)"
+_CLAIMS = "set_config('request.jwt.claims', %s, true)"
+TX_MUTANTS: tuple[tuple[str, str, str], ...] = (
+    ("role set session-wide", _ROLE, _ROLE.replace("true", "false")),
+    ("claims set session-wide", _CLAIMS, _CLAIMS.replace("true", "false")),
+    ("role not set", f"select {_ROLE}, {_CLAIMS}", f"select {_CLAIMS}"),
+    ("claims not set", f"select {_ROLE}, {_CLAIMS}", f"select {_ROLE}"),
+    ("no Principal type check", "if not isinstance(principal, Principal):", "if False:"),
+    ("no freshness check", "    principal.ensure_fresh()\n    claims = json", "    claims = json"),
+    ("claims reduced to sub", "json.dumps(principal.db_claims(),", 'json.dumps({"sub": principal.user_id},'),
+    (
+        "no explicit transaction",
+        "with pool.connection() as conn, conn.transaction():",
+        "with pool.connection() as conn:",
+    ),
+    (
+        "policy refusal not mapped",
+        "except psycopg.errors.InsufficientPrivilege as exc:",
+        "except psycopg.errors.UndefinedFile as exc:",
+    ),
+    (
+        "foreign key not mapped",
+        "except psycopg.errors.ForeignKeyViolation as exc:",
+        "except psycopg.errors.UndefinedFile as exc:",
+    ),
+    ("check not mapped", "except psycopg.errors.CheckViolation as exc:", "except psycopg.errors.UndefinedFile as exc:"),
+    ("data error not mapped", "except psycopg.errors.DataError as exc:", "except psycopg.errors.UndefinedFile as exc:"),
+    (
+        "timeout not mapped",
+        "except psycopg.errors.QueryCanceled as exc:",
+        "except psycopg.errors.UndefinedFile as exc:",
+    ),
+    (
+        "policy refusal message",
+        'raise NotFound("That conversation does not exist.") from exc\n            except psycopg.errors.Foreign',
+        'raise NotFound("XX") from exc\n            except psycopg.errors.Foreign',
+    ),
+    ("timeout message", '"The database took too long to answer. Please try again."', '"XX"'),
+)
 
 
 # Easy to change: move a target when its code moves (the cursor codec may go to services/store/cursors.py).
@@ -47,8 +94,14 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "tx",
         "services/store/postgres.py",
-        ("tests/test_pool_isolation.py", "tests/test_store_isolation.py", "tests/test_rls_policies.py"),
-        ("services.store.postgres.x_as_principal__mutmut_*", "services.store.postgres.xǁPostgresStoreǁ_tx__mutmut_*"),
+        (
+            "tests/test_pool_isolation.py",
+            "tests/test_store_isolation.py",
+            "tests/test_store_transactions.py",
+            "tests/test_rls_policies.py",
+            "tests/test_history_store.py",
+        ),
+        hand_mutants=TX_MUTANTS,
     ),
     Target(
         "cursors",
@@ -104,7 +157,33 @@ def setup_cfg(target: Target) -> str:
 RESULT_LINE = re.compile(r"^\s*(?P<name>\S+__mutmut_\d+): (?P<status>.+)$")
 
 
+def run_hand_mutants(target: Target) -> tuple[int, int, list[str]]:
+    with tempfile.TemporaryDirectory(prefix=f"mutation-{target.name}-") as tmp:
+        work = Path(tmp)
+        tracked_copy(work)
+        path = work / target.source
+        original = path.read_text()
+        survivors: list[str] = []
+        for what, old, new in target.hand_mutants:
+            if original.count(old) != 1:
+                raise SystemExit(f"{target.name}: mutant {what!r} no longer matches {target.source} exactly once")
+            path.write_text(original.replace(old, new))
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *target.tests],
+                cwd=work,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            print(f"  {'killed  ' if done.returncode else 'SURVIVED'} {what}", flush=True)
+            if done.returncode == 0:
+                survivors.append(f"{what}:\n- {old}\n+ {new}\n")
+        path.write_text(original)
+        return len(target.hand_mutants) - len(survivors), len(target.hand_mutants), survivors
+
+
 def run_target(target: Target, max_children: int | None) -> tuple[int, int, list[str]]:
+    if target.hand_mutants:
+        return run_hand_mutants(target)
     with tempfile.TemporaryDirectory(prefix=f"mutation-{target.name}-") as tmp:
         work = Path(tmp)
         tracked_copy(work)

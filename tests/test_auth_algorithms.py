@@ -78,4 +78,5 @@ def test_the_decoder_allows_rs256_only_on_its_own(pem_verifier: TokenVerifier, k
     with pytest.raises(AuthError) as caught:
         pem_verifier._decode(signed(key, algorithm), key.private.public_key())
     assert caught.value.reason == "alg_not_allowed_by_decoder"
+    assert caught.value.message == "Your sign-in could not be verified. Please sign in again."
     assert pem_verifier._decode(signed(key, "RS256"), key.private.public_key())["sub"] == "user_2abc"

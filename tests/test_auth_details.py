@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from services.auth import AuthError, Principal, TokenVerifier
-from tests.auth_support import APP_ORIGIN, ISSUER, SigningKey, b64url, claims, raw_token
+from tests.auth_support import APP_ORIGIN, ISSUER, JwksServer, SigningKey, b64url, claims, raw_token, serve_jwks
 from tests.test_auth_verifier import ATTACKS
 
 INVALID = "Your sign-in could not be verified. Please sign in again."
@@ -54,7 +54,8 @@ def test_every_rejection_tells_the_user_what_to_do(
 
 @pytest.mark.parametrize("token", ["", None, 42])
 def test_a_missing_or_non_text_token_is_malformed(verifier: TokenVerifier, token: Any) -> None:
-    assert refused(verifier, token).reason == "malformed"
+    error = refused(verifier, token)
+    assert (error.reason, error.message) == ("malformed", INVALID)
 
 
 @pytest.mark.parametrize(
@@ -197,3 +198,24 @@ def test_a_verified_principal_carries_the_expiry(verifier: TokenVerifier, key: S
     p = verifier.verify(key.sign(payload))
     assert p.expires_at == datetime.fromtimestamp(payload["exp"], tz=UTC)
     assert jwt.get_unverified_header(key.sign(payload))["alg"] == "RS256"
+
+
+def test_a_claim_of_the_wrong_type_is_an_invalid_token(verifier: TokenVerifier, key: SigningKey) -> None:
+    # PyJWT checks `jti` is a string when present: an InvalidTokenError none of the specific codes covers.
+    error = refused(verifier, key.sign(claims(jti=12345)))
+    assert (error.reason, error.message) == ("invalid_token", INVALID)
+
+
+def test_jwks_failures_tell_the_user_what_to_do(key: SigningKey, other_key: SigningKey) -> None:
+    with serve_jwks(JwksServer(keys=[key.jwk()])) as server:
+        jwks_verifier = TokenVerifier(issuer=ISSUER, jwks_url=server.url, jwks_refresh_cooldown_s=3600)
+        for _ in range(2):  # the first refresh, then the cooldown
+            error = refused(jwks_verifier, other_key.sign(claims()))
+            assert (error.reason, error.message) == ("unknown_kid", INVALID)
+        server.status = 500
+        outage = TokenVerifier(issuer=ISSUER, jwks_url=server.url)
+        error = refused(outage, key.sign(claims()))
+    assert (error.reason, error.message) == (
+        "jwks_unavailable",
+        "We cannot verify sign-in right now. Please try again in a minute.",
+    )
