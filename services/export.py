@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,7 @@ from services.store import Conversation, HistoryRow, NotFound, ReviewStore
 JSON_FORMAT = "chat-history/1"
 # Rows per output chunk: large enough that the generator overhead is noise, small enough to stay tiny.
 CHUNK_ROWS = 500
+_LINE_ENDINGS = re.compile(r"\r\n|\r|\n")
 
 
 def utc_text(moment: datetime) -> str:
@@ -84,7 +86,14 @@ def markdown_chunks(conversation: Conversation, rows: Iterable[HistoryRow]) -> I
     for row in rows:
         who = "User" if row.role == "user" else f"Assistant ({row.model})"
         status = "" if row.status == "complete" else f" · {row.status}"
-        yield f"\n## {who} · {utc_text(row.created_at)}{status}\n\n{row.content}\n".encode()
+        yield f"\n## {who} · {utc_text(row.created_at)}{status}\n\n{_quoted(row.content)}\n".encode()
+
+
+def _quoted(content: str) -> str:
+    """Content as a block quote, every line prefixed: whatever it holds (`## User ...`, a setext
+    underline, an unclosed code fence) stays inside the quote and cannot start a message heading of the
+    export's own. CommonMark's line endings are LF, CR and CRLF, so all three split lines here."""
+    return "\n".join(f"> {line}" if line else ">" for line in _LINE_ENDINGS.split(content))
 
 
 def all_conversations(store: ReviewStore, principal: Principal) -> Iterator[Conversation]:

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -216,19 +215,13 @@ def test_a_link_to_a_missing_conversation_starts_a_new_chat(app: Callable[..., A
 
 @pytest.fixture
 def reviewer_database(pg_server: EmbeddedDatabase, database: EmbeddedDatabase) -> EmbeddedDatabase:
-    """A separate database where reviewers may read others' conversations, as the history migration
-    allows (simulated here with its own policy names, so both can coexist once that lands)."""
+    """A separate database with the migrations only: the reviewer may read others' conversations through
+    the real reviewer policy (supabase/migrations/..._history_search_and_reviewer.sql), nothing added."""
     name = f"reviewers_{uuid.uuid4().hex[:8]}"
     embedded.ensure_database(pg_server.admin_url, name)
     admin = pg_server.url_for(name, admin=True)
     embedded.ensure_app_role(admin, name)
     migrate(admin)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for table in ("conversations", "messages"):
-            conn.execute(
-                f"create policy chat_test_reviewers_read_{table} on public.{table} for select to authenticated"
-                " using (coalesce((select auth.jwt() -> 'roles') ? 'reviewer', false))"
-            )
     return embedded.EmbeddedDatabase(admin_url=admin, app_url=pg_server.url_for(name))
 
 

@@ -4,6 +4,7 @@ status and the text received so far."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -211,9 +212,20 @@ def test_two_thousand_tiny_chunks_are_coalesced(chat: ChatService, wires: dict[s
 def test_text_is_handed_over_without_waiting_for_the_next_chunk(
     chat: ChatService, wires: dict[str, WireServer]
 ) -> None:
-    # "B" arrives right after "A"; "C" a second later. "B" must be shown before "C" exists.
-    wires["anthropic"].queue(Script(chunks=["A", "B", "C"], pause_before={2: 1.0}))
-    yielded = drain(chat.send(user("alice"), None, "abc", ANTHROPIC_MODEL))
+    # "B" arrives right after "A"; the server sends "C" only once the test has been handed "B", so "B"
+    # must be shown before "C" exists. (A fixed 1.0 s pause raced the provider's 1.0 s read timeout.)
+    c_may_follow = threading.Event()
+    wires["anthropic"].queue(Script(chunks=["A", "B", "C"], gate_before={2: c_may_follow}))
+    reply = chat.send(user("alice"), None, "abc", ANTHROPIC_MODEL)
+    yielded: list[str] = []
+    try:
+        for text in reply:
+            yielded.append(text)
+            if "".join(yielded) == "AB":
+                c_may_follow.set()
+    finally:
+        reply.close()
+        c_may_follow.set()
     assert "".join(yielded) == "ABC"
     assert yielded[-1] == "C"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -924,19 +925,21 @@ def test_titles_are_cleaned_and_an_empty_one_refused(backend: Backend, mine: tup
 
 
 @pytest.mark.parametrize(
-    "where",
+    ("where", "message"),
     [
-        MessageFilter(role="system"),
-        MessageFilter(status="done"),
-        MessageFilter(query="a\x00b"),
-        MessageFilter(query="x" * 1001),
-        MessageFilter(model=" "),
-        MessageFilter(since=datetime(2026, 1, 1)),  # naive: ambiguous
-        MessageFilter(until=datetime(2026, 1, 1)),
+        (MessageFilter(role="system"), "Unknown message role 'system'."),
+        (MessageFilter(status="done"), "Unknown message status 'done'."),
+        (MessageFilter(query="a\x00b"), "Search contains a NUL character"),
+        (MessageFilter(query="x" * 1001), "Search is too long: 1,001 characters, the limit is 1,000."),
+        (MessageFilter(model=" "), "A model name is required."),
+        (MessageFilter(since=datetime(2026, 1, 1)), "The start date needs a time zone."),  # naive: ambiguous
+        (MessageFilter(until=datetime(2026, 1, 1)), "The end date needs a time zone."),
     ],
 )
-def test_bad_filters_are_refused(backend: Backend, mine: tuple[Principal, uuid.UUID], where: MessageFilter) -> None:
-    with pytest.raises(InvalidInput):
+def test_bad_filters_are_refused(
+    backend: Backend, mine: tuple[Principal, uuid.UUID], where: MessageFilter, message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(message)):
         backend.store.search_messages(mine[0], where)
 
 

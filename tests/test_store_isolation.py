@@ -94,7 +94,9 @@ def test_sql_select_sees_only_own_rows(database: EmbeddedDatabase, world: World)
 )
 def test_sql_writes_for_others_are_rejected(database: EmbeddedDatabase, world: World, statement: str) -> None:
     params = {"b_conv": world.b_conv, "a_msg": world.a_msg, "a_conv": world.a_conv}
-    with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.ForeignKeyViolation)):
+    # The policy must be what refuses: a foreign-key error here would mean the policy let the row through.
+    # (tests/test_rls_policies.py tries the moves that only `with check` can stop.)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="new row violates row-level security policy"):
         with as_role(database, "authenticated", A_CLAIMS) as conn:
             conn.execute(statement, params)
 
@@ -137,7 +139,7 @@ def test_authenticated_without_a_subject_sees_and_writes_nothing(database: Embed
         assert conn.execute("select count(*) from messages").fetchone() == (0,)
         assert conn.execute("select count(*) from conversations").fetchone() == (0,)
         assert conn.execute("delete from messages").rowcount == 0
-    with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.NotNullViolation)):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="new row violates row-level security policy"):
         with as_role(database, "authenticated", None) as conn:
             conn.execute("insert into conversations (title) values ('orphan')")
 

@@ -33,6 +33,8 @@ class Script:
     chunk_delay_s: float = 0.0
     first_delay_s: float = 0.0
     pause_before: dict[int, float] = field(default_factory=dict)  # extra pause before chunk i
+    # wait before chunk i until the test sets the event: ordering without racing the client's read timeout
+    gate_before: dict[int, threading.Event] = field(default_factory=dict)
     retry_after: str | None = None
 
 
@@ -284,6 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
             if i and script.chunk_delay_s:
                 self._pause(script.chunk_delay_s)
             self._pause(script.pause_before.get(i, 0.0))
+            if i in script.gate_before:
+                script.gate_before[i].wait(30)
             self._write(OpenAIFormat.text(model, text) if openai else AnthropicFormat.text(text))
         if script.fault is not None:
             self._fault(script.fault)

@@ -1,0 +1,156 @@
+"""ChatService's failure paths, through its public API (send, Reply iteration, Outcome) with the real
+store on PostgreSQL: removing the conversation it created when the first message cannot be stored, the
+catch-all around streaming, and a reply whose final state cannot be saved.
+
+Failures come from the real database wherever it can produce them; a provider that raises something
+other than ProviderError (a bug the catch-all exists for) and a store whose delete fails are the only
+stand-ins."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from services.auth import Principal
+from services.chat import ChatService, Reply
+from services.providers import Turn, Usage
+from services.providers.catalogue import Catalogue, ModelOption
+from services.providers.demo import DemoProvider
+from services.store import InvalidInput, NotFound, StoreError
+from services.store.postgres import PostgresStore
+
+DEMO = "demo/echo-1"
+# Longer than the 200 characters the messages table allows for a model name: the store refuses the
+# message after the conversation has been created, a real failure of the insert.
+TOO_LONG_MODEL = "demo/" + "x" * 200
+BROKEN = "broken/bug-1"
+
+
+class _BrokenStream:
+    """Yields one chunk, then fails with an error that is not a ProviderError (a provider bug)."""
+
+    usage: Usage | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield "partial answer"
+        raise RuntimeError("a bug inside a provider")
+
+    def close(self) -> None:
+        return None
+
+
+class BuggyProvider:
+    name = "broken"
+
+    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> _BrokenStream:
+        return _BrokenStream()
+
+
+@pytest.fixture(scope="module")
+def chat(store: PostgresStore) -> ChatService:
+    catalogue = Catalogue(
+        {"demo": DemoProvider(chars_per_s=1_000_000), "broken": BuggyProvider()},
+        [
+            ModelOption(DEMO, "demo", "echo-1", "Offline demo"),
+            ModelOption(TOO_LONG_MODEL, "demo", "echo-1", "Misconfigured"),
+            ModelOption(BROKEN, "broken", "bug-1", "Buggy"),
+        ],
+        default=DEMO,
+    )
+    return ChatService(store, catalogue, None, max_message_chars=2_000)
+
+
+def user() -> Principal:
+    return Principal(user_id=f"user_paths_{uuid.uuid4().hex[:8]}")
+
+
+def drain(reply: Reply) -> list[str]:
+    try:
+        return list(reply)
+    finally:
+        reply.close()
+
+
+def test_a_conversation_created_for_a_message_that_cannot_be_stored_is_removed(
+    chat: ChatService, store: PostgresStore
+) -> None:
+    alice = user()
+    with pytest.raises(InvalidInput, match="Model name"):
+        chat.send(alice, None, "hello", TOO_LONG_MODEL)
+    assert store.list_conversations(alice).items == []
+    assert store.page_messages(alice).items == []
+
+
+def test_an_existing_conversation_is_kept_when_a_message_cannot_be_stored(
+    chat: ChatService, store: PostgresStore
+) -> None:
+    alice = user()
+    first = chat.send(alice, None, "first", DEMO)
+    drain(first)
+    with pytest.raises(InvalidInput, match="Model name"):
+        chat.send(alice, first.conversation_id, "second", TOO_LONG_MODEL)
+    assert [c.id for c in store.list_conversations(alice).items] == [first.conversation_id]
+    assert [m.content for m in store.recent_messages(alice, first.conversation_id)][0] == "first"
+
+
+class _DeleteFails:
+    """The real store, except that deleting a conversation fails (a database outage at that moment)."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def delete_conversation(self, principal: Principal, conversation_id: object) -> None:
+        raise StoreError("The database took too long to answer. Please try again.")
+
+
+def test_the_original_error_is_reported_when_the_cleanup_also_fails(chat: ChatService, store: PostgresStore) -> None:
+    alice = user()
+    failing = ChatService(_DeleteFails(store), chat.catalogue, None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="Model name"):
+        failing.send(alice, None, "hello", TOO_LONG_MODEL)
+    # The empty conversation is left behind (logged); the user still gets the error that matters.
+    assert [c.title for c in store.list_conversations(alice).items] == ["hello"]
+
+
+def test_an_unexpected_provider_failure_ends_the_reply_as_an_error_and_keeps_the_text(
+    chat: ChatService, store: PostgresStore
+) -> None:
+    alice = user()
+    reply = chat.send(alice, None, "ask the buggy model", BROKEN)
+    assert "".join(drain(reply)) == "partial answer"
+    outcome = reply.outcome
+    assert outcome is not None
+    assert (outcome.status, outcome.error_kind) == ("error", "server")
+    assert outcome.error == "Something went wrong while streaming the reply."
+    assert "bug inside" not in (outcome.error or "")  # no internals in what the user sees
+    assert outcome.message is not None
+    stored = store.recent_messages(alice, reply.conversation_id)
+    assert [(m.role, m.content, m.status) for m in stored] == [
+        ("user", "ask the buggy model", "complete"),
+        ("assistant", "partial answer", "error"),
+    ]
+
+
+def test_a_reply_whose_final_state_cannot_be_saved_says_so(chat: ChatService, store: PostgresStore) -> None:
+    """The conversation is deleted (another tab, "delete my data") while the reply is on screen: storing
+    the reply's final state fails in the database, and the outcome says the reply was not saved."""
+    alice = user()
+    reply = chat.send(alice, None, "hello", DEMO)
+    chunks = iter(reply)
+    first = next(chunks)
+    assert first
+    store.delete_conversation(alice, reply.conversation_id)
+    reply.close()  # stop: the reply is finalised now, into a conversation that no longer exists
+    outcome = reply.outcome
+    assert outcome is not None
+    assert outcome.status == "error" and outcome.error_kind == "server"
+    assert outcome.message is None
+    assert outcome.error == "The reply could not be saved: That conversation does not exist."
+    assert outcome.text == first
+    with pytest.raises(NotFound):
+        store.get_conversation(alice, reply.conversation_id)

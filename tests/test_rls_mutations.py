@@ -1,0 +1,120 @@
+"""The RLS checks of tests/test_rls_policies.py can fail: each policy mutation below, applied to a freshly
+migrated database, must be reported by them.
+
+SQL policies are out of reach of Python mutation tools (bench/mutation.py), so this is their mutation
+test. Each mutation is DDL inside one transaction on the admin connection that is rolled back at the
+end; the behaviour checks run on that same connection in savepoints as role `authenticated`, so they
+see the mutated schema and nothing is ever committed. One database, well under a second per mutation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+from services.auth import Principal
+from services.store.embedded import EmbeddedDatabase
+from services.store.postgres import PostgresStore, as_principal
+from tests import rls_checks
+from tests.rls_checks import World
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    ddl: str
+    must_mention: str  # the table or policy a check has to name
+    behaviour: bool  # whether the behaviour checks (not only the catalogue) must notice it
+
+
+def _mutations() -> list[Mutation]:
+    found: list[Mutation] = []
+    for name, policy in rls_checks.EXPECTED_POLICIES.items():
+        if policy.with_check is not None:
+            found.append(
+                Mutation(
+                    f"{name}: with check (true)",
+                    f"alter policy {name} on public.{policy.table} with check (true)",
+                    name,
+                    behaviour=True,
+                )
+            )
+        if policy.using is not None:
+            found.append(
+                Mutation(
+                    f"{name}: using (true)",
+                    f"alter policy {name} on public.{policy.table} using (true)",
+                    name,
+                    # A SELECT policy's `using` is the one place where widening can hide behind another
+                    # policy: none does here, so every widening must be seen in behaviour too.
+                    behaviour=True,
+                )
+            )
+    for table in rls_checks.PUBLIC_TABLES:
+        found.append(
+            Mutation(f"{table}: no force", f"alter table public.{table} no force row level security", table, False)
+        )
+        found.append(
+            Mutation(f"{table}: rls disabled", f"alter table public.{table} disable row level security", table, True)
+        )
+    return found
+
+
+MUTATIONS = _mutations()
+
+
+@contextmanager
+def through_store(store: PostgresStore, sub: str) -> Iterator[psycopg.Connection]:
+    with as_principal(store._pool, Principal(user_id=sub)) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def world(store: PostgresStore) -> World:
+    suffix = uuid.uuid4().hex[:8]
+    return rls_checks.build_world(
+        lambda sub: through_store(store, sub), f"user_me_{suffix}", f"user_other_{suffix}", f"user_mover_{suffix}"
+    )
+
+
+@pytest.fixture(scope="module")
+def admin(database: EmbeddedDatabase) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database.admin_url) as conn:
+        yield conn
+
+
+def all_problems(conn: psycopg.Connection, world: World) -> tuple[list[str], list[str]]:
+    def as_user(sub: str) -> AbstractContextManager[psycopg.Connection]:
+        return rls_checks.savepoint_as(conn, sub)
+
+    catalogue = rls_checks.table_flag_problems(conn) + rls_checks.policy_problems(conn)
+    return catalogue, rls_checks.behaviour_problems(as_user, world)
+
+
+def test_the_checks_find_nothing_on_the_schema_as_migrated(admin: psycopg.Connection, world: World) -> None:
+    # The same harness as the mutations below, without a mutation: what they report is the mutation's doing.
+    with admin.transaction(force_rollback=True):
+        assert all_problems(admin, world) == ([], [])
+
+
+def test_every_table_and_policy_is_mutated() -> None:
+    names = {m.name for m in MUTATIONS}
+    for table in rls_checks.PUBLIC_TABLES:
+        assert f"{table}_update_own: with check (true)" in names
+        assert f"{table}: no force" in names
+    assert len(MUTATIONS) == 10 + 6 + 2 * len(rls_checks.PUBLIC_TABLES)  # 10 using, 6 with check
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.name for m in MUTATIONS])
+def test_each_policy_mutation_is_detected(admin: psycopg.Connection, world: World, mutation: Mutation) -> None:
+    with admin.transaction(force_rollback=True):
+        admin.execute(mutation.ddl)
+        catalogue, behaviour = all_problems(admin, world)
+    assert any(mutation.must_mention in p for p in catalogue), catalogue
+    if mutation.behaviour:
+        assert behaviour, f"{mutation.name} went unnoticed by the behaviour checks"
