@@ -81,6 +81,11 @@ TX_MUTANTS: tuple[tuple[str, str, str], ...] = (
         'raise NotFound("XX") from exc\n        except psycopg.errors.Foreign',
     ),
     ("timeout message", '"The database took too long to answer. Please try again."', '"XX"'),
+    (
+        "outage not mapped",
+        "except (psycopg.OperationalError, PoolTimeout) as exc:",
+        "except psycopg.errors.UndefinedFile as exc:",
+    ),
 )
 
 
@@ -100,6 +105,8 @@ TARGETS: tuple[Target, ...] = (
             "tests/test_store_transactions.py",
             "tests/test_rls_policies.py",
             "tests/test_history_store.py",
+            "tests/test_ratelimit.py",
+            "tests/test_store_contract.py",
         ),
         hand_mutants=TX_MUTANTS,
     ),

@@ -7,8 +7,9 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from services.auth import Principal
 from services.store import CursorCodec, InvalidCursor
+from services.store.cursors import BAD_CURSOR, EARLIEST, LATEST
 
 ALICE, BOB = Principal("user_alice"), Principal("user_bob")
 WHEN = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -55,7 +57,7 @@ def test_a_forged_cursor_in_the_old_unkeyed_format_is_refused() -> None:
     # Before keys, anyone could build a valid cursor: the owner tag was a plain hash of scope and user id.
     owner = hashlib.sha256(f"messages\x00{ALICE.user_id}".encode()).hexdigest()[:12]
     forged = b64(json.dumps({"v": 1, "t": WHEN.isoformat(), "i": str(ROW), "o": owner}).encode())
-    with pytest.raises(InvalidCursor):
+    with pytest.raises(InvalidCursor, match=re.escape(BAD_CURSOR)):
         CursorCodec(KEY).decode(ALICE, "messages", forged)
 
 
@@ -63,7 +65,7 @@ def test_a_tampered_position_is_refused() -> None:
     body, mac = CursorCodec(KEY).encode(ALICE, "messages", WHEN, ROW).split(".")
     payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     payload["t"] = "2020-01-01T00:00:00+00:00"
-    with pytest.raises(InvalidCursor):
+    with pytest.raises(InvalidCursor, match=re.escape(BAD_CURSOR)):
         CursorCodec(KEY).decode(ALICE, "messages", f"{b64(json.dumps(payload).encode())}.{mac}")
 
 
@@ -81,7 +83,7 @@ def test_a_tampered_position_is_refused() -> None:
     ],
 )
 def test_signed_but_wrongly_typed_or_out_of_range_fields_are_refused(fields: object) -> None:
-    with pytest.raises(InvalidCursor):
+    with pytest.raises(InvalidCursor, match=re.escape(BAD_CURSOR)):
         CursorCodec(KEY).decode(ALICE, "messages", signed(KEY, ALICE, "messages", fields))
 
 
@@ -97,3 +99,25 @@ def test_any_string_is_a_cursor_or_invalid_cursor_never_a_crash(text: str) -> No
 def test_a_short_key_is_refused() -> None:
     with pytest.raises(ValueError):
         CursorCodec("short")
+
+
+@pytest.mark.parametrize("cursor", [None, 123, b"abc.def", ["a.b"]])
+def test_a_cursor_that_is_not_text_is_refused(cursor: object) -> None:
+    with pytest.raises(InvalidCursor, match=re.escape(BAD_CURSOR)):
+        CursorCodec(KEY).decode(ALICE, "messages", cursor)  # type: ignore[arg-type]
+
+
+def test_many_positions_round_trip() -> None:
+    # Every length of payload and MAC encoding (base64 padding is stripped and restored).
+    codec = CursorCodec(KEY)
+    for n in range(300):
+        when = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(microseconds=n * 7_919_113)
+        row = uuid.uuid4()
+        assert codec.decode(ALICE, f"scope-{n}", codec.encode(ALICE, f"scope-{n}", when, row)) == (when, row)
+
+
+def test_the_range_of_positions_is_inclusive_at_the_start_and_exclusive_at_the_end() -> None:
+    codec = CursorCodec(KEY)
+    assert codec.decode(ALICE, "messages", codec.encode(ALICE, "messages", EARLIEST, ROW)) == (EARLIEST, ROW)
+    with pytest.raises(InvalidCursor):
+        codec.decode(ALICE, "messages", codec.encode(ALICE, "messages", LATEST, ROW))
