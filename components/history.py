@@ -66,8 +66,11 @@ def notices(messages: Sequence[str]) -> None:
 # --- filter bar ------------------------------------------------------------------------------------
 
 
+ALL = "All"
+
+
 def _all_or(value: str | None) -> str:
-    return "All" if value is None else value
+    return ALL if value is None else value
 
 
 def filter_bar(query: HistoryQuery, options: FilterOptions, *, may_review: bool, on_change: GoTo) -> None:
@@ -75,7 +78,11 @@ def filter_bar(query: HistoryQuery, options: FilterOptions, *, may_review: bool,
     (a filter change starts at the first page); the URL parser then judges them like any link (an end day
     before the start day is dropped with a notice, and the widgets follow)."""
     url_state = widgets(query)
-    if st.session_state.get(state.HISTORY_SYNCED) != url_state:
+    # Streamlit drops a widget's state when a run does not draw it (another page did): the widgets would
+    # come back at their own defaults (10 per page, today..today) and be written into the URL as if the
+    # user had picked them. So the widgets follow the URL whenever it changed OR their state is gone.
+    lost = any(key not in st.session_state for key in url_state)
+    if lost or st.session_state.get(state.HISTORY_SYNCED) != url_state:
         # The URL changed under the widgets (first load, bookmark, pager, back button): follow it.
         for key, value in url_state.items():
             st.session_state[key] = value
@@ -92,21 +99,25 @@ def filter_bar(query: HistoryQuery, options: FilterOptions, *, may_review: bool,
     top = st.columns([4, 1])
     top[0].text_input("Search", key=state.HISTORY_QUERY, placeholder='words, "a phrase", -exclude, this or that')
     top[1].selectbox("Per page", PAGE_SIZES, key=state.HISTORY_LIMIT)
-    cols = st.columns(6)
+    # Two rows: six filters in one row left each too narrow for its text ("Choose an op…", "yyyy-mm-d").
+    cols = st.columns([2, 1, 1, 1])
+    # A None value shows the placeholder, not the None option's label: both say "All".
     cols[0].selectbox(
         "Conversation",
         conversation_options,
         key=state.HISTORY_CONVERSATION,
         # ids in the label: titles repeat ("New chat") and Streamlit keeps a choice by its label
         format_func=lambda c: "All" if c is None else f"{titles.get(c, 'Conversation')} · {str(c)[:8]}",
+        placeholder=ALL,
     )
-    cols[1].selectbox("Role", [None, *ROLES], key=state.HISTORY_ROLE, format_func=_all_or)
-    cols[2].selectbox("Model", model_options, key=state.HISTORY_MODEL, format_func=_all_or)
-    cols[3].selectbox("Status", [None, *STATUSES], key=state.HISTORY_STATUS, format_func=_all_or)
-    cols[4].date_input("From", key=state.HISTORY_FROM, format="YYYY-MM-DD")
-    cols[5].date_input("To", key=state.HISTORY_TO, format="YYYY-MM-DD")
+    cols[1].selectbox("Role", [None, *ROLES], key=state.HISTORY_ROLE, format_func=_all_or, placeholder=ALL)
+    cols[2].selectbox("Model", model_options, key=state.HISTORY_MODEL, format_func=_all_or, placeholder=ALL)
+    cols[3].selectbox("Status", [None, *STATUSES], key=state.HISTORY_STATUS, format_func=_all_or, placeholder=ALL)
+    days = st.columns([1, 1, 2], vertical_alignment="bottom")
+    days[0].date_input("From", key=state.HISTORY_FROM, format="YYYY-MM-DD")
+    days[1].date_input("To", key=state.HISTORY_TO, format="YYYY-MM-DD")
     if may_review:
-        st.toggle("All users (reviewer, read-only)", key=state.HISTORY_ALL_USERS)
+        days[2].toggle("All users (reviewer, read-only)", key=state.HISTORY_ALL_USERS)
 
     chosen = HistoryQuery(
         limit=st.session_state[state.HISTORY_LIMIT],
@@ -146,6 +157,12 @@ def _tokens(row: HistoryRow) -> int | None:
     return (row.input_tokens or 0) + (row.output_tokens or 0)
 
 
+def _tokens_cell(row: HistoryRow) -> str:
+    # Text, not a nullable number: the table shows a missing number as "None" (a user message has no usage).
+    tokens = _tokens(row)
+    return "" if tokens is None else f"{tokens:,}"
+
+
 def history_frame(rows: Sequence[HistoryRow], tz: ZoneInfo, *, show_user: bool) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
@@ -155,7 +172,7 @@ def history_frame(rows: Sequence[HistoryRow], tz: ZoneInfo, *, show_user: bool) 
             "Role": [r.role for r in rows],
             "Model": [r.model for r in rows],
             "Status": [r.status for r in rows],
-            "Tokens": pd.array([_tokens(r) for r in rows], dtype="Int64"),
+            "Tokens": [_tokens_cell(r) for r in rows],
             "Preview": [_preview(r.content) for r in rows],
         }
     )
@@ -170,7 +187,10 @@ def message_table(page: HistoryPage, tz: ZoneInfo, *, show_user: bool) -> None:
         history_frame(page.items, tz, show_user=show_user),
         hide_index=True,
         width="stretch",
-        column_config={"Time": st.column_config.DatetimeColumn(f"Time ({tz.key})", format="YYYY-MM-DD HH:mm:ss")},
+        column_config={
+            "Time": st.column_config.DatetimeColumn(f"Time ({tz.key})", format="YYYY-MM-DD HH:mm:ss"),
+            "Tokens": st.column_config.TextColumn("Tokens", alignment="right"),
+        },
     )
 
 

@@ -316,3 +316,46 @@ def test_delete_all_my_data_needs_typed_confirmation(app: AppTest, database: Emb
         mine = conn.execute("select count(*) from public.messages where user_id = %s", [ME]).fetchone()
         theirs = conn.execute("select count(*) from public.messages where user_id = 'user_other'").fetchone()
     assert (mine, theirs) == ((0,), (4,))
+
+
+def test_coming_back_from_chat_keeps_the_filters_the_url_names(app: AppTest, database: EmbeddedDatabase) -> None:
+    # Issue 12, item 1: History -> Chat -> History wrote the widgets' defaults (10 per page, today..today)
+    # into the URL, and older messages vanished.
+    seed(database.admin_url, ME, 25)
+    app.run()
+    assert len(numbers(app)) == 20
+    for _ in range(2):  # the second visit was the broken one; the third must be as good
+        app.switch_page("pages/chat.py").run()
+        assert not app.exception
+        app.query_params.clear()  # Streamlit's navigation drops the query string on a page switch
+        app.switch_page("pages/history.py").run()
+        assert not app.exception
+        assert dict(app.query_params) in ({}, {"limit": "20"}), dict(app.query_params)
+        assert len(numbers(app)) == 20 and not app.warning
+        assert app.date_input(key=state.HISTORY_FROM).value is None
+        assert app.selectbox(key=state.HISTORY_LIMIT).value == 20
+
+    # Filters named by the URL survive a round trip through Chat that keeps the link.
+    app.selectbox(key=state.HISTORY_ROLE).set_value("user").run()
+    assert app.query_params["role"] == "user" and len(numbers(app)) == 13
+    app.switch_page("pages/chat.py").run()
+    app.query_params.update({"role": "user", "limit": "20"})
+    app.switch_page("pages/history.py").run()
+    assert app.query_params["role"] == "user" and len(numbers(app)) == 13
+    assert app.selectbox(key=state.HISTORY_ROLE).value == "user"
+
+
+def test_empty_filters_read_all_and_user_rows_have_no_token_none(app: AppTest, database: EmbeddedDatabase) -> None:
+    # Issue 12, item 6: an empty filter showed Streamlit's "Choose an option" placeholder, cut off; a user
+    # message (no usage) showed "None" under Tokens.
+    seed(database.admin_url, ME, 4)
+    with psycopg.connect(database.admin_url) as conn:
+        conn.execute("update public.messages set input_tokens = null, output_tokens = null where role = 'user'")
+    app.run()
+    for key in (state.HISTORY_CONVERSATION, state.HISTORY_ROLE, state.HISTORY_MODEL, state.HISTORY_STATUS):
+        box = app.selectbox(key=key)
+        assert box.value is None and box.proto.placeholder == "All", (key, box.proto.placeholder)
+    frame = app.dataframe[0].value
+    tokens = dict(zip(frame["Role"], frame["Tokens"], strict=False))
+    assert list(frame["Tokens"]) == ["9", "", "3", ""] and tokens["user"] == ""
+    assert all(str(t) not in ("None", "<NA>", "nan") for t in frame["Tokens"])
