@@ -23,6 +23,7 @@ MODEL = "chat.model"
 CHAT_INPUT = "chat.input"
 FLASH = "chat.flash"
 PENDING = "chat.pending"
+EXAMPLE = "chat.example"  # an example prompt clicked on the first screen, sent on the next run
 WINDOW_PAGES = "chat.window_pages"
 CONVERSATION_PAGES = "chat.conversation_pages"
 LOGOUT_REQUESTED = "chat.logout_requested"
