@@ -182,8 +182,7 @@ def welcome(on_example: Callable[[str], None], *, offline: bool) -> None:
     st.subheader("What would you like to talk about?")
     st.caption(
         "Type a message below, or start with one of these. Your conversations are kept in the sidebar "
-        "and on the History page."
-        + (" The offline demo model answers them without any network." if offline else "")
+        "and on the History page." + (" The offline demo model answers them without any network." if offline else "")
     )
     cols = st.columns(2)
     for n, example in enumerate(EXAMPLE_PROMPTS):

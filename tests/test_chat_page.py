@@ -20,8 +20,8 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from components import state
-from components.chat import plain_label
 from components.auth_gate import LOCAL_USER
+from components.chat import plain_label
 from components.markdown import neutralise, safe_stream
 from services.auth import Principal
 from services.providers.demo import ANSWERS, EXAMPLES, demo_reply
@@ -375,7 +375,8 @@ def test_sidebar_titles_are_plain_text_grouped_by_day(app: Callable[..., AppTest
     with psycopg.connect(database.admin_url) as conn:
         for title, age in (("# Release notes", 30), ("**bold** plan", 1)):
             conn.execute(
-                "update public.conversations set updated_at = %s where id = %s", [now - timedelta(days=age), made[title]]
+                "update public.conversations set updated_at = %s where id = %s",
+                [now - timedelta(days=age), made[title]],
             )
     at = app().run()
     assert not at.exception
