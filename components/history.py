@@ -310,13 +310,17 @@ def confirm_delete_conversation(title: str, delete: Delete) -> None:
 @st.dialog("Delete all my data?", on_dismiss=_forget_pending)
 def confirm_delete_all(delete: Delete) -> None:
     st.markdown("Every conversation and message of your account will be deleted. This cannot be undone.")
-    typed = st.text_input("Type DELETE to confirm", key=state.HISTORY_DELETE_TYPED)
-    cols = st.columns(2)
-    if cols[0].button(
-        "Delete everything", type="primary", disabled=typed.strip() != "DELETE", key="history.delete.all.confirm"
-    ):
-        _confirmed(delete)
-    if cols[1].button("Cancel", key="history.delete.all.cancel"):
+    # A form: its button sends the typed text with the click. A button enabled by the text input's value
+    # needed two clicks (the first only committed the text, while the button was still disabled).
+    with st.form("history.delete.all.form", border=False, enter_to_submit=False):
+        typed = st.text_input("Type DELETE to confirm", key=state.HISTORY_DELETE_TYPED)
+        confirmed = st.form_submit_button("Delete everything", type="primary", key="history.delete.all.confirm")
+    if confirmed:
+        if typed.strip() == "DELETE":
+            _confirmed(delete)
+        else:
+            st.error("Type DELETE (in capitals) to confirm; nothing was deleted.")
+    if st.button("Cancel", key="history.delete.all.cancel"):
         _cancelled()
 
 
