@@ -10,15 +10,13 @@ from __future__ import annotations
 import streamlit as st
 
 from api import MIDDLEWARE, ROUTES
-from components.auth_gate import current_principal, signed_out_page
+from components.auth_gate import DEEP_LINK_PATHS, current_principal, signed_out_pages
 from components.shell import in_script_run, page_services
 from components.user_badge import render_user_badge
 from services.runtime import configure_logging
 
 configure_logging()
 app = st.App(__file__, routes=ROUTES, middleware=MIDDLEWARE)
-# The URL paths of the pages besides the default one (Chat, at "/"; its ?c= link already survives sign-in).
-DEEP_LINK_PATHS = ("history",)
 
 
 def main() -> None:
@@ -28,18 +26,13 @@ def main() -> None:
     services = page_services()
     principal = current_principal(services)
     if principal is None:
-        # Until someone signs in, every page is an empty one under the sign-in form the gate drew, so no URL
-        # (and no pages/ auto-discovery) can reach a real page without a principal. Each real page's URL
-        # path is kept, empty: a deep link (/history?q=...) stays in the address bar through sign-in, and
-        # the signed-in navigation then finds the real page by that same path (Streamlit keys a page by it).
-        signed_out = [st.Page(signed_out_page, title="Sign in", url_path="sign-in", default=True)]
-        signed_out += [st.Page(signed_out_page, title="Sign in", url_path=path) for path in DEEP_LINK_PATHS]
-        st.navigation(signed_out, position="hidden").run()
+        st.navigation(signed_out_pages(), position="hidden").run()
         st.stop()
     render_user_badge(principal, services.settings.auth_mode)
     pages = [
         st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
-        st.Page("pages/history.py", title="History", icon="🕘", url_path="history"),
+        # the same path as in the signed-out navigation, so a deep link to it survives sign-in
+        st.Page("pages/history.py", title="History", icon="🕘", url_path=DEEP_LINK_PATHS[0]),
     ]
     st.navigation(pages).run()
 
