@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -163,11 +163,19 @@ def _tokens_cell(row: HistoryRow) -> str:
     return "" if tokens is None else f"{tokens:,}"
 
 
-def history_frame(rows: Sequence[HistoryRow], tz: ZoneInfo, *, show_user: bool) -> pd.DataFrame:
+def user_label(user_id: str, names: Mapping[str, str]) -> str:
+    """A user's display name, or their id when they have none (e.g. they never signed in since names
+    were kept)."""
+    return names.get(user_id) or user_id
+
+
+def history_frame(
+    rows: Sequence[HistoryRow], tz: ZoneInfo, *, show_user: bool, names: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "Time": [_local(r.created_at, tz) for r in rows],
-            "User": [r.user_id for r in rows],
+            "User": [user_label(r.user_id, names or {}) for r in rows],
             "Conversation": [r.conversation_title for r in rows],
             "Role": [r.role for r in rows],
             "Model": [r.model for r in rows],
@@ -179,12 +187,12 @@ def history_frame(rows: Sequence[HistoryRow], tz: ZoneInfo, *, show_user: bool) 
     return frame if show_user else frame.drop(columns=["User"])
 
 
-def message_table(page: HistoryPage, tz: ZoneInfo, *, show_user: bool) -> None:
+def message_table(page: HistoryPage, tz: ZoneInfo, *, show_user: bool, names: Mapping[str, str] | None = None) -> None:
     if not page.items:
         st.info("No messages match." if page.prev_cursor is None else "No more messages this way.")
         return
     st.dataframe(
-        history_frame(page.items, tz, show_user=show_user),
+        history_frame(page.items, tz, show_user=show_user, names=names),
         hide_index=True,
         width="stretch",
         column_config={
@@ -210,10 +218,15 @@ def _label(position: int, row: HistoryRow, tz: ZoneInfo) -> str:
 
 
 def detail(
-    rows: Sequence[HistoryRow], me: str, tz: ZoneInfo, *, export_markdown: Callable[[uuid.UUID], io.FileIO]
+    rows: Sequence[HistoryRow],
+    me: str,
+    tz: ZoneInfo,
+    *,
+    export_markdown: Callable[[uuid.UUID], io.FileIO],
+    names: Mapping[str, str] | None = None,
 ) -> None:
     """Pick one message of the page; show it as markdown with a link to its conversation. `me` is the
-    signed-in user's id: another user's message is read-only."""
+    signed-in user's id: another user's message is read-only (its link opens the chat read-only)."""
     if not rows:
         return
     by_id = {str(r.id): r for r in rows}
@@ -232,12 +245,22 @@ def detail(
         tokens = f" · {row.input_tokens or 0} in / {row.output_tokens or 0} out tokens" if _tokens(row) else ""
         st.caption(
             f"{_local(row.created_at, tz):%Y-%m-%d %H:%M:%S} ({tz.key}) · {row.role} · {row.model} · {row.status}"
-            f"{tokens}" + ("" if own else f" · user {row.user_id}")
+            f"{tokens}"
         )
+        if not own:
+            # Names are user data: st.text shows them literally. The id says exactly who, names may repeat.
+            name = (names or {}).get(row.user_id)
+            st.text(f"User: {name} ({row.user_id})" if name else f"User: {row.user_id}")
         st.markdown(f"**{neutralise(row.conversation_title)}**")
         st.markdown(neutralise(row.content))
         if not own:
             st.caption("Another user's message: read-only.")
+            st.page_link(
+                "pages/chat.py",
+                label="Open in chat (read-only)",
+                icon=":material/visibility:",
+                query_params={"c": str(row.conversation_id)},
+            )
             return
         cols = st.columns(3)
         with cols[0]:
@@ -349,6 +372,20 @@ def usage_chart(usage: Usage) -> None:
     cols = st.columns(2)
     cols[0].metric("Messages", f"{int(frame['messages'].sum()):,}")
     cols[1].metric("Tokens", f"{int(frame['tokens'].sum()):,}")
+    if usage.by_user:
+        st.subheader("By user")
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "User": [user_label(u.user_id, usage.names) for u in usage.by_user],
+                    "User id": [u.user_id for u in usage.by_user],
+                    "Messages": [u.messages for u in usage.by_user],
+                    "Tokens": [u.input_tokens + u.output_tokens for u in usage.by_user],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )
     st.subheader("Messages per day")
     st.bar_chart(frame, x="day", y="messages", color="model")
     st.subheader("Tokens per day")

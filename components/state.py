@@ -27,6 +27,7 @@ EXAMPLE = "chat.example"  # an example prompt clicked on the first screen, sent 
 WINDOW_PAGES = "chat.window_pages"
 CONVERSATION_PAGES = "chat.conversation_pages"
 LOGOUT_REQUESTED = "chat.logout_requested"
+NAME_SAVED_FOR = "chat.name_saved_for"  # the user id whose display name this session has kept
 AUTH_NOTICE = "chat.auth_notice"
 CLERK_SIGNED_OUT = "chat.clerk_signed_out"  # a header/cookie Clerk token stays in the handshake: ignore it
 LOGIN_DELETE_COOKIE = "chat.login.delete_cookie"  # the next login form asks the browser to drop the cookie

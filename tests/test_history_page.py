@@ -259,12 +259,13 @@ def test_reviewer_toggle_shows_every_user_read_only(app: AppTest, database: Embe
     app.toggle(key=state.HISTORY_ALL_USERS).set_value(True).run()
     assert app.query_params["scope"] == "all"
     frame = app.dataframe[0].value
-    assert set(frame["User"]) == {ME, "user_other"} and len(frame) == 6
+    assert set(frame["User"]) == {LOCAL_USER.claims["name"], "user_other"} and len(frame) == 6  # a name, else the id
     options = detail_box(app).options
     idx = next(i for i in range(1, len(options)) if frame["User"].iloc[i - 1] == "user_other")
     detail_box(app).select_index(idx).run()
     assert any("read-only" in c.value for c in app.caption)
-    assert not app.get("page_link") and not app.get("download_button")
+    assert [link.proto.label for link in app.get("page_link")] == ["Open in chat (read-only)"]
+    assert not app.get("download_button")
     assert all(b.key != "history.delete.one" for b in app.button)
 
 
@@ -361,3 +362,34 @@ def test_empty_filters_read_all_and_user_rows_have_no_token_none(app: AppTest, d
     tokens = dict(zip(frame["Role"], frame["Tokens"], strict=False))
     assert list(frame["Tokens"]) == ["9", "", "3", ""] and tokens["user"] == ""
     assert all(str(t) not in ("None", "<NA>", "nan") for t in frame["Tokens"])
+
+
+def test_reviewer_sees_names_opens_others_chats_read_only_and_usage_by_user(
+    app: AppTest, database: EmbeddedDatabase
+) -> None:
+    # Issue 12, item 8: users appeared as raw ids, another user's message had no way into its chat, and
+    # Usage did not say who used what.
+    seed(database.admin_url, ME, 3)
+    theirs = seed(database.admin_url, "local:bob", 4, title="Bob's chat")
+    with psycopg.connect(database.admin_url) as conn:
+        conn.execute("delete from public.profiles")
+        conn.execute("insert into public.profiles (user_id, display_name) values ('local:bob', 'Bob **Builder**')")
+        conn.execute("update public.messages set created_at = now() - interval '1 hour'")  # inside Usage's range
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    fresh.run()  # a new session keeps its own name from the token's claims
+    fresh.switch_page("pages/history.py").run()
+    fresh.toggle(key=state.HISTORY_ALL_USERS).set_value(True).run()
+    frame = fresh.dataframe[0].value
+    assert set(frame["User"]) == {"Bob **Builder**", LOCAL_USER.claims["name"]}, set(frame["User"])
+    idx = next(i for i in range(len(frame)) if frame["User"].iloc[i] == "Bob **Builder**")
+    detail_box(fresh).select_index(idx + 1).run()
+    assert "User: Bob **Builder** (local:bob)" in [t.value for t in fresh.text]  # literal text, id alongside
+    (link,) = fresh.get("page_link")
+    assert link.proto.label == "Open in chat (read-only)" and f"c={theirs}" in link.proto.query_string
+    fresh.radio(key=state.HISTORY_VIEW).set_value("Usage").run()
+    assert not fresh.exception
+    by_user = fresh.dataframe[0].value
+    assert dict(zip(by_user["User"], by_user["Messages"], strict=True)) == {
+        "Bob **Builder**": 4,
+        LOCAL_USER.claims["name"]: 3,
+    }

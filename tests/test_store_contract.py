@@ -980,7 +980,6 @@ def test_every_error_is_a_store_error_with_a_sentence(backend: Backend, mine: tu
     assert backend.store.recent_messages(p, conv) == []
 
 
-
 # --- display names (issue 12, item 8) -----------------------------------------------------------------
 
 
