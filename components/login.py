@@ -16,6 +16,7 @@ from services.identity import COOKIE_NAME, Identity
 log = logging.getLogger(__name__)
 
 
+
 def _authenticator(identity: Identity, token_ttl_s: int) -> stauth.Authenticate:
     if identity.accounts is None or identity.cookie_key is None:
         raise RuntimeError("local sign-in is not configured")

@@ -147,7 +147,9 @@ class _JwksKeys:
     def __init__(self, url: str, *, lifespan_s: float, refresh_cooldown_s: float, timeout_s: float) -> None:
         # cooldown_duration=0: PyJWKClient's own cooldown also counts the first fetch, which would block
         # the refresh a freshly rotated key needs; we apply our own cooldown to forced refreshes only.
-        self._client = PyJWKClient(url, cache_jwk_set=True, lifespan=lifespan_s, timeout=timeout_s, cooldown_duration=0)
+        self._client = PyJWKClient(
+            url, cache_jwk_set=True, lifespan=lifespan_s, timeout=timeout_s, cooldown_duration=0
+        )
         self._refresh_cooldown_s = refresh_cooldown_s
         self._last_forced_refresh: float | None = None
         self._lock = threading.Lock()

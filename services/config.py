@@ -120,24 +120,15 @@ class Settings:
     the README check and the tests. Elsewhere, take a default from here (`Settings.token_ttl_s`)."""
 
     data_dir: Path = setting(
-        "CHAT_DATA_DIR",
-        "path",
-        Path(".data"),
-        "The embedded database, the accounts file and the local keys.",
+        "CHAT_DATA_DIR", "path", Path(".data"), "The embedded database, the accounts file and the local keys.",
         shown="./.data",
     )
     database_url: Secret | None = setting(
-        "DATABASE_URL",
-        "secret",
-        None,
-        "Any PostgreSQL or Supabase database, as a non-superuser login role.",
+        "DATABASE_URL", "secret", None, "Any PostgreSQL or Supabase database, as a non-superuser login role.",
         shown="(unset: embedded)",
     )
     database_admin_url: Secret | None = setting(
-        "DATABASE_ADMIN_URL",
-        "secret",
-        None,
-        "The role that runs the migrations (it must bypass RLS).",
+        "DATABASE_ADMIN_URL", "secret", None, "The role that runs the migrations (it must bypass RLS).",
         shown="DATABASE_URL",
     )
     db_pool_max: int = setting("CHAT_DB_POOL_MAX", "int", 10, "Database connections per app process.", lo=1, hi=200)
@@ -146,32 +137,20 @@ class Settings:
     )
 
     auth_mode: str = setting(
-        "CHAT_AUTH",
-        "choice",
-        "local",
-        "Where sign-ins come from: local accounts, Clerk, or one fixed user.",
+        "CHAT_AUTH", "choice", "local", "Where sign-ins come from: local accounts, Clerk, or one fixed user.",
         choices=AUTH_MODES,
     )
     users_file: Path | None = setting(
-        "CHAT_USERS_FILE",
-        "path",
-        None,
-        "Local accounts, in streamlit-authenticator's credentials format.",
+        "CHAT_USERS_FILE", "path", None, "Local accounts, in streamlit-authenticator's credentials format.",
         shown="<data dir>/users.yaml",
     )
     allow_signup: bool = setting("CHAT_ALLOW_SIGNUP", "bool", True, "Whether the sign-in page offers sign-up.")
     cookie_key: Secret | None = setting(
-        "CHAT_COOKIE_KEY",
-        "secret",
-        None,
-        "Signs the login cookie; replicas must share it.",
+        "CHAT_COOKIE_KEY", "secret", None, "Signs the login cookie; replicas must share it.",
         shown="generated in <data dir>/keys/",
     )
     cursor_key: Secret | None = setting(
-        "CHAT_CURSOR_KEY",
-        "secret",
-        None,
-        "Signs page cursors (History links); replicas must share it.",
+        "CHAT_CURSOR_KEY", "secret", None, "Signs page cursors (History links); replicas must share it.",
         shown="generated in <data dir>/keys/",
     )
     token_ttl_s: int = setting(
@@ -181,10 +160,7 @@ class Settings:
         "CLERK_ISSUER", "url", None, "The Clerk Frontend API URL (required with CHAT_AUTH=clerk)."
     )
     clerk_jwks_url: str | None = setting(
-        "CLERK_JWKS_URL",
-        "url",
-        None,
-        "Where Clerk's public keys are fetched.",
+        "CLERK_JWKS_URL", "url", None, "Where Clerk's public keys are fetched.",
         shown="<issuer>/.well-known/jwks.json",
     )
     clerk_jwt_key: Secret | None = setting(
@@ -213,12 +189,8 @@ class Settings:
         "ANTHROPIC_MODELS", "list", ("claude-sonnet-4-5", "claude-haiku-4-5"), "Anthropic models in the picker."
     )
     provider_timeout_s: float = setting(
-        "CHAT_PROVIDER_TIMEOUT_S",
-        "float",
-        60.0,
-        "Seconds a provider may stay silent before the reply fails.",
-        lo=1.0,
-        hi=600.0,
+        "CHAT_PROVIDER_TIMEOUT_S", "float", 60.0, "Seconds a provider may stay silent before the reply fails.",
+        lo=1.0, hi=600.0,
     )
     demo_chars_per_s: float = setting(
         "CHAT_DEMO_CHARS_PER_S", "float", 400.0, "Streaming pace of the offline demo model.", lo=1.0, hi=1_000_000.0
@@ -227,21 +199,13 @@ class Settings:
         "CHAT_MAX_REPLY_TOKENS", "int", 4096, "Longest reply requested from a provider.", lo=16, hi=200_000
     )
     context_chars: int = setting(
-        "CHAT_CONTEXT_CHARS",
-        "int",
-        48_000,
-        "How much of the conversation is sent as context.",
-        lo=1_000,
-        hi=2_000_000,
+        "CHAT_CONTEXT_CHARS", "int", 48_000, "How much of the conversation is sent as context.",
+        lo=1_000, hi=2_000_000,
     )
 
     rate_limit_per_minute: int = setting(
-        "CHAT_RATE_LIMIT_PER_MINUTE",
-        "int",
-        20,
-        "Messages per user per minute; 0 turns the limit off.",
-        lo=0,
-        hi=100_000,
+        "CHAT_RATE_LIMIT_PER_MINUTE", "int", 20, "Messages per user per minute; 0 turns the limit off.",
+        lo=0, hi=100_000,
     )
 
     @property
@@ -380,7 +344,7 @@ def settings_from(environ: Mapping[str, str], secrets: Mapping[str, Any] | None 
     if s.cursor_key is not None and len(s.cursor_key.reveal()) < MIN_CURSOR_KEY_CHARS:
         raise ConfigError(
             f"Config 'CHAT_CURSOR_KEY' is too short: use a random string of at least {MIN_CURSOR_KEY_CHARS} "
-            'characters (python -c "import secrets; print(secrets.token_urlsafe(32))").'
+            "characters (python -c \"import secrets; print(secrets.token_urlsafe(32))\")."
         )
     return s
 

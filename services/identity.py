@@ -140,7 +140,7 @@ def cookie_key_problem(cookie_key: str | None, from_settings: bool, address: str
         return (
             "Config 'CHAT_COOKIE_KEY' is missing: this server listens on "
             f"{_listening(address)}, so set CHAT_COOKIE_KEY to a long random string "
-            '(python -c "import secrets; print(secrets.token_urlsafe(32))").'
+            "(python -c \"import secrets; print(secrets.token_urlsafe(32))\")."
         )
     if cookie_key.strip().lower() in KNOWN_COOKIE_KEYS or len(cookie_key) < MIN_COOKIE_KEY_CHARS:
         return (

@@ -256,7 +256,9 @@ def test_forged_token_in_session_is_not_trusted(data_dir: Path) -> None:
     assert principal_of(at) is None
 
 
-def test_signup_switched_off_with_no_accounts_says_what_to_set(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signup_switched_off_with_no_accounts_says_what_to_set(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CHAT_ALLOW_SIGNUP", "false")
     at = new_session()
     assert not at.exception, at.exception
@@ -272,7 +274,9 @@ def test_signup_switched_off_hides_the_create_form(data_dir: Path, monkeypatch: 
     assert principal_of(log_in(at, "ann", PASSWORD)) is not None
 
 
-def test_none_mode_is_refused_when_listening_beyond_localhost(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_none_mode_is_refused_when_listening_beyond_localhost(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CHAT_AUTH", "none")
     previous = st.get_option("server.address")
     st.config.set_option("server.address", "0.0.0.0")
