@@ -7,16 +7,33 @@ script run; the page code runs only inside a script run (see components/shell.py
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from api import MIDDLEWARE, ROUTES
-from components.auth_gate import current_principal, signed_out_page
+from components import state
+from components.auth_gate import DEEP_LINK_PATHS, current_principal, signed_out_pages
 from components.shell import in_script_run, page_services
 from components.user_badge import render_user_badge
-from services.runtime import configure_logging
+from services.auth import Principal
+from services.errors import UserError
+from services.runtime import Services, configure_logging
 
 configure_logging()
+log = logging.getLogger(__name__)
 app = st.App(__file__, routes=ROUTES, middleware=MIDDLEWARE)
+
+
+def remember_name(services: Services, principal: Principal) -> None:
+    """Once per session and user: keep the name from the token, so reviewers see names, not ids."""
+    if st.session_state.get(state.NAME_SAVED_FOR) == principal.user_id:
+        return
+    try:
+        services.history.remember_name(principal)
+    except UserError as exc:  # a name is a label: never block the app for it
+        log.warning("display name not saved: %s", exc.message)
+    st.session_state[state.NAME_SAVED_FOR] = principal.user_id
 
 
 def main() -> None:
@@ -26,14 +43,14 @@ def main() -> None:
     services = page_services()
     principal = current_principal(services)
     if principal is None:
-        # Until someone signs in, the only page is an empty one under the sign-in form the gate drew, so no
-        # URL (and no pages/ auto-discovery) can reach a real page without a principal.
-        st.navigation([st.Page(signed_out_page, title="Sign in", url_path="sign-in")], position="hidden").run()
+        st.navigation(signed_out_pages(), position="hidden").run()
         st.stop()
     render_user_badge(principal, services.settings.auth_mode)
+    remember_name(services, principal)
     pages = [
         st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
-        st.Page("pages/history.py", title="History", icon="🕘"),
+        # the same path as in the signed-out navigation, so a deep link to it survives sign-in
+        st.Page("pages/history.py", title="History", icon="🕘", url_path=DEEP_LINK_PATHS[0]),
     ]
     st.navigation(pages).run()
 

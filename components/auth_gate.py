@@ -11,6 +11,7 @@ import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -23,7 +24,15 @@ log = logging.getLogger(__name__)
 
 _MAIN_SCRIPT = str(Path(__file__).resolve().parents[1] / "app.py")
 EXPIRED_NOTICE = "Your sign-in has expired. Please sign in again; your draft is kept."
-__all__ = ["LOCAL_USER", "current_principal", "request_logout", "require_principal", "signed_out_page"]
+__all__ = [
+    "DEEP_LINK_PATHS",
+    "LOCAL_USER",
+    "current_principal",
+    "request_logout",
+    "require_principal",
+    "signed_out_page",
+    "signed_out_pages",
+]
 
 
 def signed_out_page() -> None:
@@ -40,12 +49,36 @@ def require_principal() -> Principal:
     principal = st.session_state.get(state.PRINCIPAL)
     if isinstance(principal, Principal):
         return principal
+    if getattr(_pages_manager(), "uses_pages_directory", None):
+        # The page ran without app.py (a fresh server's first deep link): register the signed-out navigation
+        # and go to its page of the same path with the same query, so the deep link survives sign-in too.
+        _switch_to_signed_out_page()
     try:
         st.switch_page(_MAIN_SCRIPT)
     except Exception:  # noqa: BLE001 - app.py is not a page here (normal navigation): just stop
         pass
     st.stop()
     raise AssertionError("unreachable")  # st.stop() raises; this keeps the return type honest
+
+
+def _pages_manager() -> Any:
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return None
+    return PagesManager
+
+
+def _switch_to_signed_out_page() -> None:
+    pages = signed_out_pages()
+    try:
+        st.navigation(pages, position="hidden")
+        path = urlsplit(st.context.url or "").path.rstrip("/").rsplit("/", 1)[-1]
+        target = next((page for page in pages if page.url_path == path), pages[0])
+        query = st.query_params.to_dict()
+    except Exception:  # noqa: BLE001 - a Streamlit internal moved: fall back to the main script
+        return
+    st.switch_page(target, query_params=query)
 
 
 def request_logout() -> None:
@@ -64,12 +97,21 @@ def _leave_pages_folder_mode() -> None:
     except ImportError:
         return
     if getattr(PagesManager, "uses_pages_directory", None):
-        st.navigation([_sign_in_nav_page()], position="hidden")
+        st.navigation(signed_out_pages(), position="hidden")
         st.rerun()
 
 
-def _sign_in_nav_page() -> Any:
-    return st.Page(signed_out_page, title="Sign in", url_path="sign-in")
+# The URL paths of app.py's pages besides the default one (Chat, at "/", whose ?c= link keeps its query).
+DEEP_LINK_PATHS = ("history",)
+
+
+def signed_out_pages() -> list[Any]:
+    """The navigation while nobody is signed in: every page is empty under the sign-in form the gate drew,
+    so no URL (and no pages/ auto-discovery) reaches a real page without a principal. Each real page's URL
+    path is kept: a deep link (/history?q=...) stays in the address bar through sign-in, and the signed-in
+    navigation then finds the real page by that same path (Streamlit keys a page by its URL path)."""
+    pages = [st.Page(signed_out_page, title="Sign in", url_path="sign-in", default=True)]
+    return pages + [st.Page(signed_out_page, title="Sign in", url_path=path) for path in DEEP_LINK_PATHS]
 
 
 def current_principal(services: Services) -> Principal | None:

@@ -8,13 +8,17 @@ fetches a URL that a model or a user put in a message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import streamlit as st
 
 from components.markdown import neutralise, safe_stream
 from services.chat import Outcome, Reply
 from services.providers.catalogue import Catalogue
+from services.providers.demo import EXAMPLES
 from services.store import Conversation, Message
 
 AVATARS = {"user": ":material/person:", "assistant": ":material/smart_toy:"}
@@ -104,25 +108,100 @@ def reply_error(text: str, retry_key: str, on_retry: Callable[[str], None], cid:
     st.button("Retry", key=retry_key, icon=":material/refresh:", on_click=on_retry, args=(cid,))
 
 
+# Every ASCII punctuation character may be backslash-escaped in markdown (CommonMark), and a button label is
+# markdown: escaping all of them shows a title exactly as typed ("# Release notes", "**bold**", ":smile:").
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def plain_label(text: str) -> str:
+    """`text` as a widget label that renders literally: no bold, no code, no links, no icons."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(text.split()))
+
+
+DAY_GROUPS = ("Today", "Yesterday", "Previous 7 days", "Older")
+
+
+def day_group(moment: datetime, today: date) -> str:
+    """Which sidebar group a conversation last active at `moment` (in the user's time zone) falls in."""
+    age = (today - moment.date()).days
+    if age <= 0:
+        return "Today"
+    if age == 1:
+        return "Yesterday"
+    return "Previous 7 days" if age <= 7 else "Older"
+
+
+def grouped_by_day(
+    conversations: Sequence[Conversation], tz: ZoneInfo, now: datetime
+) -> list[tuple[str, list[Conversation]]]:
+    """Conversations (newest first) in DAY_GROUPS order, empty groups left out, days in the user's zone."""
+    today = now.astimezone(tz).date()
+    groups: dict[str, list[Conversation]] = {name: [] for name in DAY_GROUPS}
+    for conversation in conversations:
+        groups[day_group(conversation.updated_at.astimezone(tz), today)].append(conversation)
+    return [(name, items) for name, items in groups.items() if items]
+
+
 def conversation_list(
     conversations: Sequence[Conversation],
     current: str | None,
     on_select: Callable[[str], None],
     has_more: bool,
     on_more: Callable[[], None],
+    tz: ZoneInfo,
 ) -> None:
     st.caption("Conversations")
     if not conversations:
         st.caption("No conversations yet.")
-    for conversation in conversations:
-        cid = str(conversation.id)
-        st.button(
-            neutralise(conversation.title),
-            key=f"conversation-{cid}",
-            type="primary" if cid == current else "tertiary",
-            on_click=on_select,
-            args=(cid,),
-            width="stretch",
-        )
+    for group, items in grouped_by_day(conversations, tz, datetime.now(tz)):
+        st.caption(group)
+        for conversation in items:
+            cid = str(conversation.id)
+            # Plain text, one line, at the left (a content-width button sits left; a long title ends in "…").
+            st.button(
+                plain_label(conversation.title),
+                key=f"conversation-{cid}",
+                type="primary" if cid == current else "tertiary",
+                on_click=on_select,
+                args=(cid,),
+                width="content",
+                wrap=False,
+            )
     if has_more:
         st.button("Load more", key="conversations-more", on_click=on_more, icon=":material/expand_more:")
+
+
+# --- the first screen ---------------------------------------------------------------------------------
+
+# Prompts the offline demo model answers meaningfully (services/providers/demo.py knows them too).
+EXAMPLE_PROMPTS = EXAMPLES
+
+
+def welcome(on_example: Callable[[str], None], *, offline: bool) -> None:
+    """The empty chat: a short welcome and example prompts that send when clicked."""
+    st.subheader("What would you like to talk about?")
+    st.caption(
+        "Type a message below, or start with one of these. Your conversations are kept in the sidebar "
+        "and on the History page." + (" The offline demo model answers them without any network." if offline else "")
+    )
+    cols = st.columns(2)
+    for n, example in enumerate(EXAMPLE_PROMPTS):
+        cols[n % 2].button(
+            plain_label(example),
+            key=f"example-{n}",
+            icon=":material/chat_bubble:",
+            on_click=on_example,
+            args=(example,),
+            width="stretch",
+        )
+
+
+# --- input errors -------------------------------------------------------------------------------------
+
+
+def input_error(text: str) -> None:
+    """An error about what the user just sent, where they are looking: at the end of the page, right above
+    the input box (which holds their text again), and as a toast that stays in view however far the
+    conversation is scrolled."""
+    st.error(text, icon=":material/error:")
+    st.toast(text, icon=":material/error:")

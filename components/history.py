@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -66,8 +66,11 @@ def notices(messages: Sequence[str]) -> None:
 # --- filter bar ------------------------------------------------------------------------------------
 
 
+ALL = "All"
+
+
 def _all_or(value: str | None) -> str:
-    return "All" if value is None else value
+    return ALL if value is None else value
 
 
 def filter_bar(query: HistoryQuery, options: FilterOptions, *, may_review: bool, on_change: GoTo) -> None:
@@ -75,7 +78,11 @@ def filter_bar(query: HistoryQuery, options: FilterOptions, *, may_review: bool,
     (a filter change starts at the first page); the URL parser then judges them like any link (an end day
     before the start day is dropped with a notice, and the widgets follow)."""
     url_state = widgets(query)
-    if st.session_state.get(state.HISTORY_SYNCED) != url_state:
+    # Streamlit drops a widget's state when a run does not draw it (another page did): the widgets would
+    # come back at their own defaults (10 per page, today..today) and be written into the URL as if the
+    # user had picked them. So the widgets follow the URL whenever it changed OR their state is gone.
+    lost = any(key not in st.session_state for key in url_state)
+    if lost or st.session_state.get(state.HISTORY_SYNCED) != url_state:
         # The URL changed under the widgets (first load, bookmark, pager, back button): follow it.
         for key, value in url_state.items():
             st.session_state[key] = value
@@ -92,21 +99,25 @@ def filter_bar(query: HistoryQuery, options: FilterOptions, *, may_review: bool,
     top = st.columns([4, 1])
     top[0].text_input("Search", key=state.HISTORY_QUERY, placeholder='words, "a phrase", -exclude, this or that')
     top[1].selectbox("Per page", PAGE_SIZES, key=state.HISTORY_LIMIT)
-    cols = st.columns(6)
+    # Two rows: six filters in one row left each too narrow for its text ("Choose an op…", "yyyy-mm-d").
+    cols = st.columns([2, 1, 1, 1])
+    # A None value shows the placeholder, not the None option's label: both say "All".
     cols[0].selectbox(
         "Conversation",
         conversation_options,
         key=state.HISTORY_CONVERSATION,
         # ids in the label: titles repeat ("New chat") and Streamlit keeps a choice by its label
         format_func=lambda c: "All" if c is None else f"{titles.get(c, 'Conversation')} · {str(c)[:8]}",
+        placeholder=ALL,
     )
-    cols[1].selectbox("Role", [None, *ROLES], key=state.HISTORY_ROLE, format_func=_all_or)
-    cols[2].selectbox("Model", model_options, key=state.HISTORY_MODEL, format_func=_all_or)
-    cols[3].selectbox("Status", [None, *STATUSES], key=state.HISTORY_STATUS, format_func=_all_or)
-    cols[4].date_input("From", key=state.HISTORY_FROM, format="YYYY-MM-DD")
-    cols[5].date_input("To", key=state.HISTORY_TO, format="YYYY-MM-DD")
+    cols[1].selectbox("Role", [None, *ROLES], key=state.HISTORY_ROLE, format_func=_all_or, placeholder=ALL)
+    cols[2].selectbox("Model", model_options, key=state.HISTORY_MODEL, format_func=_all_or, placeholder=ALL)
+    cols[3].selectbox("Status", [None, *STATUSES], key=state.HISTORY_STATUS, format_func=_all_or, placeholder=ALL)
+    days = st.columns([1, 1, 2], vertical_alignment="bottom")
+    days[0].date_input("From", key=state.HISTORY_FROM, format="YYYY-MM-DD")
+    days[1].date_input("To", key=state.HISTORY_TO, format="YYYY-MM-DD")
     if may_review:
-        st.toggle("All users (reviewer, read-only)", key=state.HISTORY_ALL_USERS)
+        days[2].toggle("All users (reviewer, read-only)", key=state.HISTORY_ALL_USERS)
 
     chosen = HistoryQuery(
         limit=st.session_state[state.HISTORY_LIMIT],
@@ -146,31 +157,48 @@ def _tokens(row: HistoryRow) -> int | None:
     return (row.input_tokens or 0) + (row.output_tokens or 0)
 
 
-def history_frame(rows: Sequence[HistoryRow], tz: ZoneInfo, *, show_user: bool) -> pd.DataFrame:
+def _tokens_cell(row: HistoryRow) -> str:
+    # Text, not a nullable number: the table shows a missing number as "None" (a user message has no usage).
+    tokens = _tokens(row)
+    return "" if tokens is None else f"{tokens:,}"
+
+
+def user_label(user_id: str, names: Mapping[str, str]) -> str:
+    """A user's display name, or their id when they have none (e.g. they never signed in since names
+    were kept)."""
+    return names.get(user_id) or user_id
+
+
+def history_frame(
+    rows: Sequence[HistoryRow], tz: ZoneInfo, *, show_user: bool, names: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "Time": [_local(r.created_at, tz) for r in rows],
-            "User": [r.user_id for r in rows],
+            "User": [user_label(r.user_id, names or {}) for r in rows],
             "Conversation": [r.conversation_title for r in rows],
             "Role": [r.role for r in rows],
             "Model": [r.model for r in rows],
             "Status": [r.status for r in rows],
-            "Tokens": pd.array([_tokens(r) for r in rows], dtype="Int64"),
+            "Tokens": [_tokens_cell(r) for r in rows],
             "Preview": [_preview(r.content) for r in rows],
         }
     )
     return frame if show_user else frame.drop(columns=["User"])
 
 
-def message_table(page: HistoryPage, tz: ZoneInfo, *, show_user: bool) -> None:
+def message_table(page: HistoryPage, tz: ZoneInfo, *, show_user: bool, names: Mapping[str, str] | None = None) -> None:
     if not page.items:
         st.info("No messages match." if page.prev_cursor is None else "No more messages this way.")
         return
     st.dataframe(
-        history_frame(page.items, tz, show_user=show_user),
+        history_frame(page.items, tz, show_user=show_user, names=names),
         hide_index=True,
         width="stretch",
-        column_config={"Time": st.column_config.DatetimeColumn(f"Time ({tz.key})", format="YYYY-MM-DD HH:mm:ss")},
+        column_config={
+            "Time": st.column_config.DatetimeColumn(f"Time ({tz.key})", format="YYYY-MM-DD HH:mm:ss"),
+            "Tokens": st.column_config.TextColumn("Tokens", alignment="right"),
+        },
     )
 
 
@@ -190,10 +218,15 @@ def _label(position: int, row: HistoryRow, tz: ZoneInfo) -> str:
 
 
 def detail(
-    rows: Sequence[HistoryRow], me: str, tz: ZoneInfo, *, export_markdown: Callable[[uuid.UUID], io.FileIO]
+    rows: Sequence[HistoryRow],
+    me: str,
+    tz: ZoneInfo,
+    *,
+    export_markdown: Callable[[uuid.UUID], io.FileIO],
+    names: Mapping[str, str] | None = None,
 ) -> None:
     """Pick one message of the page; show it as markdown with a link to its conversation. `me` is the
-    signed-in user's id: another user's message is read-only."""
+    signed-in user's id: another user's message is read-only (its link opens the chat read-only)."""
     if not rows:
         return
     by_id = {str(r.id): r for r in rows}
@@ -212,12 +245,22 @@ def detail(
         tokens = f" · {row.input_tokens or 0} in / {row.output_tokens or 0} out tokens" if _tokens(row) else ""
         st.caption(
             f"{_local(row.created_at, tz):%Y-%m-%d %H:%M:%S} ({tz.key}) · {row.role} · {row.model} · {row.status}"
-            f"{tokens}" + ("" if own else f" · user {row.user_id}")
+            f"{tokens}"
         )
+        if not own:
+            # Names are user data: st.text shows them literally. The id says exactly who, names may repeat.
+            name = (names or {}).get(row.user_id)
+            st.text(f"User: {name} ({row.user_id})" if name else f"User: {row.user_id}")
         st.markdown(f"**{neutralise(row.conversation_title)}**")
         st.markdown(neutralise(row.content))
         if not own:
             st.caption("Another user's message: read-only.")
+            st.page_link(
+                "pages/chat.py",
+                label="Open in chat (read-only)",
+                icon=":material/visibility:",
+                query_params={"c": str(row.conversation_id)},
+            )
             return
         cols = st.columns(3)
         with cols[0]:
@@ -290,13 +333,17 @@ def confirm_delete_conversation(title: str, delete: Delete) -> None:
 @st.dialog("Delete all my data?", on_dismiss=_forget_pending)
 def confirm_delete_all(delete: Delete) -> None:
     st.markdown("Every conversation and message of your account will be deleted. This cannot be undone.")
-    typed = st.text_input("Type DELETE to confirm", key=state.HISTORY_DELETE_TYPED)
-    cols = st.columns(2)
-    if cols[0].button(
-        "Delete everything", type="primary", disabled=typed.strip() != "DELETE", key="history.delete.all.confirm"
-    ):
-        _confirmed(delete)
-    if cols[1].button("Cancel", key="history.delete.all.cancel"):
+    # A form: its button sends the typed text with the click. A button enabled by the text input's value
+    # needed two clicks (the first only committed the text, while the button was still disabled).
+    with st.form("history.delete.all.form", border=False, enter_to_submit=False):
+        typed = st.text_input("Type DELETE to confirm", key=state.HISTORY_DELETE_TYPED)
+        confirmed = st.form_submit_button("Delete everything", type="primary", key="history.delete.all.confirm")
+    if confirmed:
+        if typed.strip() == "DELETE":
+            _confirmed(delete)
+        else:
+            st.error("Type DELETE (in capitals) to confirm; nothing was deleted.")
+    if st.button("Cancel", key="history.delete.all.cancel"):
         _cancelled()
 
 
@@ -325,6 +372,20 @@ def usage_chart(usage: Usage) -> None:
     cols = st.columns(2)
     cols[0].metric("Messages", f"{int(frame['messages'].sum()):,}")
     cols[1].metric("Tokens", f"{int(frame['tokens'].sum()):,}")
+    if usage.by_user:
+        st.subheader("By user")
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "User": [user_label(u.user_id, usage.names) for u in usage.by_user],
+                    "User id": [u.user_id for u in usage.by_user],
+                    "Messages": [u.messages for u in usage.by_user],
+                    "Tokens": [u.input_tokens + u.output_tokens for u in usage.by_user],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )
     st.subheader("Messages per day")
     st.bar_chart(frame, x="day", y="messages", color="model")
     st.subheader("Tokens per day")

@@ -12,6 +12,7 @@ import streamlit as st
 from components import chat as view
 from components import state
 from components.auth_gate import require_principal
+from components.history import user_timezone
 from components.shell import page_services
 from services.auth import Principal
 from services.chat import Reply
@@ -47,6 +48,10 @@ def load_more_conversations() -> None:
 
 def regenerate(cid: str) -> None:
     st.session_state[state.PENDING] = cid
+
+
+def send_example(text: str) -> None:
+    st.session_state[state.EXAMPLE] = text
 
 
 # --- sidebar: model picker and New chat ------------------------------------------------------------
@@ -85,9 +90,6 @@ read_only = conversation is not None and conversation.user_id != principal.user_
 if read_only:
     st.info("You are viewing another user's conversation. It is read-only.", icon=":material/visibility:")
 
-if flash := st.session_state.pop(state.FLASH, None):
-    st.error(flash, icon=":material/error:")
-
 last: Message | None = None
 if conversation is not None:
     try:
@@ -100,21 +102,31 @@ if conversation is not None:
     view.messages(window.messages, catalogue)
     last = window.messages[-1] if window.messages else None
 
+first_screen = st.empty()
+if conversation is None:
+    with first_screen.container():
+        view.welcome(send_example, offline=not catalogue.has_real_provider)
+
 # --- input ---------------------------------------------------------------------------------------
 
 if state.DRAFT in st.session_state:
     # A message that could not be sent goes back into the input box instead of being lost.
     st.session_state[state.CHAT_INPUT] = st.session_state.pop(state.DRAFT)
 prompt = None if read_only else st.chat_input("Message", key=state.CHAT_INPUT, submit_mode="stop")
+example = st.session_state.pop(state.EXAMPLE, None)
+if not prompt and not read_only and isinstance(example, str):
+    prompt = example
 pending = st.session_state.pop(state.PENDING, None)
 
 reply: Reply | None = None
 if prompt:
+    first_screen.empty()
     try:
         reply = chat.send(principal, conversation.id if conversation else None, prompt, model)
     except UserError as exc:
         st.session_state[state.FLASH] = exc.message
-        st.session_state[state.DRAFT] = prompt
+        if prompt != example:
+            st.session_state[state.DRAFT] = prompt
         st.rerun()
     if reply is not None and reply.created_conversation:
         st.query_params["c"] = str(reply.conversation_id)
@@ -124,12 +136,15 @@ elif pending and conversation is not None and not read_only and str(conversation
     try:
         reply = chat.regenerate(principal, conversation.id, model)
     except UserError as exc:
-        st.error(exc.message, icon=":material/error:")
+        view.input_error(exc.message)
 
 if reply is not None:
     view.live_reply(reply, catalogue, regenerate)
 elif conversation is not None and not read_only:
     view.last_message_actions(last, str(conversation.id), regenerate)
+
+if flash := st.session_state.pop(state.FLASH, None):
+    view.input_error(flash)  # last in the page, just above the input box that holds the text again
 
 # --- sidebar: conversations, newest first (rendered last so a chat created above is listed) ---------
 
@@ -140,4 +155,4 @@ with st.sidebar:
         st.error(exc.message)
     else:
         current = str(reply.conversation_id) if reply else (str(conversation.id) if conversation else None)
-        view.conversation_list(items, current, open_conversation, more, load_more_conversations)
+        view.conversation_list(items, current, open_conversation, more, load_more_conversations, user_timezone())

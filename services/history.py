@@ -9,19 +9,44 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from services import export
 from services.auth import Principal
 from services.history_query import HistoryQuery, usage_range
-from services.store import Conversation, HistoryPage, InvalidCursor, ReviewStore, UsageRow
+from services.store import (
+    Conversation,
+    HistoryPage,
+    InvalidCursor,
+    ProfileStore,
+    ReviewStore,
+    StoreError,
+    UsageRow,
+    UserUsage,
+)
 
 # Conversations offered by the filter's picker: the most recently active ones. A link may still name an
 # older one (the picker adds it), so this only bounds the list, never what can be filtered.
 PICKER_CONVERSATIONS = 200
+# Token claims that name a person, in order of preference (local accounts and Clerk set `name`; a local
+# account always has `username`). The e-mail is never used as a name others see.
+NAME_CLAIMS = ("name", "username")
+
+
+class HistoryStore(ReviewStore, ProfileStore, Protocol):
+    """What HistoryService needs: reviewing history, and the display names that label it."""
+
+
+def claimed_name(principal: Principal) -> str | None:
+    for claim in NAME_CLAIMS:
+        value = principal.claims.get(claim)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -38,6 +63,7 @@ class HistoryView:
     page: HistoryPage
     query: HistoryQuery
     notice: str | None = None
+    names: Mapping[str, str] = field(default_factory=dict)  # user id -> display name (all-users view)
 
 
 @dataclass(frozen=True)
@@ -48,11 +74,24 @@ class Usage:
     last_day: date
     timezone: str
     rows: Sequence[UsageRow]
+    by_user: Sequence[UserUsage] = ()  # the all-users view only
+    names: Mapping[str, str] = field(default_factory=dict)
 
 
 class HistoryService:
-    def __init__(self, store: ReviewStore) -> None:
+    def __init__(self, store: HistoryStore) -> None:
         self.store = store
+
+    def remember_name(self, principal: Principal) -> None:
+        """Keep the principal's name from their token (if it has one) for the reviewer view."""
+        if (name := claimed_name(principal)) is not None:
+            self.store.save_display_name(principal, name)
+
+    def _names(self, principal: Principal, user_ids: Sequence[str]) -> Mapping[str, str]:
+        try:
+            return self.store.display_names(principal, user_ids)
+        except StoreError:
+            return {}  # names are a label: without them the ids still say who wrote what
 
     def filter_options(self, principal: Principal, *, all_users: bool) -> FilterOptions:
         conversations = self.store.list_conversations(principal, limit=PICKER_CONVERSATIONS).items
@@ -66,15 +105,19 @@ class HistoryService:
         except InvalidCursor as exc:
             first = query.first_page()
             page = self.store.search_messages(principal, where, first.limit)
-            return HistoryView(page, first, f"{exc.message} Showing the first page.")
+            names = self._names(principal, [r.user_id for r in page.items]) if query.all_users else {}
+            return HistoryView(page, first, f"{exc.message} Showing the first page.", names)
+        names = self._names(principal, [r.user_id for r in page.items]) if query.all_users else {}
         if query.after and page.prev_cursor is None:
-            return HistoryView(page, query.first_page())  # walked back to the top: the canonical first page
-        return HistoryView(page, query)
+            return HistoryView(page, query.first_page(), names=names)  # back at the top: the canonical first page
+        return HistoryView(page, query, names=names)
 
     def usage(self, principal: Principal, query: HistoryQuery, tz: ZoneInfo, today: date | None = None) -> Usage:
         since, until = usage_range(query, tz, today or datetime.now(tz).date())
         rows = self.store.usage_by_day(principal, since, until, tz.key, all_users=query.all_users)
-        return Usage(since.date(), (until - timedelta(days=1)).date(), tz.key, rows)
+        by_user = self.store.usage_by_user(principal, since, until, all_users=True) if query.all_users else []
+        names = self._names(principal, [u.user_id for u in by_user]) if by_user else {}
+        return Usage(since.date(), (until - timedelta(days=1)).date(), tz.key, rows, by_user, names)
 
     def delete_conversation(self, principal: Principal, conversation_id: uuid.UUID) -> None:
         self.store.delete_conversation(principal, conversation_id)

@@ -183,8 +183,8 @@ def test_pages_unreachable_without_a_principal(data_dir: Path, page: str) -> Non
     seed_accounts(data_dir, "ann")
     at = new_session()
     assert principal_of(at) is None
-    # Signed out, navigation holds only the empty sign-in page: there is no route to a real page.
-    with pytest.raises(ValueError, match=r"Known pages: \['Sign in'\]"):
+    # Signed out, navigation holds only empty sign-in pages: there is no route to a real page.
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(page)
 
     # Signed in, the page is reachable; once the sign-in is gone, the same page no longer renders.

@@ -3,19 +3,27 @@ model and the real openai SDK against a local wire-format server."""
 
 from __future__ import annotations
 
+import html
 import random
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis.strategies import characters
+from hypothesis.strategies import text as st_text
+from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from components import state
 from components.auth_gate import LOCAL_USER
+from components.chat import plain_label
 from components.markdown import neutralise, safe_stream
 from services.auth import Principal
-from services.providers.demo import demo_reply
+from services.providers.demo import ANSWERS, EXAMPLES, demo_reply
 from services.runtime import reset_shared_services
 from services.store import Message, embedded
 from services.store.embedded import EmbeddedDatabase
@@ -282,3 +290,127 @@ def test_safe_stream_never_renders_what_the_final_text_takes_back() -> None:
             shown += out
             assert final.startswith(shown), (seed, shown)
         assert shown == final
+
+
+# --- issue 12: what a new user trips over -----------------------------------------------------------------
+
+
+def element_order(at: AppTest) -> list[str]:
+    """The main area's elements in page order, as type names (chat messages as one entry each)."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if getattr(node, "type", None) == "chat_message":
+            out.append("chat_message")
+            return
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for child in children.values():
+                walk(child)
+        else:
+            out.append(str(getattr(node, "type", "?")))
+
+    walk(at.main)
+    return out
+
+
+def test_an_input_error_shows_at_the_end_above_the_input_and_as_a_toast(
+    app: Callable[..., AppTest], my_store: PostgresStore
+) -> None:
+    # Issue 12, item 3: the error was drawn above the messages, thousands of pixels out of sight.
+    conversation = my_store.create_conversation(ME, "long one")
+    for i in range(30):
+        my_store.add_message(ME, conversation.id, "user" if i % 2 == 0 else "assistant", f"message {i}", "demo/echo-1")
+    at = app(CHAT_MAX_MESSAGE_CHARS="50")
+    at.query_params["c"] = str(conversation.id)
+    at.run()
+    at.chat_input[0].set_value("x" * 51).run()
+    assert not at.exception
+    (error,) = at.error
+    assert "too long" in error.value
+    assert any("too long" in t.value for t in at.toast)  # in view however far the page is scrolled
+    order = element_order(at)
+    last_bubble = len(order) - 1 - order[::-1].index("chat_message")
+    assert order.index("error") > last_bubble, order  # after every message: where the input is
+    assert at.chat_input[0].proto.value == "x" * 51  # and the text is back in the box
+
+
+def test_the_first_screen_welcomes_and_sends_an_example_on_click(
+    app: Callable[..., AppTest], my_store: PostgresStore
+) -> None:
+    # Issue 12, item 9: the first screen was blank but for one caption.
+    at = app().run()
+    assert not at.exception
+    assert [s.value for s in at.subheader] == ["What would you like to talk about?"]
+    examples = [b for b in at.button if b.key and b.key.startswith("example-")]
+    assert sorted(b.label for b in examples) == sorted(plain_label(e) for e in EXAMPLES) and len(examples) >= 3
+    next(b for b in examples if b.label == plain_label(EXAMPLES[1])).click().run()
+    assert not at.exception
+    assert bubbles(at) == [("user", neutralise(EXAMPLES[1])), ("assistant", neutralise(ANSWERS[EXAMPLES[1]]))]
+    assert "| Mars |" in ANSWERS[EXAMPLES[1]]  # the offline model answers it, not an echo
+    assert not at.subheader and not [b for b in at.button if b.key and b.key.startswith("example-")]
+    cid = at.query_params["c"]
+    assert [(m.role, m.content) for m in conversation_messages(my_store, cid)][0] == ("user", EXAMPLES[1])
+    at.run()  # the next run sends nothing again
+    assert len(conversation_messages(my_store, cid)) == 2
+
+
+def test_sidebar_titles_are_plain_text_grouped_by_day(app: Callable[..., AppTest], database: EmbeddedDatabase) -> None:
+    # Issue 12, item 7: "# Release notes" showed raw, "**bold**" bold, centred, undated.
+    with psycopg.connect(database.admin_url) as conn:
+        conn.execute("delete from public.conversations where user_id = %s", [ME.user_id])
+    store = PostgresStore(database.app_url, pool_max=1)
+    try:
+        made = {t: store.create_conversation(ME, t).id for t in ("# Release notes", "**bold** plan", ":red[x] `c`")}
+    finally:
+        store.close()
+    now = datetime.now(UTC)
+    with psycopg.connect(database.admin_url) as conn:
+        for title, age in (("# Release notes", 30), ("**bold** plan", 1)):
+            conn.execute(
+                "update public.conversations set updated_at = %s where id = %s",
+                [now - timedelta(days=age), made[title]],
+            )
+    at = app().run()
+    assert not at.exception
+    side = [(n.type, getattr(n, "value", None) or getattr(n, "label", None)) for n in sidebar_nodes(at)]
+    start = side.index(("caption", "Conversations"))
+    assert side[start + 1 :] == [
+        ("caption", "Today"),
+        ("button", plain_label(":red[x] `c`")),
+        ("caption", "Yesterday"),
+        ("button", plain_label("**bold** plan")),
+        ("caption", "Older"),
+        ("button", plain_label("# Release notes")),
+    ]
+    button = at.sidebar.button(key=f"conversation-{made['# Release notes']}")
+    assert button.proto.label == "\\# Release notes"
+
+
+def sidebar_nodes(at: AppTest) -> list[Any]:
+    out: list[Any] = []
+
+    def walk(node: Any) -> None:
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for child in children.values():
+                walk(child)
+        else:
+            out.append(node)
+
+    walk(at.sidebar)
+    return out
+
+
+@given(st_text(alphabet=characters(blacklist_categories=("Cs", "Cc")), max_size=60))
+def test_plain_label_renders_as_the_text_itself(title: str) -> None:
+    rendered = MarkdownIt("commonmark").renderInline(plain_label(title))
+    assert html.unescape(rendered) == " ".join(title.split())
+
+
+@pytest.mark.parametrize("prompt", ["# Release notes", "**bold** and `code` and ``two``", "`edge`", "> quoted"])
+def test_the_demo_model_quotes_a_message_as_text(prompt: str) -> None:
+    # Issue 12, item 13: a message starting with "#" came back as a giant heading.
+    rendered = MarkdownIt("commonmark").render(demo_reply(prompt))
+    assert "<h1>" not in rendered and "<strong>bold" not in rendered
+    assert f"<code>{html.escape(prompt, quote=False)}</code>" in rendered

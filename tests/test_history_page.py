@@ -259,12 +259,13 @@ def test_reviewer_toggle_shows_every_user_read_only(app: AppTest, database: Embe
     app.toggle(key=state.HISTORY_ALL_USERS).set_value(True).run()
     assert app.query_params["scope"] == "all"
     frame = app.dataframe[0].value
-    assert set(frame["User"]) == {ME, "user_other"} and len(frame) == 6
+    assert set(frame["User"]) == {LOCAL_USER.claims["name"], "user_other"} and len(frame) == 6  # a name, else the id
     options = detail_box(app).options
     idx = next(i for i in range(1, len(options)) if frame["User"].iloc[i - 1] == "user_other")
     detail_box(app).select_index(idx).run()
     assert any("read-only" in c.value for c in app.caption)
-    assert not app.get("page_link") and not app.get("download_button")
+    assert [link.proto.label for link in app.get("page_link")] == ["Open in chat (read-only)"]
+    assert not app.get("download_button")
     assert all(b.key != "history.delete.one" for b in app.button)
 
 
@@ -304,11 +305,13 @@ def test_delete_all_my_data_needs_typed_confirmation(app: AppTest, database: Emb
     app.run()
     app.radio(key=state.HISTORY_VIEW).set_value("Export & delete").run()
     app.button(key="history.delete.all").click().run()
-    confirm = app.button(key="history.delete.all.confirm")
-    assert confirm.disabled
-    app.text_input(key="history.delete.all.typed").input("delete").run()
-    assert app.button(key="history.delete.all.confirm").disabled
-    app.text_input(key="history.delete.all.typed").input("DELETE").run()
+    # Typing and clicking once is enough (issue 12, item 5): the form sends the text with the click.
+    app.text_input(key="history.delete.all.typed").input("delete")
+    app.button(key="history.delete.all.confirm").click().run()
+    assert any("Type DELETE" in e.value for e in app.error)
+    with psycopg.connect(database.admin_url) as conn:
+        assert conn.execute("select count(*) from public.messages where user_id = %s", [ME]).fetchone() == (5,)
+    app.text_input(key="history.delete.all.typed").input("DELETE")
     app.button(key="history.delete.all.confirm").click().run()
     assert not app.exception
     assert any("5 messages" in s.value for s in app.success)
@@ -316,3 +319,77 @@ def test_delete_all_my_data_needs_typed_confirmation(app: AppTest, database: Emb
         mine = conn.execute("select count(*) from public.messages where user_id = %s", [ME]).fetchone()
         theirs = conn.execute("select count(*) from public.messages where user_id = 'user_other'").fetchone()
     assert (mine, theirs) == ((0,), (4,))
+
+
+def test_coming_back_from_chat_keeps_the_filters_the_url_names(app: AppTest, database: EmbeddedDatabase) -> None:
+    # Issue 12, item 1: History -> Chat -> History wrote the widgets' defaults (10 per page, today..today)
+    # into the URL, and older messages vanished.
+    seed(database.admin_url, ME, 25)
+    app.run()
+    assert len(numbers(app)) == 20
+    for _ in range(2):  # the second visit was the broken one; the third must be as good
+        app.switch_page("pages/chat.py").run()
+        assert not app.exception
+        app.query_params.clear()  # Streamlit's navigation drops the query string on a page switch
+        app.switch_page("pages/history.py").run()
+        assert not app.exception
+        assert dict(app.query_params) in ({}, {"limit": "20"}), dict(app.query_params)
+        assert len(numbers(app)) == 20 and not app.warning
+        assert app.date_input(key=state.HISTORY_FROM).value is None
+        assert app.selectbox(key=state.HISTORY_LIMIT).value == 20
+
+    # Filters named by the URL survive a round trip through Chat that keeps the link.
+    app.selectbox(key=state.HISTORY_ROLE).set_value("user").run()
+    assert app.query_params["role"] == "user" and len(numbers(app)) == 13
+    app.switch_page("pages/chat.py").run()
+    app.query_params.update({"role": "user", "limit": "20"})
+    app.switch_page("pages/history.py").run()
+    assert app.query_params["role"] == "user" and len(numbers(app)) == 13
+    assert app.selectbox(key=state.HISTORY_ROLE).value == "user"
+
+
+def test_empty_filters_read_all_and_user_rows_have_no_token_none(app: AppTest, database: EmbeddedDatabase) -> None:
+    # Issue 12, item 6: an empty filter showed Streamlit's "Choose an option" placeholder, cut off; a user
+    # message (no usage) showed "None" under Tokens.
+    seed(database.admin_url, ME, 4)
+    with psycopg.connect(database.admin_url) as conn:
+        conn.execute("update public.messages set input_tokens = null, output_tokens = null where role = 'user'")
+    app.run()
+    for key in (state.HISTORY_CONVERSATION, state.HISTORY_ROLE, state.HISTORY_MODEL, state.HISTORY_STATUS):
+        box = app.selectbox(key=key)
+        assert box.value is None and box.proto.placeholder == "All", (key, box.proto.placeholder)
+    frame = app.dataframe[0].value
+    tokens = dict(zip(frame["Role"], frame["Tokens"], strict=False))
+    assert list(frame["Tokens"]) == ["9", "", "3", ""] and tokens["user"] == ""
+    assert all(str(t) not in ("None", "<NA>", "nan") for t in frame["Tokens"])
+
+
+def test_reviewer_sees_names_opens_others_chats_read_only_and_usage_by_user(
+    app: AppTest, database: EmbeddedDatabase
+) -> None:
+    # Issue 12, item 8: users appeared as raw ids, another user's message had no way into its chat, and
+    # Usage did not say who used what.
+    seed(database.admin_url, ME, 3)
+    theirs = seed(database.admin_url, "local:bob", 4, title="Bob's chat")
+    with psycopg.connect(database.admin_url) as conn:
+        conn.execute("delete from public.profiles")
+        conn.execute("insert into public.profiles (user_id, display_name) values ('local:bob', 'Bob **Builder**')")
+        conn.execute("update public.messages set created_at = now() - interval '1 hour'")  # inside Usage's range
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    fresh.run()  # a new session keeps its own name from the token's claims
+    fresh.switch_page("pages/history.py").run()
+    fresh.toggle(key=state.HISTORY_ALL_USERS).set_value(True).run()
+    frame = fresh.dataframe[0].value
+    assert set(frame["User"]) == {"Bob **Builder**", LOCAL_USER.claims["name"]}, set(frame["User"])
+    idx = next(i for i in range(len(frame)) if frame["User"].iloc[i] == "Bob **Builder**")
+    detail_box(fresh).select_index(idx + 1).run()
+    assert "User: Bob **Builder** (local:bob)" in [t.value for t in fresh.text]  # literal text, id alongside
+    (link,) = fresh.get("page_link")
+    assert link.proto.label == "Open in chat (read-only)" and f"c={theirs}" in link.proto.query_string
+    fresh.radio(key=state.HISTORY_VIEW).set_value("Usage").run()
+    assert not fresh.exception
+    by_user = fresh.dataframe[0].value
+    assert dict(zip(by_user["User"], by_user["Messages"], strict=True)) == {
+        "Bob **Builder**": 4,
+        LOCAL_USER.claims["name"]: 3,
+    }

@@ -33,6 +33,7 @@ from services.store.types import (
     NotFound,
     Status,
     StoreError,
+    UserUsage,
 )
 
 MAX_MESSAGE_CHARS = 32_000
@@ -981,3 +982,49 @@ def test_every_error_is_a_store_error_with_a_sentence(backend: Backend, mine: tu
         assert "Traceback" not in message and "psycopg" not in message.lower(), name
     assert backend.store.recent_messages(p, conv) == []
 
+
+# --- display names (issue 12, item 8) -----------------------------------------------------------------
+
+
+def test_display_names_are_written_by_their_owner_and_read_by_reviewers(backend: Backend) -> None:
+    s = backend.store
+    alice, bob, rita = backend.user("alice"), backend.user("bob"), backend.reviewer()
+    assert s.save_display_name(alice, "  Alice \t Liddell\x07 ") == "Alice Liddell"  # cleaned as stored
+    assert s.save_display_name(bob, "Bob") == "Bob"
+    assert s.save_display_name(bob, "Robert") == "Robert"  # replaced, not a second row
+    everyone = [alice.user_id, bob.user_id, rita.user_id, "user_nobody"]
+    # Owners see only their own; a reviewer sees every name; unknown ids are left out.
+    assert s.display_names(alice, everyone) == {alice.user_id: "Alice Liddell"}
+    assert s.display_names(bob, everyone) == {bob.user_id: "Robert"}
+    assert s.display_names(rita, everyone) == {alice.user_id: "Alice Liddell", bob.user_id: "Robert"}
+    assert s.display_names(rita, []) == {}
+    for bad in ("", "   ", "nul\x00name"):
+        with pytest.raises(InvalidInput):
+            s.save_display_name(alice, bad)
+    assert s.display_names(rita, [alice.user_id]) == {alice.user_id: "Alice Liddell"}  # unchanged
+    assert len(s.save_display_name(alice, "x" * 500)) == 200
+    # Erasure takes the name too.
+    s.delete_all_user_data(bob)
+    assert s.display_names(rita, everyone).keys() == {alice.user_id}
+
+
+def test_a_reviewer_cannot_write_someone_elses_name(backend: Backend) -> None:
+    s = backend.store
+    alice, rita = backend.user("alice"), backend.reviewer()
+    s.save_display_name(alice, "Alice")
+    s.save_display_name(rita, "Rita")  # writes Rita's own row, whoever she reviews
+    assert s.display_names(rita, [alice.user_id, rita.user_id]) == {alice.user_id: "Alice", rita.user_id: "Rita"}
+
+
+def test_usage_by_user_counts_each_users_messages(backend: Backend, pair: Pair) -> None:
+    s = backend.store
+    rita = backend.reviewer()
+    since, until = datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(days=1)
+    own = s.usage_by_user(pair.alice, since, until)
+    assert own == [UserUsage(pair.alice.user_id, messages=2, input_tokens=3, output_tokens=4)]
+    # Asking for all users without being a reviewer still shows only one's own rows (row-level security).
+    assert s.usage_by_user(pair.alice, since, until, all_users=True) == own
+    everyone = {u.user_id: u for u in s.usage_by_user(rita, since, until, all_users=True)}
+    assert everyone[pair.alice.user_id] == own[0]
+    assert everyone[pair.bob.user_id] == UserUsage(pair.bob.user_id, messages=2, input_tokens=50, output_tokens=60)
+    assert s.usage_by_user(rita, until, until + timedelta(days=1), all_users=True) == []

@@ -6,6 +6,7 @@ that it is a demo and how to configure a real provider.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -18,14 +19,65 @@ ECHO_CHARS = 400
 CONFIGURE_HINT = "Set OPENAI_API_KEY, ANTHROPIC_API_KEY or OPENAI_BASE_URL to chat with a real model."
 
 
+# The chat page's first screen offers these; the demo model answers each one for real.
+ANSWERS = {
+    "What can you do here?": (
+        "Here you can chat with a model and keep every conversation:\n\n"
+        "- **Chat**: replies stream in word by word; the button in the input box stops one half-way, "
+        "and **Regenerate** asks again.\n"
+        "- **Sidebar**: your conversations, newest first, grouped by day; **New chat** starts another.\n"
+        "- **History**: search every message, filter by role, model, status or dates, see usage per day, "
+        "export everything as CSV or JSON, or delete your data.\n\n"
+        "I am the offline demo model, so my answers are canned. " + CONFIGURE_HINT
+    ),
+    "Show me a small markdown table": (
+        "Here are the inner planets:\n\n"
+        "| Planet | Distance from the Sun (AU) | Moons |\n"
+        "|---|---:|---:|\n"
+        "| Mercury | 0.39 | 0 |\n"
+        "| Venus | 0.72 | 0 |\n"
+        "| Earth | 1.00 | 1 |\n"
+        "| Mars | 1.52 | 2 |\n\n"
+        "Tables, lists, `code` and links all render; images are shown as text, never fetched."
+    ),
+    "Write a haiku about streaming text": (
+        "Words arrive one by one,\n"
+        "a sentence finds its ending —\n"
+        "or you press stop first.\n\n"
+        "(Stop this one half-way to see the partial reply kept with a note.)"
+    ),
+    "How do I connect a real model?": (
+        "Set one of these before starting the app, then pick the model in the sidebar:\n\n"
+        "1. `OPENAI_API_KEY` for OpenAI models;\n"
+        "2. `ANTHROPIC_API_KEY` for Claude models;\n"
+        "3. `OPENAI_BASE_URL` (and `OPENAI_COMPAT_MODELS`) for any OpenAI-compatible server, such as "
+        "Ollama, vLLM or llama.cpp.\n\n"
+        "The variables can also go in `.streamlit/secrets.toml`; the README lists every setting."
+    ),
+}
+EXAMPLES = tuple(ANSWERS)
+
+
+def as_code_span(text: str) -> str:
+    """`text` as an inline code span, which markdown shows exactly as written (a "#" is no heading, "**" no
+    bold): fenced by one more backtick than its longest run of backticks, padded when it touches one."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def demo_reply(prompt: str) -> str:
     """The full reply to `prompt`; a pure function, so tests can compare what was streamed and stored."""
+    if (answer := ANSWERS.get(prompt.strip())) is not None:
+        return answer
     echoed = " ".join(prompt.split())
     if len(echoed) > ECHO_CHARS:
         echoed = echoed[:ECHO_CHARS] + " …"
+    # Quoted as text: a message that starts with "#" or holds "**" is shown as written, not as markdown.
     return (
         "This is the **offline demo model**. "
-        f"You wrote:\n\n> {echoed}\n\n"
+        f"You wrote:\n\n> {as_code_span(echoed)}\n\n"
         "It answers without any network access, word by word, so you can try the app, stop a reply "
         "half-way, regenerate it, and find it again on the History page. A few things it shows:\n\n"
         "- replies are saved while they stream, about once a second;\n"

@@ -18,12 +18,20 @@ from services.store.checks import (
     check_role,
     check_status,
     check_text,
+    clean_display_name,
     clean_model,
     clean_title,
     parse_uuid,
 )
 from services.store.cursors import CursorCodec
-from services.store.protocols import ChatStore, ConversationReader, RateLimitCounter, ReviewStore, Store
+from services.store.protocols import (
+    ChatStore,
+    ConversationReader,
+    ProfileStore,
+    RateLimitCounter,
+    ReviewStore,
+    Store,
+)
 from services.store.types import (
     ROLES,
     STATUSES,
@@ -42,6 +50,7 @@ from services.store.types import (
     StoreError,
     StoreUnavailable,
     UsageRow,
+    UserUsage,
 )
 
 __all__ = [
@@ -73,8 +82,11 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "UsageRow",
+    "UserUsage",
+    "ProfileStore",
     "check_instant",
     "check_limit",
+    "clean_display_name",
     "check_query",
     "check_role",
     "check_status",

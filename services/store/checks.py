@@ -16,6 +16,8 @@ MAX_PAGE = 200
 MAX_TITLE_CHARS = 200
 MAX_MODEL_CHARS = 200
 MAX_QUERY_CHARS = 1_000
+MAX_NAME_CHARS = 200
+MAX_NAME_LOOKUP = 1_000  # user ids per display-name lookup: a page of history names far fewer
 # Hard ceiling for stored text (assistant replies included); user input has the configured, lower limit.
 MAX_STORED_CHARS = 1_000_000
 
@@ -51,6 +53,14 @@ def clean_title(title: str) -> str:
     if not title:
         raise InvalidInput("A conversation title cannot be empty.")
     return title[:MAX_TITLE_CHARS]
+
+
+def clean_display_name(name: str) -> str:
+    check_text(name, max_chars=10_000, what="Display name")
+    name = " ".join("".join(c for c in name if c.isprintable() or c.isspace()).split())
+    if not name:
+        raise InvalidInput("A display name cannot be empty.")
+    return name[:MAX_NAME_CHARS]
 
 
 def clean_model(model: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from services.auth import Principal
 from services.config import Settings
 from services.store.checks import (
+    MAX_NAME_LOOKUP,
     MAX_STORED_CHARS,
     check_instant,
     check_limit,
@@ -32,6 +33,7 @@ from services.store.checks import (
     check_role,
     check_status,
     check_text,
+    clean_display_name,
     clean_model,
     clean_title,
     parse_uuid,
@@ -52,6 +54,7 @@ from services.store.types import (
     Status,
     StoreUnavailable,
     UsageRow,
+    UserUsage,
 )
 
 MESSAGE_COLUMNS = (
@@ -349,7 +352,33 @@ class PostgresStore:
         with self._tx(principal) as conn:
             count = conn.execute("delete from public.messages where user_id = %s", [principal.user_id]).rowcount
             conn.execute("delete from public.conversations where user_id = %s", [principal.user_id])
+            conn.execute("delete from public.profiles where user_id = %s", [principal.user_id])
         return count
+
+    # --- display names ----------------------------------------------------------------------------------
+
+    def save_display_name(self, principal: Principal, name: str) -> str:
+        name = clean_display_name(name)
+        with self._tx(principal) as conn:
+            conn.execute(
+                "insert into public.profiles (user_id, display_name) values (%s, %s) on conflict (user_id) do update"
+                " set display_name = excluded.display_name, updated_at = now()"
+                " where profiles.display_name is distinct from excluded.display_name",
+                [principal.user_id, name],
+            )
+        return name
+
+    def display_names(self, principal: Principal, user_ids: Sequence[str]) -> Mapping[str, str]:
+        wanted = sorted({u for u in user_ids if isinstance(u, str) and 0 < len(u) <= 255 and "\x00" not in u})
+        if not wanted:
+            return {}
+        if len(wanted) > MAX_NAME_LOOKUP:
+            raise InvalidInput(f"At most {MAX_NAME_LOOKUP:,} users can be named at once.")
+        with self._tx(principal) as conn:
+            rows = conn.execute(
+                "select user_id, display_name from public.profiles where user_id = any(%s)", [wanted]
+            ).fetchall()
+        return {str(user_id): str(name) for user_id, name in rows}
 
     # --- rate-limit counter ---------------------------------------------------------------------------
 
@@ -475,6 +504,23 @@ class PostgresStore:
                 " coalesce(sum(m.output_tokens), 0)::bigint as output_tokens"
                 f" from public.messages m where {' and '.join(conditions)} group by 1, 2 order by 1, 2",
                 params,
+            )
+            return cur.fetchall()
+
+    def usage_by_user(
+        self, principal: Principal, since: datetime, until: datetime, all_users: bool = False
+    ) -> list[UserUsage]:
+        check_instant(since, "start")
+        check_instant(until, "end")
+        conditions = ["created_at >= %(since)s", "created_at < %(until)s"]
+        if not all_users:
+            conditions.insert(0, "user_id = %(uid)s")
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(UserUsage)) as cur:
+            cur.execute(
+                "select user_id, count(*)::int as messages, coalesce(sum(input_tokens), 0)::bigint as input_tokens,"
+                " coalesce(sum(output_tokens), 0)::bigint as output_tokens"
+                f" from public.messages where {' and '.join(conditions)} group by 1 order by 2 desc, 1",
+                {"uid": principal.user_id, "since": since, "until": until},
             )
             return cur.fetchall()
 

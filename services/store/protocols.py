@@ -10,7 +10,7 @@ of work; backends scope it with row-level security in the database, never with f
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -26,6 +26,7 @@ from services.store.types import (
     Role,
     Status,
     UsageRow,
+    UserUsage,
 )
 
 
@@ -115,6 +116,25 @@ class ReviewStore(ConversationReader, Protocol):
 
     def delete_all_user_data(self, principal: Principal) -> int: ...
 
+    def usage_by_user(
+        self, principal: Principal, since: datetime, until: datetime, all_users: bool = False
+    ) -> list[UserUsage]:
+        """Messages and tokens per user for since <= created_at < until, most messages first."""
+        ...
+
+
+class ProfileStore(Protocol):
+    """Display names: each user writes only their own; the owner and reviewers may read them."""
+
+    def save_display_name(self, principal: Principal, name: str) -> str:
+        """Store (or replace) the principal's own display name, cleaned; returns what was stored."""
+        ...
+
+    def display_names(self, principal: Principal, user_ids: Sequence[str]) -> Mapping[str, str]:
+        """The names of those of `user_ids` the principal may see (their own; everyone's for a reviewer);
+        ids without a visible name are left out."""
+        ...
+
 
 class RateLimitCounter(Protocol):
     """Counts requests per user in a fixed window shared by every app replica."""
@@ -124,7 +144,7 @@ class RateLimitCounter(Protocol):
         ...
 
 
-class Store(ChatStore, ReviewStore, RateLimitCounter, Protocol):
+class Store(ChatStore, ReviewStore, ProfileStore, RateLimitCounter, Protocol):
     """One backend: all three roles over one connection pool."""
 
     def close(self) -> None: ...

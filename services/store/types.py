@@ -129,6 +129,16 @@ class UsageRow:
 
 
 @dataclass(frozen=True)
+class UserUsage:
+    """One user's messages and tokens over a range (the reviewer's usage split)."""
+
+    user_id: str
+    messages: int
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
 class RequestCount:
     """A rate-limit window after counting one more request: hits so far and seconds until it resets."""
 

@@ -66,7 +66,7 @@ def app_server(env: Mapping[str, str], *, setup: Callable[[Path], None] | None =
         [
             sys.executable, "-m", "streamlit", "run", "app.py",
             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            "--browser.gatherUsageStats", "false",
         ],
         cwd=ROOT, env={**clean, "CHAT_DATA_DIR": str(data_dir), **env}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
