@@ -29,7 +29,7 @@ AsUser = Callable[[str], AbstractContextManager[psycopg.Connection]]
 
 # Tables the migrations create; a new table in `public` must be added here (and get policies) or the
 # flag check reports it.
-PUBLIC_TABLES = ("conversations", "messages", "rate_limits")
+PUBLIC_TABLES = ("conversations", "messages", "profiles", "rate_limits")
 
 _OWN = "(( SELECT (auth.jwt() ->> 'sub'::text)) = user_id)"
 _REVIEWER = (
@@ -67,6 +67,11 @@ EXPECTED_POLICIES: dict[str, Policy] = {
     "rate_limits_select_own": Policy("rate_limits", "SELECT", _OWN, None),
     "rate_limits_insert_own": Policy("rate_limits", "INSERT", None, _OWN),
     "rate_limits_update_own": Policy("rate_limits", "UPDATE", _OWN, _OWN),
+    "profiles_select_own": Policy("profiles", "SELECT", _OWN, None),
+    "profiles_select_reviewer": Policy("profiles", "SELECT", _REVIEWER, None),
+    "profiles_insert_own": Policy("profiles", "INSERT", None, _OWN),
+    "profiles_update_own": Policy("profiles", "UPDATE", _OWN, _OWN),
+    "profiles_delete_own": Policy("profiles", "DELETE", _OWN, None),
 }
 
 
@@ -172,6 +177,7 @@ MOVES: dict[str, tuple[str, str]] = {
     "messages": ("me", "update public.messages set user_id = %(other)s, conversation_id = %(other_conversation)s"),
     "conversations": ("mover", "update public.conversations set user_id = %(other)s"),
     "rate_limits": ("me", "update public.rate_limits set user_id = %(nobody)s"),
+    "profiles": ("me", "update public.profiles set user_id = %(nobody)s"),
 }
 # Plant rows owned by someone else (no RETURNING, for the same reason): only `with check` refuses.
 PLANTS: dict[str, str] = {
@@ -179,6 +185,7 @@ PLANTS: dict[str, str] = {
     " values (%(other_conversation)s, %(other)s, 'user', 'planted', 'demo')",
     "conversations": "insert into public.conversations (user_id, title) values (%(other)s, 'planted')",
     "rate_limits": "insert into public.rate_limits (user_id, hits) values (%(nobody)s, 0)",
+    "profiles": "insert into public.profiles (user_id, display_name) values (%(nobody)s, 'planted')",
 }
 
 
@@ -214,6 +221,11 @@ REACH: list[tuple[str, str, int]] = [
     ("rate_limits", "select user_id from public.rate_limits where user_id <> %(me)s", 0),
     ("rate_limits", "update public.rate_limits set hits = 0 where user_id <> %(me)s", 0),
     ("rate_limits", "update public.rate_limits set hits = 0", 1),
+    ("profiles", "select user_id from public.profiles where user_id <> %(me)s", 0),
+    ("profiles", "update public.profiles set display_name = 'pwned' where user_id <> %(me)s", 0),
+    ("profiles", "delete from public.profiles where user_id <> %(me)s", 0),
+    ("profiles", "update public.profiles set display_name = 'pwned'", 1),
+    ("profiles", "delete from public.profiles", 1),
 ]
 
 
@@ -239,10 +251,12 @@ def own_rows_problems(as_user: AsUser, world: World) -> list[str]:
     with as_user(world.me) as conn, conn.transaction(force_rollback=True):
         counts = conn.execute(
             "select (select count(*) from public.messages), (select count(*) from public.conversations),"
-            " (select count(*) from public.rate_limits)"
+            " (select count(*) from public.rate_limits), (select count(*) from public.profiles)"
         ).fetchone()
-        if counts != (1, 2, 1):
-            problems.append(f"my rows (messages, conversations, counters) seen as {counts}, expected (1, 2, 1)")
+        if counts != (1, 2, 1, 1):
+            problems.append(
+                f"my rows (messages, conversations, counters, profiles) seen as {counts}, expected (1, 2, 1, 1)"
+            )
         updated = conn.execute(
             "update public.messages set content = 'mine' where id = %(my_message)s", params_for(world)
         )
@@ -290,6 +304,7 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
             ).fetchone()
             assert message is not None
             conn.execute("insert into public.rate_limits (user_id, hits) values (%s, 1)", [sub])
+            conn.execute("insert into public.profiles (display_name) values ('checked')")
             ids[sub] = {"conversation": conversation[0], "empty": empty[0], "message": message[0]}
     with as_user(mover) as conn:
         conn.execute("insert into public.conversations (title) values ('to be moved')")
