@@ -96,9 +96,17 @@ def test_any_string_is_a_cursor_or_invalid_cursor_never_a_crash(text: str) -> No
         pass
 
 
-def test_a_short_key_is_refused() -> None:
-    with pytest.raises(ValueError):
-        CursorCodec("short")
+def test_keys_shorter_than_sixteen_characters_are_refused_and_bytes_keys_work() -> None:
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        CursorCodec("k" * 15)
+    cursor = CursorCodec("k" * 16).encode(ALICE, "messages", WHEN, ROW)  # exactly the minimum
+    assert CursorCodec(b"k" * 16).decode(ALICE, "messages", cursor) == (WHEN, ROW)  # str and bytes keys agree
+
+
+@pytest.mark.parametrize("cursor", ["a.b", "abcde.f", "=.="])
+def test_a_cursor_that_is_not_base64_is_refused_with_the_message(cursor: str) -> None:
+    with pytest.raises(InvalidCursor, match=re.escape(BAD_CURSOR)):
+        CursorCodec(KEY).decode(ALICE, "messages", cursor)
 
 
 @pytest.mark.parametrize("cursor", [None, 123, b"abc.def", ["a.b"]])
