@@ -276,6 +276,11 @@ def _aud_not_expected(key: SigningKey, other: SigningKey) -> str:
     return key.sign(claims(aud="some-other-api"))
 
 
+def _exp_as_string(key: SigningKey, other: SigningKey) -> str:
+    # PyJWT takes int() of it and would accept it; the store's freshness check would then never refuse it.
+    return key.sign(claims(exp=str(int(time.time()) + 600)))
+
+
 ATTACKS: list[tuple[Callable[[SigningKey, SigningKey], str], str]] = [
     (_alg_none, "alg_none"),
     (_alg_none_capitalised, "alg_none"),
@@ -305,6 +310,7 @@ ATTACKS: list[tuple[Callable[[SigningKey, SigningKey], str], str]] = [
     (_oversized, "token_too_large"),
     (_not_a_jwt, "malformed"),
     (_aud_not_expected, "wrong_audience"),
+    (_exp_as_string, "bad_time_claim"),
 ]
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from services.auth import Principal
 from services.chat import ChatService, Reply
+from services.config import settings_from
 from services.providers import Turn, Usage
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider
@@ -59,7 +60,7 @@ def chat(store: PostgresStore) -> ChatService:
         ],
         default=DEMO,
     )
-    return ChatService(store, catalogue, None, max_message_chars=2_000)
+    return ChatService(store, catalogue, None, settings=settings_from({"CHAT_MAX_MESSAGE_CHARS": "2000"}))
 
 
 def user() -> Principal:
@@ -110,7 +111,7 @@ class _DeleteFails:
 
 def test_the_original_error_is_reported_when_the_cleanup_also_fails(chat: ChatService, store: PostgresStore) -> None:
     alice = user()
-    failing = ChatService(_DeleteFails(store), chat.catalogue, None)  # type: ignore[arg-type]
+    failing = ChatService(_DeleteFails(store), chat.catalogue, None, settings=chat.settings)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="Model name"):
         failing.send(alice, None, "hello", TOO_LONG_MODEL)
     # The empty conversation is left behind (logged); the user still gets the error that matters.
