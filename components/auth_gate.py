@@ -15,14 +15,19 @@ from typing import Any
 import streamlit as st
 
 from components import login, state
+from services.accounts import AccountError
 from services.auth import AuthError, Principal
-from services.identity import LOCAL_USER, Identity, startup_problem
+from services.errors import UserError
+from services.identity import COOKIE_NAME, LOCAL_USER, Identity, signup_allowed, startup_problem
 from services.runtime import Services
 
 log = logging.getLogger(__name__)
 
 _MAIN_SCRIPT = str(Path(__file__).resolve().parents[1] / "app.py")
 EXPIRED_NOTICE = "Your sign-in has expired. Please sign in again; your draft is kept."
+ENDED_NOTICE = (
+    "Your session has ended (signed out, or unused for too long). Please sign in again; your draft is kept."
+)
 __all__ = ["LOCAL_USER", "current_principal", "request_logout", "require_principal", "signed_out_page"]
 
 
@@ -49,7 +54,8 @@ def require_principal() -> Principal:
 
 
 def request_logout() -> None:
-    """Button callback: the next run of the gate signs out (it can render the cookie component)."""
+    """Button callback (Clerk mode; local accounts sign out with a form post to /api/auth/sign-out, which
+    also deletes the cookie): the next run of the gate signs out."""
     st.session_state[state.LOGOUT_REQUESTED] = True
 
 
@@ -113,45 +119,47 @@ def _forget_principal() -> None:
     st.session_state.pop(state.PRINCIPAL, None)
 
 
-def _verified(identity: Identity, token: str) -> Principal | None:
-    """The principal behind a stored token, or None (with a notice for the sign-in page)."""
-    if identity.verifier is None:
-        return None
+def _session_secret() -> str | None:
+    """This tab's session secret: kept in session state once found, else the cookie the websocket
+    connection arrived with (a snapshot: the server never changes it while the session lives)."""
+    secret = st.session_state.get(state.SESSION_SECRET)
+    if isinstance(secret, str) and secret:
+        return secret
     try:
-        return identity.verifier.verify(token)
-    except AuthError as exc:
-        st.session_state.pop(state.TOKEN, None)
-        if exc.reason == "expired":
-            st.session_state[state.AUTH_NOTICE] = EXPIRED_NOTICE
-        else:
-            log.info("stored sign-in token rejected: %s", exc.reason)
-            st.session_state[state.AUTH_NOTICE] = exc.message
-        return None
+        cookie = st.context.cookies.get(COOKIE_NAME)
+    except Exception:  # noqa: BLE001 - no request context (bare mode, AppTest)
+        cookie = None
+    if isinstance(cookie, str) and cookie and cookie != st.session_state.get(state.ENDED_SESSION):
+        return cookie
+    return None
 
 
 def _local(services: Services, identity: Identity) -> Principal | None:
-    settings = services.settings
-    if st.session_state.pop(state.LOGOUT_REQUESTED, False):
-        login.sign_out()
-        st.session_state[state.AUTH_NOTICE] = "You are signed out."
-
-    token = st.session_state.get(state.TOKEN)
-    if isinstance(token, str):
-        principal = _verified(identity, token)
-        if principal is not None:
-            return principal
-        # The token is gone: the library's login must not silently mint a new one from its session state.
-        login.forget_library_login()
-
-    signed_in = login.render_sign_in(
-        identity,
-        allow_signup=settings.allow_signup,
-        token_ttl_s=settings.token_ttl_s,
-        users_file=str(settings.resolved_users_file),
-    )
-    token = st.session_state.get(state.TOKEN)
-    if signed_in and isinstance(token, str):
-        return _verified(identity, token)
+    sessions = services.sessions
+    if sessions is None:
+        return None
+    secret = _session_secret()
+    if secret is not None:
+        try:
+            resumed = sessions.resume(secret, st.session_state.get(state.TOKEN))
+        except UserError as exc:
+            st.title("Sign in")
+            st.warning(f"{exc.message} Your draft is kept.")
+            return None
+        if resumed is not None:
+            st.session_state[state.SESSION_SECRET] = secret
+            st.session_state[state.TOKEN] = resumed.token
+            return resumed.principal
+        # Revoked (Log out elsewhere, a password change, an administrator), expired or idle too long.
+        if st.session_state.pop(state.TOKEN, None) is not None:
+            st.session_state[state.AUTH_NOTICE] = ENDED_NOTICE
+        st.session_state.pop(state.SESSION_SECRET, None)
+        st.session_state[state.ENDED_SESSION] = secret
+    allow = signup_allowed(services.settings, st.get_option("server.address"))
+    try:
+        login.render_sign_in(sessions, allow_signup=allow)
+    except AccountError as exc:
+        st.error(exc.message)
     return None
 
 
