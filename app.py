@@ -35,6 +35,10 @@ def main() -> None:
         st.Page("pages/chat.py", title="Chat", icon="💬", default=True),
         st.Page("pages/history.py", title="History", icon="🕘"),
     ]
+    if services.sessions is not None:  # local accounts: their own account page, and admin for admins
+        pages.append(st.Page("pages/account.py", title="Account", icon="👤"))
+        if "admin" in principal.roles:
+            pages.append(st.Page("pages/admin.py", title="Admin", icon="🛠️"))
     st.navigation(pages).run()
 
 

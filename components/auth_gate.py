@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from components import login, state
+from components.account import SET_PASSWORD_PARAM, set_password_page
 from services.accounts import AccountError
 from services.auth import AuthError, Principal
 from services.errors import UserError
@@ -155,6 +156,11 @@ def _local(services: Services, identity: Identity) -> Principal | None:
             st.session_state[state.AUTH_NOTICE] = ENDED_NOTICE
         st.session_state.pop(state.SESSION_SECRET, None)
         st.session_state[state.ENDED_SESSION] = secret
+    link = st.query_params.get(SET_PASSWORD_PARAM)
+    if isinstance(link, str) and link:
+        if not set_password_page(sessions, link):
+            return None
+        del st.query_params[SET_PASSWORD_PARAM]
     allow = signup_allowed(services.settings, st.get_option("server.address"))
     try:
         login.render_sign_in(sessions, allow_signup=allow)

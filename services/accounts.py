@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import logging
 import os
 import re
@@ -281,6 +282,30 @@ class AccountStore:
         hashed = hash_password(password)
         with self._editing(username) as entry:
             entry["password"] = hashed
+            entry.pop("password_link", None)  # a set-password link works once
+
+    def scramble_password(self, username: str) -> None:
+        """Replace the password with a random one nobody knows (an administrator's reset)."""
+        hashed = hash_password(secrets.token_urlsafe(32))
+        with self._editing(username) as entry:
+            entry["password"] = hashed
+
+    def set_reset(self, username: str, token_hash: str, expires_at: float) -> None:
+        """Record a one-time set-password link (only its hash), replacing any earlier one."""
+        with self._editing(username) as entry:
+            entry["password_link"] = {"hash": token_hash, "expires": int(expires_at)}
+
+    def by_reset(self, token_hash: str, now: float) -> Account | None:
+        for name, entry in self.credentials()["usernames"].items():
+            link = entry.get("password_link")
+            if (
+                isinstance(link, dict)
+                and hmac.compare_digest(str(link.get("hash") or ""), token_hash)
+                and float(link.get("expires") or 0) > now
+                and not entry.get("disabled")
+            ):
+                return _account(name, entry)
+        return None
 
     def set_disabled(self, username: str, disabled: bool) -> None:
         with self._editing(username) as entry:

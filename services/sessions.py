@@ -25,14 +25,24 @@ import math
 import os
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.accounts import ADMIN, REVIEWER, Account, AccountError, AccountStore, LocalIssuer
+from services.accounts import (
+    ADMIN,
+    GRANTABLE_ROLES,
+    REVIEWER,
+    Account,
+    AccountError,
+    AccountStore,
+    LocalIssuer,
+    password_problem,
+)
 from services.auth import AuthError, Principal
 from services.errors import UserError
-from services.store.signin import PostgresSigninStore, SessionRow
+from services.store.signin import AuditRow, PostgresSigninStore, SessionRow
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,8 @@ SIGNUPS_PER_ADDRESS = 5
 SIGNUP_WINDOW_S = 3600
 # A busy tab records its use at most this often (one write a minute, not one per click).
 TOUCH_EVERY_S = 60
+# One-time set-password links (new accounts, resets) work this long.
+LINK_TTL_S = 24 * 3600
 
 
 def account_delay(failures: int) -> float:
@@ -328,3 +340,173 @@ class SessionService:
         user_id = self.store.revoke_by_hash(self.secret_hash(secret), now=self.clock.now())
         if user_id is not None:
             log.info("session signed out")
+
+    # --- the Account page -------------------------------------------------------------------------
+
+    def _own_account(self, principal: Principal) -> Account:
+        account = self.accounts.by_id(principal.user_id)
+        if account is None or account.disabled:
+            raise SignInRefused("gone", "This account no longer exists or is switched off.")
+        return account
+
+    @staticmethod
+    def current_session_id(principal: Principal) -> str | None:
+        sid = principal.claims.get("sid")
+        return sid if isinstance(sid, str) else None
+
+    def list_sessions(self, principal: Principal) -> list[SessionRow]:
+        return self.store.list_sessions(principal, now=self.clock.now())
+
+    def sign_out_others(self, principal: Principal) -> int:
+        """Revoke every session of the caller but this tab's own; returns how many ended."""
+        count = self.store.revoke_own_sessions(
+            principal, now=self.clock.now(), keep=_uuid(self.current_session_id(principal))
+        )
+        self.store.audit(principal, "session.sign_out_others", principal.user_id, {"count": count})
+        return count
+
+    def change_password(self, principal: Principal, current: str, new: str, repeat: str) -> int:
+        """Set a new password after checking the current one (throttled like a sign-in), then sign out every
+        other session. Returns how many other sessions ended."""
+        account = self._own_account(principal)
+        now = self.clock.now()
+        key = f"account:{account.username}"
+        blocked = self._blocked_for([key], now)
+        if blocked:
+            raise SignInRefused("locked", locked_message(blocked), blocked)
+        if self.accounts.check_password(account.username, current) is None:
+            self.store.record_failure(key, now=now, window_s=ATTEMPT_WINDOW_S, delay_for=account_delay)
+            raise SignInRefused("invalid", "Your current password is not right.")
+        if new != repeat:
+            raise SignInRefused("mismatch", "The two new passwords do not match.")
+        if new == current:
+            raise SignInRefused("same", "Choose a password different from the current one.")
+        try:
+            self.accounts.set_password(account.username, new)
+        except AccountError as exc:
+            raise SignInRefused("account", exc.message) from None
+        ended = self.store.revoke_user_sessions(
+            account.user_id, now=now, keep=_uuid(self.current_session_id(principal))
+        )
+        self.store.audit(principal, "account.password_change", account.user_id, {"other_sessions_ended": ended})
+        return ended
+
+    def delete_account(self, principal: Principal, typed: str, erase: Callable[[Principal], int]) -> int:
+        """Delete the caller's account and all its data, once they typed their username. `erase` deletes
+        the stored history (the chat store's delete_all_user_data). Returns the messages deleted."""
+        account = self._own_account(principal)
+        if typed.strip().lower() != account.username:
+            raise SignInRefused("confirm", f"Type your username, {account.username}, to confirm.")
+        if ADMIN in account.roles and self._admin_count() <= 1:
+            raise SignInRefused("last_admin", "You are the only administrator: make someone else one first.")
+        deleted = erase(principal)
+        self.store.audit(principal, "account.delete", account.user_id, {"username": account.username})
+        self.store.revoke_user_sessions(account.user_id, now=self.clock.now())
+        self.store.delete_user_sessions(account.user_id)
+        self.accounts.delete(account.username)
+        return deleted
+
+    # --- the Admin page ---------------------------------------------------------------------------
+
+    def _admin(self, principal: Principal) -> Account:
+        actor = self._own_account(principal)
+        if ADMIN not in actor.roles:
+            raise SignInRefused("forbidden", "Only administrators can do that.")
+        return actor
+
+    def _admin_count(self) -> int:
+        return sum(1 for a in self.accounts.list_accounts() if ADMIN in a.roles and not a.disabled)
+
+    def list_accounts(self, principal: Principal) -> list[Account]:
+        self._admin(principal)
+        return self.accounts.list_accounts()
+
+    def _target(self, username: str) -> Account:
+        account = self.accounts.get(username)
+        if account is None:
+            raise SignInRefused("gone", "That account no longer exists.")
+        return account
+
+    def _new_link(self, account: Account) -> str:
+        token = secrets.token_urlsafe(24)
+        self.accounts.set_reset(account.username, self.secret_hash(token), self.clock.now() + LINK_TTL_S)
+        return token
+
+    def create_account(self, principal: Principal, username: str, name: str, roles: tuple[str, ...]) -> str:
+        """A new account without a usable password; returns the one-time set-password token for its link."""
+        self._admin(principal)
+        try:
+            account = self.accounts.create(username, None, name=name, roles=roles)
+        except AccountError as exc:
+            raise SignInRefused("account", exc.message) from None
+        token = self._new_link(account)
+        self.store.audit(
+            principal, "account.create", account.user_id, {"username": account.username, "roles": list(account.roles)}
+        )
+        return token
+
+    def set_disabled(self, principal: Principal, username: str, disabled: bool) -> None:
+        actor = self._admin(principal)
+        target = self._target(username)
+        if target.user_id == actor.user_id and disabled:
+            raise SignInRefused("self", "You cannot switch off your own account.")
+        self.accounts.set_disabled(target.username, disabled)
+        if disabled:
+            self.store.revoke_user_sessions(target.user_id, now=self.clock.now())
+        self.store.audit(
+            principal,
+            "account.disable" if disabled else "account.enable",
+            target.user_id,
+            {"username": target.username},
+        )
+
+    def reset_password(self, principal: Principal, username: str) -> str:
+        """Replace the password with an unknown one, end the account's sessions, return a new link token."""
+        self._admin(principal)
+        target = self._target(username)
+        self.accounts.scramble_password(target.username)
+        self.store.revoke_user_sessions(target.user_id, now=self.clock.now())
+        token = self._new_link(target)
+        self.store.audit(principal, "account.reset_password", target.user_id, {"username": target.username})
+        return token
+
+    def set_roles(self, principal: Principal, username: str, roles: tuple[str, ...]) -> None:
+        actor = self._admin(principal)
+        target = self._target(username)
+        wanted = tuple(r for r in GRANTABLE_ROLES if r in roles)
+        if ADMIN in target.roles and ADMIN not in wanted and self._admin_count() <= 1:
+            raise SignInRefused("last_admin", "That is the only administrator: make someone else one first.")
+        self.accounts.set_roles(target.username, wanted)
+        detail = {"username": target.username, "from": list(target.roles), "to": list(wanted)}
+        self.store.audit(principal, "account.roles", target.user_id, {**detail, "own": actor.user_id == target.user_id})
+
+    def audit_entries(self, principal: Principal, limit: int = 200) -> list[AuditRow]:
+        self._admin(principal)
+        return self.store.read_audit(principal, limit=limit)
+
+    # --- one-time set-password links ------------------------------------------------------------------
+
+    def link_account(self, token: str) -> Account | None:
+        """The account a set-password link is for, while the link is unused and fresh."""
+        return self.accounts.by_reset(self.secret_hash(token), self.clock.now()) if token else None
+
+    def use_link(self, token: str, password: str, repeat: str) -> Account:
+        account = self.link_account(token)
+        if account is None:
+            raise SignInRefused("link", "This link has been used or has expired. Ask an administrator for a new one.")
+        if password != repeat:
+            raise SignInRefused("mismatch", "The two passwords do not match.")
+        problem = password_problem(password, user_inputs=(account.username, account.name))
+        if problem:
+            raise SignInRefused("account", problem)
+        self.accounts.set_password(account.username, password)  # also clears the link
+        self.store.revoke_user_sessions(account.user_id, now=self.clock.now())
+        self.store.audit(None, "account.password_set_by_link", account.user_id, {"username": account.username})
+        return account
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None

@@ -171,6 +171,11 @@ class PostgresSigninStore:
                 [instant(now), user_id, keep],
             ).rowcount
 
+    def delete_user_sessions(self, user_id: str) -> None:
+        """Forget a deleted account's sessions (their addresses and browsers are its personal data)."""
+        with self._service() as conn:
+            conn.execute("delete from public.sessions where user_id = %s", [user_id])
+
     # --- sessions: the signed-in user ----------------------------------------------------------------
 
     def list_sessions(self, principal: Principal, *, now: float) -> list[SessionRow]:

@@ -52,7 +52,7 @@ create policy sessions_signin_all on public.sessions
 
 revoke all on public.sessions from anon, authenticated, chat_signin;
 grant select, update (revoked_at) on public.sessions to authenticated;
-grant select, insert, update on public.sessions to chat_signin;
+grant select, insert, update, delete on public.sessions to chat_signin;
 
 -- Failed sign-ins (and sign-ups) counted per key: 'account:<username>', 'address:<ip>', 'signup:<ip>'.
 -- Shared by every replica; nobody but the sign-in service can read it.
