@@ -41,6 +41,7 @@ _STYLE = """
 .chat-auth-form button { font: inherit; align-self: flex-start; padding: 0.4rem 0.9rem; border-radius: 0.5rem;
   border: 1px solid rgba(49, 51, 63, 0.2); background: rgb(255, 75, 75); color: white; cursor: pointer; }
 .chat-auth-form button:hover { filter: brightness(0.95); }
+.chat-auth-form button.secondary { background: white; color: inherit; }
 </style>
 """
 
@@ -84,7 +85,7 @@ def sign_out_form_html() -> str:
     return (
         _STYLE
         + '<form class="chat-auth-form" method="post" action="/api/auth/sign-out">'
-        + '<button type="submit">Log out</button></form>'
+        + '<button type="submit" class="secondary">Log out</button></form>'
     )
 
 

@@ -22,6 +22,8 @@ from tests.e2e.server import AppServer, app_server
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent / "screenshots"
+NEW_PASSWORD = "a different long passphrase"
 PASSWORD = "correct horse battery"
 SETUP_CODE = "e2e-setup-code-4321"
 TIMEOUT_MS = 60_000
@@ -57,6 +59,8 @@ def _accounts(data_dir: Path) -> None:
     accounts.create("ann", PASSWORD, name="Ann Lee", roles=("admin", "reviewer"))
     accounts.create("bob", PASSWORD, name="Bob Stone")
     accounts.create("lockme", PASSWORD)
+    accounts.create("carl", PASSWORD, name="Carl")
+    accounts.create("dave", PASSWORD, name="Dave")
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +231,65 @@ def test_lockout_grows_then_locks_with_one_message_for_unknown_and_wrong(
     clock.advance(15 * 60 + 1)
     sign_in(page, "lockme", PASSWORD)
     expect(log_out_button(page)).to_be_visible()
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def test_password_change_signs_out_the_other_browser(server: AppServer, browser: Browser) -> None:
+    laptop, phone = browser.new_context(), browser.new_context()
+    try:
+        here = open_signed_in(laptop, server.url, "carl")
+        there = open_signed_in(phone, server.url, "carl")
+        rerun(here, "Account")
+        expect(here.get_by_role("heading", name="Account", exact=True)).to_be_visible()
+        expect(here.get_by_text("Where you are signed in")).to_be_visible()
+        here.get_by_label("Current password").fill(PASSWORD)
+        here.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+        here.get_by_label("Repeat new password").fill(NEW_PASSWORD)
+        here.get_by_role("button", name="Change password").click()
+        expect(here.get_by_text("Password changed. Signed out 1 other session(s).")).to_be_visible()
+        expect(here.get_by_test_id("stDataFrame")).to_be_visible()
+        here.get_by_role("heading", name="Account", exact=True).scroll_into_view_if_needed()
+        shot(here, "auth-account.png")
+        rerun(there, "History")
+        expect(there.get_by_role("heading", name="Sign in")).to_be_visible()
+        expect(there.get_by_text("Your session has ended")).to_be_visible()
+        sign_in(there, "carl", NEW_PASSWORD)
+        expect(log_out_button(there)).to_be_visible()
+    finally:
+        laptop.close()
+        phone.close()
+
+
+def test_admin_switches_an_account_off_and_its_open_tab_loses_access(server: AppServer, browser: Browser) -> None:
+    admin_ctx, user_ctx = browser.new_context(viewport={"width": 1280, "height": 1000}), browser.new_context()
+    try:
+        user = open_signed_in(user_ctx, server.url, "dave")
+        admin = open_signed_in(admin_ctx, server.url, "ann")
+        rerun(admin, "Admin")
+        expect(admin.get_by_role("heading", name="Audit log")).to_be_visible()
+        box = admin.get_by_role("combobox", name="Account")
+        box.click()
+        box.press_sequentially("dave")
+        box.press("Enter")
+        expect(admin.get_by_role("button", name="Switch off")).to_be_visible()
+        admin.get_by_role("button", name="Switch off").click()
+        expect(admin.get_by_text("dave is switched off and signed out everywhere.")).to_be_visible()
+        expect(admin.get_by_test_id("stDataFrame").first).to_be_visible()
+        admin.get_by_role("heading", name="Admin", exact=True).scroll_into_view_if_needed()
+        shot(admin, "auth-admin.png")
+        rerun(user, "History")
+        expect(user.get_by_role("heading", name="Sign in")).to_be_visible()
+        sign_in(user, "dave")
+        expect(user.get_by_text("This account is switched off. Ask an administrator.")).to_be_visible()
+        expect(user.locator('form[action="/api/auth/sign-in"]').get_by_label("Username")).to_have_value("dave")
+        shot(user, "auth-sign-in.png")
+    finally:
+        admin_ctx.close()
+        user_ctx.close()
 
 
 def test_sign_in_route_refuses_another_origin(server: AppServer) -> None:
