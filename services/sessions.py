@@ -5,7 +5,7 @@ Sessions and tokens are apart, as Clerk does it. Signing in opens a server-side 
 lasts CHAT_SESSION_DAYS and ends earlier when unused for CHAT_SESSION_IDLE_MINUTES. Every script run
 finds the session again by that cookie (so a revoked session stops on the tab's next action) and keeps
 a short-lived RS256 token (CHAT_TOKEN_TTL_S) for the store and the API, issued anew from the session
-when less than half its life is left. The cookie never changes while the session lives, so no open tab
+once it is half its life or a minute old. The cookie never changes while the session lives, so no open tab
 is ever left holding a stale copy.
 
 Failed sign-ins are counted in PostgreSQL per account name and per client address (shared by replicas):
@@ -319,6 +319,12 @@ class SessionService:
         fresh = self.issuer.issue(account, now=now, session_id=str(session.id))
         return Resumed(self.issuer.verifier.verify(fresh), fresh, session)
 
+    @property
+    def renew_after_s(self) -> float:
+        """A token older than this is replaced on the next run: half its life, but at most a minute, so a
+        reply that starts now has nearly a whole token's life (4 of 5 minutes by default) to be stored in."""
+        return min(60.0, self.issuer.ttl_s / 2)
+
     def _still_good(self, token: str, account: Account, session: SessionRow, now: float) -> Principal | None:
         try:
             principal = self.issuer.verifier.verify(token)
@@ -331,7 +337,7 @@ class SessionService:
             or claims.get("sid") != str(session.id)
             or tuple(claims.get("roles") or ()) != account.roles
             or not isinstance(exp, int | float)
-            or exp - now < self.issuer.ttl_s / 2
+            or exp - now < self.issuer.ttl_s - self.renew_after_s
         ):
             return None
         return principal
