@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -211,12 +212,18 @@ def _oidc_available() -> bool:
 def _clerk(identity: Identity) -> Principal | None:
     if st.session_state.pop(state.LOGOUT_REQUESTED, False):
         st.session_state.pop(state.TOKEN, None)
+        st.session_state.pop(state.CLERK_SESSION_ID, None)
         # A header/cookie token stays in this session's handshake snapshot: ignore it from now on.
         st.session_state[state.CLERK_SIGNED_OUT] = True
         st.session_state[state.AUTH_NOTICE] = "You are signed out."
         if _oidc_token() is not None:
             st.logout()  # clears Streamlit's identity cookie and reruns
         return None
+    renewed = _renewed_clerk_session(identity)
+    if renewed is not None:
+        return renewed
+    if st.session_state.get(state.CLERK_SESSION_ID) and identity.clerk_renewer is not None:
+        return None  # Clerk could not be reached: _renewed_clerk_session said so, the work is kept
     oidc_token = _oidc_token()
     if oidc_token is not None and identity.oidc_verifier is None:
         st.title("Sign in")
@@ -241,9 +248,53 @@ def _clerk(identity: Identity) -> Principal | None:
             st.session_state[state.AUTH_NOTICE] = EXPIRED_NOTICE if exc.reason == "expired" else exc.message
             continue
         st.session_state[state.TOKEN] = token
+        sid = principal.claims.get("sid")
+        if identity.clerk_renewer is not None and isinstance(sid, str) and verifier is identity.verifier:
+            st.session_state[state.CLERK_SESSION_ID] = sid
         return principal
     _clerk_sign_in_page()
     return None
+
+
+# A Clerk token with less than this left is replaced before the run uses it.
+CLERK_RENEW_BEFORE_S = 20
+
+
+def _renewed_clerk_session(identity: Identity) -> Principal | None:
+    """With CLERK_SECRET_KEY: the tab's Clerk token while it has life left, else a new one from Clerk's
+    Backend API for the same Clerk session. None (and the session forgotten) when Clerk says the session is
+    over; None with a warning, session kept, when Clerk cannot be reached."""
+    renewer = identity.clerk_renewer
+    sid = st.session_state.get(state.CLERK_SESSION_ID)
+    if renewer is None or not isinstance(sid, str) or st.session_state.get(state.CLERK_SIGNED_OUT):
+        return None
+    token = st.session_state.get(state.TOKEN)
+    if isinstance(token, str):
+        try:
+            current = renewer.verifier.verify(token)
+        except AuthError:
+            current = None
+        if (
+            current is not None
+            and current.claims.get("sid") == sid
+            and current.expires_at is not None
+            and current.expires_at.timestamp() - time.time() > CLERK_RENEW_BEFORE_S
+        ):
+            return current
+    try:
+        renewed = renewer.renew(sid)
+    except AuthError as exc:
+        st.title("Sign in")
+        st.warning(f"{exc.message} Your draft is kept.")
+        return None
+    if renewed is None:
+        st.session_state.pop(state.CLERK_SESSION_ID, None)
+        st.session_state.pop(state.TOKEN, None)
+        st.session_state[state.AUTH_NOTICE] = "Your Clerk session has ended. Please sign in again; your draft is kept."
+        return None
+    principal, fresh = renewed
+    st.session_state[state.TOKEN] = fresh
+    return principal
 
 
 def _clerk_sign_in_page() -> None:

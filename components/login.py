@@ -59,7 +59,7 @@ def sign_in_form_html(username: str = "") -> str:
         + '<form class="chat-auth-form" method="post" action="/api/auth/sign-in">'
         + _field("Username", "username", value=username, autocomplete="username")
         + _field("Password", "password", kind="password", autocomplete="current-password")
-        + "<button type=\"submit\">Sign in</button></form>"
+        + '<button type="submit">Sign in</button></form>'
     )
 
 

@@ -15,6 +15,7 @@ WINDOW_PAGES = "chat.window_pages"
 CONVERSATION_PAGES = "chat.conversation_pages"
 LOGOUT_REQUESTED = "chat.logout_requested"
 AUTH_NOTICE = "chat.auth_notice"
+CLERK_SESSION_ID = "chat.clerk_session_id"  # the Clerk session (sid) whose tokens CLERK_SECRET_KEY renews
 CLERK_SIGNED_OUT = "chat.clerk_signed_out"  # a header/cookie Clerk token stays in the handshake: ignore it
 # local accounts: this tab's session secret (from the cookie the websocket arrived with; AppTest seeds it),
 # and a secret whose session ended, so a stale cookie is not looked up again on every run

@@ -188,6 +188,12 @@ class Settings:
     clerk_authorized_parties: tuple[str, ...] = setting(
         "CLERK_AUTHORIZED_PARTIES", "list", (), "Origins allowed in a session token's `azp`."
     )
+    clerk_secret_key: Secret | None = setting(
+        "CLERK_SECRET_KEY", "secret", None, "Renews Clerk session tokens through Clerk's Backend API."
+    )
+    clerk_api_url: str = setting(
+        "CLERK_API_URL", "url", "https://api.clerk.com/v1", "Clerk's Backend API (renewing session tokens)."
+    )
     # OAuth client id(s) of Streamlit's OIDC login with Clerk: the `aud` of the ID tokens st.login gets.
     clerk_audience: tuple[str, ...] = setting(
         "CLERK_AUDIENCE", "list", (), "The OAuth client id(s) of st.login with Clerk."

@@ -19,6 +19,7 @@ from services.accounts import (
     load_or_create_signing_key,
 )
 from services.auth import Principal, TokenVerifier
+from services.clerk_sessions import ClerkSessionRenewer
 from services.config import Settings
 from services.sessions import Clock, SessionPolicy, SessionService
 from services.store.signin import PostgresSigninStore
@@ -56,6 +57,8 @@ class Identity:
     # clerk only: checks ID tokens from Streamlit's OIDC login (needs CLERK_AUDIENCE).
     oidc_verifier: TokenVerifier | None = None
     accounts: AccountStore | None = None
+    # clerk with CLERK_SECRET_KEY: fresh session tokens from Clerk's Backend API (services/clerk_sessions.py).
+    clerk_renewer: ClerkSessionRenewer | None = None
     issuer: LocalIssuer | None = None
     cookie_key: str | None = None
     cookie_key_from_settings: bool = False
@@ -76,6 +79,16 @@ def build_identity(settings: Settings) -> Identity:
             verifier=_clerk_verifier(settings, authorized_parties=settings.clerk_authorized_parties),
             oidc_verifier=(
                 _clerk_verifier(settings, audience=settings.clerk_audience) if settings.clerk_audience else None
+            ),
+            clerk_renewer=(
+                ClerkSessionRenewer(
+                    secret_key=settings.clerk_secret_key.reveal(),
+                    api_url=settings.clerk_api_url,
+                    # The app fetches these tokens itself from Clerk: no browser origin (azp) to check.
+                    verifier=_clerk_verifier(settings),
+                )
+                if settings.clerk_secret_key
+                else None
             ),
         )
     key_path = keys_dir(settings) / "local-signing-key.pem"

@@ -93,7 +93,12 @@ def refused(call: Any) -> SignInRefused:
 def test_the_first_account_needs_the_setup_code_and_becomes_administrator(service: SessionService) -> None:
     wrong = refused(
         lambda: service.sign_up(
-            username="eve", name="", password=PASSWORD, repeat=PASSWORD, setup_code="guess", allowed=True,
+            username="eve",
+            name="",
+            password=PASSWORD,
+            repeat=PASSWORD,
+            setup_code="guess",
+            allowed=True,
             address="192.0.2.1",
         )  # fmt: skip
     )
@@ -108,7 +113,12 @@ def test_later_sign_ups_get_no_role_need_permission_and_are_rate_limited(service
     make_admin(service)
     closed = refused(
         lambda: service.sign_up(
-            username="bob", name="", password=PASSWORD, repeat=PASSWORD, setup_code="", allowed=False,
+            username="bob",
+            name="",
+            password=PASSWORD,
+            repeat=PASSWORD,
+            setup_code="",
+            allowed=False,
             address="192.0.2.50",
         )  # fmt: skip
     )
@@ -122,7 +132,12 @@ def test_later_sign_ups_get_no_role_need_permission_and_are_rate_limited(service
         assert resumed is not None and resumed.principal.roles == ()
     limited = refused(
         lambda: service.sign_up(
-            username="user9", name="", password=PASSWORD, repeat=PASSWORD, setup_code="", allowed=True,
+            username="user9",
+            name="",
+            password=PASSWORD,
+            repeat=PASSWORD,
+            setup_code="",
+            allowed=True,
             address="192.0.2.50",
         )  # fmt: skip
     )
@@ -256,8 +271,11 @@ def test_users_see_and_revoke_only_their_own_sessions(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("update public.sessions set expires_at = now() + interval '1 year'")
     with as_role(database, "authenticated", claims) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute("insert into public.sessions (user_id, secret_hash, created_at, last_seen_at, expires_at,"
-                     " idle_timeout_s) values (%s, repeat('a', 64), now(), now(), now(), 60)", [claims["sub"]])
+        conn.execute(
+            "insert into public.sessions (user_id, secret_hash, created_at, last_seen_at, expires_at,"
+            " idle_timeout_s) values (%s, repeat('a', 64), now(), now(), now(), 60)",
+            [claims["sub"]],
+        )
 
 
 @pytest.mark.parametrize("table", ["sessions", "signin_attempts", "audit_log"])
@@ -282,14 +300,16 @@ def test_audit_log_is_readable_by_administrators_only_and_editable_by_nobody(
     signin_store.audit(user, "account.password_change", "acct_user", {})
     assert {r.action for r in signin_store.read_audit(admin)} >= {"account.disable", "account.password_change"}
     assert signin_store.read_audit(user) == []
-    with as_role(database, "authenticated", {"sub": "acct_user"}) as conn, pytest.raises(
-        psycopg.errors.InsufficientPrivilege
+    with (
+        as_role(database, "authenticated", {"sub": "acct_user"}) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         conn.execute("insert into public.audit_log (actor_id, action) values ('acct_admin', 'account.forged')")
     admin_claims = {"sub": "acct_admin", "roles": ["admin"]}
     for statement in ("update public.audit_log set action = 'x'", "delete from public.audit_log"):
-        with as_role(database, "authenticated", admin_claims) as conn, pytest.raises(
-            psycopg.errors.InsufficientPrivilege
+        with (
+            as_role(database, "authenticated", admin_claims) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
         ):
             conn.execute(statement)
     # Not even the table's owner (the superuser that ran the migration) can edit or empty it.
