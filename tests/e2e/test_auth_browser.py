@@ -306,3 +306,15 @@ def test_sign_in_route_refuses_another_origin(server: AppServer) -> None:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 403
     assert "set-cookie" not in {k.lower() for k in refused.value.headers}
+
+
+@pytest.mark.parametrize("path", ["chat", "history", "admin"])
+def test_fresh_server_does_not_serve_a_page_by_its_url(browser: Browser, path: str) -> None:
+    """A fresh process runs pages/<name>.py directly for a deep link until app.py has run once; every page
+    guards itself, so the sign-in shows and never the page."""
+    with app_server({"CHAT_AUTH": "local"}, setup=_accounts) as s:
+        page = browser.new_page()
+        page.goto(f"{s.url}/{path}")
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=20_000)
+        expect(page.get_by_role("heading", name=path.title(), exact=True)).to_have_count(0)
+        page.close()
