@@ -117,7 +117,8 @@ def _set_cookie(response: Response, request: Request, services: Services, secret
 
 
 async def _checked(request: Request) -> tuple[Services, SessionService, dict[str, str], str] | Response:
-    found = _services()
+    # The first call may start the database: off the event loop that serves every tab's websocket.
+    found = await run_in_threadpool(_services)
     if found is None:
         return _back({"signin": UNAVAILABLE})
     services, sessions = found

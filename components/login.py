@@ -4,8 +4,8 @@ Why not Streamlit widgets: a sign-in must end in a cookie the server sets, and S
 widget with a Set-Cookie or a redirect. A top-level form POST can, and it involves no script run, so
 nothing can drop the click (streamlit-authenticator's login widget lost about one in five, racing its
 cookie component's own run). The route redirects back with a reason code in the URL; this module turns
-the code into the message. The forms post the credentials YAML's usernames and bcrypt hashes are checked
-by services/accounts.py, in streamlit-authenticator's file format.
+the code into the message. Passwords are checked by services/accounts.py against the credentials YAML
+(streamlit-authenticator's file format and bcrypt hashes).
 """
 
 from __future__ import annotations

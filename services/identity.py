@@ -115,8 +115,13 @@ def session_service(settings: Settings, identity: Identity, conninfo: str) -> Se
     """Sessions for CHAT_AUTH=local, on the app's database (own small pool)."""
     if identity.accounts is None or identity.issuer is None or identity.cookie_key is None:
         raise ValueError("local sign-in is not configured")
+    store = PostgresSigninStore(conninfo)
+    problem = store.access_problem()
+    if problem:
+        store.close()
+        raise ValueError(problem)
     return SessionService(
-        PostgresSigninStore(conninfo),
+        store,
         identity.accounts,
         identity.issuer,
         clock=Clock(settings.test_clock_file),

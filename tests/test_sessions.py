@@ -317,3 +317,25 @@ def test_audit_log_is_readable_by_administrators_only_and_editable_by_nobody(
                       "truncate public.audit_log"):  # fmt: skip
         with psycopg.connect(database.admin_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
+
+
+def test_a_login_role_without_chat_signin_is_named_with_the_grant_to_run(database: EmbeddedDatabase) -> None:
+    with psycopg.connect(database.admin_url, autocommit=True) as conn:
+        conn.execute("drop role if exists chat_no_signin")
+        conn.execute("create role chat_no_signin login")
+    try:
+        url = database.app_url.replace("chat_app:@", "chat_no_signin:@", 1)
+        lacking = PostgresSigninStore(url, pool_max=1)
+        try:
+            problem = lacking.access_problem()
+        finally:
+            lacking.close()
+        assert problem is not None and "grant chat_signin to chat_no_signin;" in problem
+        granted = PostgresSigninStore(database.app_url, pool_max=1)
+        try:
+            assert granted.access_problem() is None
+        finally:
+            granted.close()
+    finally:
+        with psycopg.connect(database.admin_url, autocommit=True) as conn:
+            conn.execute("drop role if exists chat_no_signin")

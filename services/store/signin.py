@@ -84,6 +84,20 @@ class PostgresSigninStore:
     def close(self) -> None:
         self._pool.close()
 
+    def access_problem(self) -> str | None:
+        """Why the app's login role cannot do sign-in work, or None. On the embedded database the migration
+        grants `chat_signin` to it; any other database needs that grant once, by hand."""
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "select current_user, coalesce(pg_has_role(current_user, %s, 'MEMBER'), false)", [SIGNIN_ROLE]
+            ).fetchone()
+        if row is None or row[1]:
+            return None
+        return (
+            f"The database role {row[0]} cannot do sign-in work: run `grant {SIGNIN_ROLE} to {row[0]};` once "
+            "as the role that ran the migrations (DATABASE_ADMIN_URL)."
+        )
+
     @contextmanager
     def _service(self) -> Iterator[psycopg.Connection]:
         try:
