@@ -1,7 +1,7 @@
 """HTTP routes served beside the UI by `st.App` in app.py: the one place routes and middleware are registered.
 
-Routes are thin (parse -> one service call -> JSON), use the same per-process services as the pages
-(`services.runtime.shared_services`), and never touch the store directly. Later issues add /api/chat,
+Routes are thin (parse -> one service call -> JSON or a redirect), use the same per-process services as the
+pages (`services.runtime.shared_services`), and never touch the store directly. Later issues add /api/chat,
 /api/chat/history here.
 """
 
@@ -10,8 +10,14 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
+from api.auth import sign_in, sign_out, sign_up
 from api.health import health
 from api.security import SecurityHeaders
 
-ROUTES: list[BaseRoute] = [Route("/api/health", health, methods=["GET"])]
+ROUTES: list[BaseRoute] = [
+    Route("/api/health", health, methods=["GET"]),
+    Route("/api/auth/sign-in", sign_in, methods=["POST"]),
+    Route("/api/auth/sign-up", sign_up, methods=["POST"]),
+    Route("/api/auth/sign-out", sign_out, methods=["POST"]),
+]
 MIDDLEWARE: list[Middleware] = [Middleware(SecurityHeaders)]

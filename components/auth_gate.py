@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,14 +17,20 @@ from urllib.parse import urlsplit
 import streamlit as st
 
 from components import login, state
+from components.account import SET_PASSWORD_PARAM, set_password_page
+from services.accounts import AccountError
 from services.auth import AuthError, Principal
-from services.identity import LOCAL_USER, Identity, startup_problem
+from services.errors import UserError
+from services.identity import COOKIE_NAME, LOCAL_USER, Identity, signup_allowed, startup_problem
 from services.runtime import Services
 
 log = logging.getLogger(__name__)
 
 _MAIN_SCRIPT = str(Path(__file__).resolve().parents[1] / "app.py")
 EXPIRED_NOTICE = "Your sign-in has expired. Please sign in again; your draft is kept."
+ENDED_NOTICE = (
+    "Your session has ended (signed out, or unused for too long). Please sign in again; your draft is kept."
+)
 __all__ = [
     "DEEP_LINK_PATHS",
     "LOCAL_USER",
@@ -82,7 +89,8 @@ def _switch_to_signed_out_page() -> None:
 
 
 def request_logout() -> None:
-    """Button callback: the next run of the gate signs out (it can render the cookie component)."""
+    """Button callback (Clerk mode; local accounts sign out with a form post to /api/auth/sign-out, which
+    also deletes the cookie): the next run of the gate signs out."""
     st.session_state[state.LOGOUT_REQUESTED] = True
 
 
@@ -155,45 +163,52 @@ def _forget_principal() -> None:
     st.session_state.pop(state.PRINCIPAL, None)
 
 
-def _verified(identity: Identity, token: str) -> Principal | None:
-    """The principal behind a stored token, or None (with a notice for the sign-in page)."""
-    if identity.verifier is None:
-        return None
+def _session_secret() -> str | None:
+    """This tab's session secret: kept in session state once found, else the cookie the websocket
+    connection arrived with (a snapshot: the server never changes it while the session lives)."""
+    secret = st.session_state.get(state.SESSION_SECRET)
+    if isinstance(secret, str) and secret:
+        return secret
     try:
-        return identity.verifier.verify(token)
-    except AuthError as exc:
-        st.session_state.pop(state.TOKEN, None)
-        if exc.reason == "expired":
-            st.session_state[state.AUTH_NOTICE] = EXPIRED_NOTICE
-        else:
-            log.info("stored sign-in token rejected: %s", exc.reason)
-            st.session_state[state.AUTH_NOTICE] = exc.message
-        return None
+        cookie = st.context.cookies.get(COOKIE_NAME)
+    except Exception:  # noqa: BLE001 - no request context (bare mode, AppTest)
+        cookie = None
+    if isinstance(cookie, str) and cookie and cookie != st.session_state.get(state.ENDED_SESSION):
+        return cookie
+    return None
 
 
 def _local(services: Services, identity: Identity) -> Principal | None:
-    settings = services.settings
-    if st.session_state.pop(state.LOGOUT_REQUESTED, False):
-        login.sign_out()
-        st.session_state[state.AUTH_NOTICE] = "You are signed out."
-
-    token = st.session_state.get(state.TOKEN)
-    if isinstance(token, str):
-        principal = _verified(identity, token)
-        if principal is not None:
-            return principal
-        # The token is gone: the library's login must not silently mint a new one from its session state.
-        login.forget_library_login()
-
-    signed_in = login.render_sign_in(
-        identity,
-        allow_signup=settings.allow_signup,
-        token_ttl_s=settings.token_ttl_s,
-        users_file=str(settings.resolved_users_file),
-    )
-    token = st.session_state.get(state.TOKEN)
-    if signed_in and isinstance(token, str):
-        return _verified(identity, token)
+    sessions = services.sessions
+    if sessions is None:
+        return None
+    secret = _session_secret()
+    if secret is not None:
+        try:
+            resumed = sessions.resume(secret, st.session_state.get(state.TOKEN))
+        except UserError as exc:
+            st.title("Sign in")
+            st.warning(f"{exc.message} Your draft is kept.")
+            return None
+        if resumed is not None:
+            st.session_state[state.SESSION_SECRET] = secret
+            st.session_state[state.TOKEN] = resumed.token
+            return resumed.principal
+        # Revoked (Log out elsewhere, a password change, an administrator), expired or idle too long.
+        if st.session_state.pop(state.TOKEN, None) is not None:
+            st.session_state[state.AUTH_NOTICE] = ENDED_NOTICE
+        st.session_state.pop(state.SESSION_SECRET, None)
+        st.session_state[state.ENDED_SESSION] = secret
+    link = st.query_params.get(SET_PASSWORD_PARAM)
+    if isinstance(link, str) and link:
+        if not set_password_page(sessions, link):
+            return None
+        del st.query_params[SET_PASSWORD_PARAM]
+    allow = signup_allowed(services.settings, st.get_option("server.address"))
+    try:
+        login.render_sign_in(sessions, allow_signup=allow)
+    except AccountError as exc:
+        st.error(exc.message)
     return None
 
 
@@ -239,12 +254,18 @@ def _oidc_available() -> bool:
 def _clerk(identity: Identity) -> Principal | None:
     if st.session_state.pop(state.LOGOUT_REQUESTED, False):
         st.session_state.pop(state.TOKEN, None)
+        st.session_state.pop(state.CLERK_SESSION_ID, None)
         # A header/cookie token stays in this session's handshake snapshot: ignore it from now on.
         st.session_state[state.CLERK_SIGNED_OUT] = True
         st.session_state[state.AUTH_NOTICE] = "You are signed out."
         if _oidc_token() is not None:
             st.logout()  # clears Streamlit's identity cookie and reruns
         return None
+    renewed = _renewed_clerk_session(identity)
+    if renewed is not None:
+        return renewed
+    if st.session_state.get(state.CLERK_SESSION_ID) and identity.clerk_renewer is not None:
+        return None  # Clerk could not be reached: _renewed_clerk_session said so, the work is kept
     oidc_token = _oidc_token()
     if oidc_token is not None and identity.oidc_verifier is None:
         st.title("Sign in")
@@ -269,9 +290,53 @@ def _clerk(identity: Identity) -> Principal | None:
             st.session_state[state.AUTH_NOTICE] = EXPIRED_NOTICE if exc.reason == "expired" else exc.message
             continue
         st.session_state[state.TOKEN] = token
+        sid = principal.claims.get("sid")
+        if identity.clerk_renewer is not None and isinstance(sid, str) and verifier is identity.verifier:
+            st.session_state[state.CLERK_SESSION_ID] = sid
         return principal
     _clerk_sign_in_page()
     return None
+
+
+# A Clerk token with less than this left is replaced before the run uses it.
+CLERK_RENEW_BEFORE_S = 20
+
+
+def _renewed_clerk_session(identity: Identity) -> Principal | None:
+    """With CLERK_SECRET_KEY: the tab's Clerk token while it has life left, else a new one from Clerk's
+    Backend API for the same Clerk session. None (and the session forgotten) when Clerk says the session is
+    over; None with a warning, session kept, when Clerk cannot be reached."""
+    renewer = identity.clerk_renewer
+    sid = st.session_state.get(state.CLERK_SESSION_ID)
+    if renewer is None or not isinstance(sid, str) or st.session_state.get(state.CLERK_SIGNED_OUT):
+        return None
+    token = st.session_state.get(state.TOKEN)
+    if isinstance(token, str):
+        try:
+            current = renewer.verifier.verify(token)
+        except AuthError:
+            current = None
+        if (
+            current is not None
+            and current.claims.get("sid") == sid
+            and current.expires_at is not None
+            and current.expires_at.timestamp() - time.time() > CLERK_RENEW_BEFORE_S
+        ):
+            return current
+    try:
+        renewed = renewer.renew(sid)
+    except AuthError as exc:
+        st.title("Sign in")
+        st.warning(f"{exc.message} Your draft is kept.")
+        return None
+    if renewed is None:
+        st.session_state.pop(state.CLERK_SESSION_ID, None)
+        st.session_state.pop(state.TOKEN, None)
+        st.session_state[state.AUTH_NOTICE] = "Your Clerk session has ended. Please sign in again; your draft is kept."
+        return None
+    principal, fresh = renewed
+    st.session_state[state.TOKEN] = fresh
+    return principal
 
 
 def _clerk_sign_in_page() -> None:

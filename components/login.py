@@ -1,151 +1,149 @@
-"""Sign-in screens for CHAT_AUTH=local: streamlit-authenticator's login form over the credentials YAML,
-our "Create account" form, and the sign-out that clears both. Every path ends in a token from the
-local issuer; the gate turns tokens into Principals with `verify`, never these widgets."""
+"""Sign-in screens for CHAT_AUTH=local: plain HTML forms the browser posts to api/auth.py itself.
+
+Why not Streamlit widgets: a sign-in must end in a cookie the server sets, and Streamlit cannot answer a
+widget with a Set-Cookie or a redirect. A top-level form POST can, and it involves no script run, so
+nothing can drop the click (streamlit-authenticator's login widget lost about one in five, racing its
+cookie component's own run). The route redirects back with a reason code in the URL; this module turns
+the code into the message. Passwords are checked by services/accounts.py against the credentials YAML
+(streamlit-authenticator's file format and bcrypt hashes).
+"""
 
 from __future__ import annotations
 
-import logging
+import html
 
 import streamlit as st
-import streamlit_authenticator as stauth
 
 from components import state
-from services.accounts import AccountError
-from services.identity import COOKIE_NAME, Identity
+from services.sessions import SessionService, locked_message, wait_text
 
-log = logging.getLogger(__name__)
+SIGN_IN_MESSAGES = {
+    "invalid": "Username or password is incorrect.",
+    "disabled": "This account is switched off. Ask an administrator.",
+    "signed_out": "You are signed out.",
+    "unavailable": "Sign-in is not available right now. Please try again in a minute.",
+}
+SIGN_UP_MESSAGES = {
+    "setup_code": "That setup code is not right. It is printed in the server log.",
+    "closed": "Sign-up is switched off here. Ask an administrator for an account.",
+    "mismatch": "The two passwords do not match.",
+    "account": "That account could not be created.",
+}
+
+# The forms' look: Streamlit's own inputs are not available in a plain form, so a few rules make these
+# read like them. Kept small and inline (the CSP allows inline styles, not scripts: there are none).
+_STYLE = """
+<style>
+.chat-auth-form { display: flex; flex-direction: column; gap: 0.75rem; max-width: 26rem; }
+.chat-auth-form label { display: flex; flex-direction: column; gap: 0.25rem; font-size: 0.875rem; }
+.chat-auth-form input { font: inherit; padding: 0.5rem 0.75rem; border-radius: 0.5rem;
+  border: 1px solid rgba(49, 51, 63, 0.2); background: rgb(240, 242, 246); color: inherit; }
+.chat-auth-form button { font: inherit; align-self: flex-start; padding: 0.4rem 0.9rem; border-radius: 0.5rem;
+  border: 1px solid rgba(49, 51, 63, 0.2); background: rgb(255, 75, 75); color: white; cursor: pointer; }
+.chat-auth-form button:hover { filter: brightness(0.95); }
+.chat-auth-form button.secondary { background: white; color: inherit; }
+</style>
+"""
 
 
+def _field(label: str, name: str, *, kind: str = "text", value: str = "", autocomplete: str = "") -> str:
+    attrs = f'type="{kind}" name="{name}" value="{html.escape(value, quote=True)}"'
+    if autocomplete:
+        attrs += f' autocomplete="{autocomplete}"'
+    return f"<label>{html.escape(label)}<input {attrs} required></label>"
 
-def _authenticator(identity: Identity, token_ttl_s: int) -> stauth.Authenticate:
-    if identity.accounts is None or identity.cookie_key is None:
-        raise RuntimeError("local sign-in is not configured")
-    # The re-login cookie lives no longer than a token, so "remember me" never outlasts a sign-in.
-    return stauth.Authenticate(
-        identity.accounts.credentials(),
-        cookie_name=COOKIE_NAME,
-        cookie_key=identity.cookie_key,
-        cookie_expiry_days=token_ttl_s / 86_400,
-        auto_hash=False,
+
+def sign_in_form_html(username: str = "") -> str:
+    return (
+        _STYLE
+        + '<form class="chat-auth-form" method="post" action="/api/auth/sign-in">'
+        + _field("Username", "username", value=username, autocomplete="username")
+        + _field("Password", "password", kind="password", autocomplete="current-password")
+        + '<button type="submit">Sign in</button></form>'
     )
 
 
-def _store_token(identity: Identity, username: str) -> bool:
-    """Issue a local token for `username`; False if that account no longer exists. The gate verifies the
-    token (once) and is the only writer of the principal."""
-    if identity.accounts is None or identity.issuer is None:
-        return False
-    account = identity.accounts.get(username)
-    if account is None:
-        return False
-    st.session_state[state.TOKEN] = identity.issuer.issue(account)
-    return True
+def sign_up_form_html(*, first: bool, username: str = "") -> str:
+    fields = [
+        _field("Username", "username", value=username, autocomplete="username"),
+        _field("Display name (optional)", "display_name", autocomplete="name").replace(" required>", ">"),
+        _field("Password", "password", kind="password", autocomplete="new-password"),
+        _field("Repeat password", "repeat", kind="password", autocomplete="new-password"),
+    ]
+    if first:
+        fields.insert(0, _field("Setup code", "setup_code", autocomplete="off"))
+    label = "Create administrator" if first else "Create account"
+    return (
+        _STYLE
+        + '<form class="chat-auth-form" method="post" action="/api/auth/sign-up">'
+        + "".join(fields)
+        + f'<button type="submit">{label}</button></form>'
+    )
 
 
-def forget_library_login() -> None:
-    """Make streamlit-authenticator show its form again and ignore its re-login cookie this session."""
-    for key in state.AUTHENTICATOR_KEYS:
-        st.session_state[key] = None
-    st.session_state[state.AUTHENTICATOR_LOGOUT] = True
+def sign_out_form_html() -> str:
+    return (
+        _STYLE
+        + '<form class="chat-auth-form" method="post" action="/api/auth/sign-out">'
+        + '<button type="submit" class="secondary">Log out</button></form>'
+    )
 
 
-def sign_out() -> None:
-    """Drop our token and the library's login; the next login form asks the browser to delete the
-    re-login cookie. The chat draft (state.DRAFT) is deliberately left alone."""
-    st.session_state.pop(state.TOKEN, None)
-    forget_library_login()
-    st.session_state[state.LOGIN_DELETE_COOKIE] = True
+def _query(name: str) -> str:
+    value = st.query_params.get(name)
+    return value if isinstance(value, str) else ""
 
 
-def render_sign_in(identity: Identity, *, allow_signup: bool, token_ttl_s: int, users_file: str) -> bool:
-    """Render the sign-in page. True when this run signed someone in (a token is now in session state);
-    the page is then taken off again, because the app renders below in this same run."""
-    slot = st.empty()
-    with slot.container():
-        signed_in = _sign_in_page(identity, allow_signup=allow_signup, token_ttl_s=token_ttl_s, users_file=users_file)
-    if signed_in:
-        slot.empty()
-    return signed_in
+def _wait() -> int:
+    raw = _query("wait")
+    return int(raw) if raw.isdigit() and len(raw) < 7 else 0
 
 
-def _sign_in_page(identity: Identity, *, allow_signup: bool, token_ttl_s: int, users_file: str) -> bool:
-    if identity.accounts is None:
-        return False
+def outcome_message(sessions: SessionService) -> tuple[str, str] | None:
+    """What the last POST to the sign-in routes said, from the redirect's reason code: (kind, text)."""
+    code, signup = _query("signin"), _query("signup")
+    wait = _wait()
+    if code == "locked":
+        return "error", locked_message(wait or 60)
+    if code == "invalid" and wait:
+        return "error", f"{SIGN_IN_MESSAGES['invalid']} Wait {wait_text(wait)} before trying again."
+    if code == "signed_out":
+        return "info", SIGN_IN_MESSAGES[code]
+    if code in SIGN_IN_MESSAGES:
+        return "error", SIGN_IN_MESSAGES[code]
+    if signup == "rate_limited":
+        return "error", f"Too many attempts from your network. Try again in {wait_text(wait or 60)}."
+    if signup == "account":
+        why, signature = _query("why"), _query("sig")
+        if why and signature and sessions.note_is_ours(why, signature):
+            return "error", why
+        return "error", SIGN_UP_MESSAGES["account"]
+    if signup in SIGN_UP_MESSAGES:
+        return "error", SIGN_UP_MESSAGES[signup]
+    return None
+
+
+def render_sign_in(sessions: SessionService, *, allow_signup: bool) -> None:
+    """The sign-in page: the outcome of the last attempt, then the forms. While no account exists, the
+    only form creates the first administrator with the setup code from the server log."""
     st.title("Sign in")
     notice = st.session_state.pop(state.AUTH_NOTICE, None)
-    if notice:
+    outcome = outcome_message(sessions)
+    if outcome is not None:
+        kind, text = outcome
+        (st.error if kind == "error" else st.info)(text)
+    elif notice:
         st.info(notice)
-    try:
-        has_accounts = identity.accounts.has_accounts()
-    except AccountError as exc:
-        st.error(exc.message)
-        return False
-
-    if not has_accounts:
-        if not allow_signup:
-            st.warning(
-                f"There are no accounts yet and sign-up is switched off (CHAT_ALLOW_SIGNUP=false). "
-                f"Add users to {users_file} (CHAT_USERS_FILE) or set CHAT_ALLOW_SIGNUP=true."
-            )
-            return False
-        st.write("No accounts exist yet. Create the first one: it becomes the reviewer account.")
-        return _signup_form(identity)
-
-    if _login_form(identity, token_ttl_s):
-        return True
+    username = _query("u")
+    if not sessions.accounts.has_accounts():
+        st.write(
+            "No accounts exist yet. Create the first administrator with the one-time setup code printed in "
+            "the server log (or set as CHAT_SETUP_CODE)."
+        )
+        st.html(sign_up_form_html(first=True, username=username))
+        return
+    signing_up = bool(_query("signup"))
+    st.html(sign_in_form_html("" if signing_up else username))
     if allow_signup:
-        with st.expander("New here? Create an account"):
-            return _signup_form(identity)
-    return False
-
-
-def _login_form(identity: Identity, token_ttl_s: int) -> bool:
-    authenticator = _authenticator(identity, token_ttl_s)
-    if st.session_state.pop(state.LOGIN_DELETE_COOKIE, False):
-        try:
-            authenticator.cookie_controller.delete_cookie()
-        except Exception:  # noqa: BLE001 - best effort; the session already ignores the cookie
-            log.warning("could not delete the re-login cookie", exc_info=True)
-    try:
-        authenticator.login(location="main", key="login")
-    except Exception:  # noqa: BLE001
-        # A re-login cookie the library cannot decode raises from inside login(); ignore the cookie
-        # for this session and show the plain form rather than a stack trace.
-        log.warning("login widget failed; retrying without the re-login cookie", exc_info=True)
-        forget_library_login()
-        authenticator.login(location="main", key="login")
-
-    status = st.session_state.get(state.AUTHENTICATOR_STATUS)
-    if status is False:
-        st.error("Username or password is incorrect.")
-        return False
-    if status and st.session_state.get(state.AUTHENTICATOR_USERNAME):
-        if _store_token(identity, str(st.session_state[state.AUTHENTICATOR_USERNAME])):
-            return True
-        forget_library_login()
-        st.error("That account no longer exists.")
-    return False
-
-
-def _signup_form(identity: Identity) -> bool:
-    if identity.accounts is None:
-        return False
-    with st.form("signup", clear_on_submit=False):
-        st.subheader("Create account")
-        username = st.text_input("Username", key="signup_username")
-        name = st.text_input("Display name (optional)", key="signup_name")
-        password = st.text_input("Password", type="password", key="signup_password")
-        repeat = st.text_input("Repeat password", type="password", key="signup_repeat")
-        submitted = st.form_submit_button("Create account")
-    if not submitted:
-        return False
-    if password != repeat:
-        st.error("The two passwords do not match.")
-        return False
-    try:
-        account = identity.accounts.create(username, password, name=name)
-    except AccountError as exc:
-        st.error(exc.message)
-        return False
-    log.info("created local account %s (roles: %s)", account.username, ",".join(account.roles) or "-")
-    return _store_token(identity, account.username)
+        with st.expander("New here? Create an account", expanded=signing_up):
+            st.html(sign_up_form_html(first=False, username=username if signing_up else ""))

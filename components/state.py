@@ -29,10 +29,13 @@ CONVERSATION_PAGES = "chat.conversation_pages"
 LOGOUT_REQUESTED = "chat.logout_requested"
 NAME_SAVED_FOR = "chat.name_saved_for"  # the user id whose display name this session has kept
 AUTH_NOTICE = "chat.auth_notice"
+CLERK_SESSION_ID = "chat.clerk_session_id"  # the Clerk session (sid) whose tokens CLERK_SECRET_KEY renews
 CLERK_SIGNED_OUT = "chat.clerk_signed_out"  # a header/cookie Clerk token stays in the handshake: ignore it
-LOGIN_DELETE_COOKIE = "chat.login.delete_cookie"  # the next login form asks the browser to drop the cookie
-# streamlit-authenticator's own keys, which the login component reads and resets
-AUTHENTICATOR_KEYS = ("authentication_status", "username", "name", "email", "roles")
-AUTHENTICATOR_STATUS = "authentication_status"
-AUTHENTICATOR_USERNAME = "username"
-AUTHENTICATOR_LOGOUT = "logout"
+# local accounts: this tab's session secret (from the cookie the websocket arrived with; AppTest seeds it),
+# and a secret whose session ended, so a stale cookie is not looked up again on every run
+SESSION_SECRET = "chat.session_secret"
+ENDED_SESSION = "chat.ended_session"
+# account and admin pages: a one-shot notice after an action, and a one-time link to show once
+ACCOUNT_FLASH = "account.flash"
+ADMIN_FLASH = "admin.flash"
+ADMIN_LINK = "admin.link"

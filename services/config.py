@@ -144,9 +144,28 @@ class Settings:
         "CHAT_USERS_FILE", "path", None, "Local accounts, in streamlit-authenticator's credentials format.",
         shown="<data dir>/users.yaml",
     )
-    allow_signup: bool = setting("CHAT_ALLOW_SIGNUP", "bool", True, "Whether the sign-in page offers sign-up.")
+    # None: on when the server listens on localhost only (services/identity.signup_allowed).
+    allow_signup: bool | None = setting(
+        "CHAT_ALLOW_SIGNUP", "bool", None, "Whether the sign-in page offers sign-up.", shown="on for localhost only"
+    )
+    setup_code: Secret | None = setting(
+        "CHAT_SETUP_CODE", "secret", None, "The one-time code that creates the first administrator.",
+        shown="generated and logged",
+    )
+    session_days: int = setting(
+        "CHAT_SESSION_DAYS", "int", 14, "How long a sign-in lasts on one browser, in days.", lo=1, hi=365
+    )
+    session_idle_minutes: int = setting(
+        "CHAT_SESSION_IDLE_MINUTES", "int", 480, "A session unused this long ends.", lo=5, hi=525_600
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        "CHAT_TRUSTED_PROXIES", "list", (), "Proxy addresses whose X-Forwarded-For is believed."
+    )
+    test_clock_file: Path | None = setting(
+        "CHAT_TEST_CLOCK_FILE", "path", None, "Tests only: seconds added to the server's clock.",
+    )
     cookie_key: Secret | None = setting(
-        "CHAT_COOKIE_KEY", "secret", None, "Signs the login cookie; replicas must share it.",
+        "CHAT_COOKIE_KEY", "secret", None, "Keys the session-cookie hashes; replicas must share it.",
         shown="generated in <data dir>/keys/",
     )
     cursor_key: Secret | None = setting(
@@ -154,7 +173,7 @@ class Settings:
         shown="generated in <data dir>/keys/",
     )
     token_ttl_s: int = setting(
-        "CHAT_TOKEN_TTL_S", "int", 900, "Lifetime of a sign-in token, in seconds.", lo=30, hi=86_400
+        "CHAT_TOKEN_TTL_S", "int", 300, "Lifetime of a sign-in token, in seconds.", lo=30, hi=86_400
     )
     clerk_issuer: str | None = setting(
         "CLERK_ISSUER", "url", None, "The Clerk Frontend API URL (required with CHAT_AUTH=clerk)."
@@ -168,6 +187,12 @@ class Settings:
     )
     clerk_authorized_parties: tuple[str, ...] = setting(
         "CLERK_AUTHORIZED_PARTIES", "list", (), "Origins allowed in a session token's `azp`."
+    )
+    clerk_secret_key: Secret | None = setting(
+        "CLERK_SECRET_KEY", "secret", None, "Renews Clerk session tokens through Clerk's Backend API."
+    )
+    clerk_api_url: str = setting(
+        "CLERK_API_URL", "url", "https://api.clerk.com/v1", "Clerk's Backend API (renewing session tokens)."
     )
     # OAuth client id(s) of Streamlit's OIDC login with Clerk: the `aud` of the ID tokens st.login gets.
     clerk_audience: tuple[str, ...] = setting(

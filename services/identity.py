@@ -19,7 +19,10 @@ from services.accounts import (
     load_or_create_signing_key,
 )
 from services.auth import Principal, TokenVerifier
+from services.clerk_sessions import ClerkSessionRenewer
 from services.config import Settings
+from services.sessions import Clock, SessionPolicy, SessionService
+from services.store.signin import PostgresSigninStore
 
 LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1", "[::1]")
 # Values seen in streamlit-authenticator's docs and in example configs; anyone can sign cookies with them.
@@ -39,7 +42,9 @@ KNOWN_COOKIE_KEYS = frozenset(
     }
 )
 MIN_COOKIE_KEY_CHARS = 32
-COOKIE_NAME = "chat_auth"
+# The session cookie (HttpOnly, set by api/auth.py); its value is a random secret the sessions table knows
+# only by its HMAC under the cookie key.
+COOKIE_NAME = "chat_session"
 
 # The single user of CHAT_AUTH=none: a fixed principal, reviewer so the history page is usable.
 LOCAL_USER = Principal(user_id="local-user", claims={"roles": ["reviewer"], "name": "Local user"})
@@ -52,10 +57,13 @@ class Identity:
     # clerk only: checks ID tokens from Streamlit's OIDC login (needs CLERK_AUDIENCE).
     oidc_verifier: TokenVerifier | None = None
     accounts: AccountStore | None = None
+    # clerk with CLERK_SECRET_KEY: fresh session tokens from Clerk's Backend API (services/clerk_sessions.py).
+    clerk_renewer: ClerkSessionRenewer | None = None
     issuer: LocalIssuer | None = None
     cookie_key: str | None = None
     cookie_key_from_settings: bool = False
     signing_key_path: Path | None = None
+    test_clock: bool = False
 
 
 def keys_dir(settings: Settings) -> Path:
@@ -72,9 +80,21 @@ def build_identity(settings: Settings) -> Identity:
             oidc_verifier=(
                 _clerk_verifier(settings, audience=settings.clerk_audience) if settings.clerk_audience else None
             ),
+            clerk_renewer=(
+                ClerkSessionRenewer(
+                    secret_key=settings.clerk_secret_key.reveal(),
+                    api_url=settings.clerk_api_url,
+                    # The app fetches these tokens itself from Clerk: no browser origin (azp) to check.
+                    verifier=_clerk_verifier(settings),
+                )
+                if settings.clerk_secret_key
+                else None
+            ),
         )
     key_path = keys_dir(settings) / "local-signing-key.pem"
-    issuer = LocalIssuer(load_or_create_signing_key(key_path), ttl_s=settings.token_ttl_s)
+    issuer = LocalIssuer(
+        load_or_create_signing_key(key_path), ttl_s=settings.token_ttl_s, clock=Clock(settings.test_clock_file).now
+    )
     if settings.cookie_key is not None:
         cookie_key, from_settings = settings.cookie_key.reveal(), True
     else:
@@ -87,7 +107,34 @@ def build_identity(settings: Settings) -> Identity:
         cookie_key=cookie_key,
         cookie_key_from_settings=from_settings,
         signing_key_path=key_path,
+        test_clock=settings.test_clock_file is not None,
     )
+
+
+def session_service(settings: Settings, identity: Identity, conninfo: str) -> SessionService:
+    """Sessions for CHAT_AUTH=local, on the app's database (own small pool)."""
+    if identity.accounts is None or identity.issuer is None or identity.cookie_key is None:
+        raise ValueError("local sign-in is not configured")
+    store = PostgresSigninStore(conninfo)
+    problem = store.access_problem()
+    if problem:
+        store.close()
+        raise ValueError(problem)
+    return SessionService(
+        store,
+        identity.accounts,
+        identity.issuer,
+        clock=Clock(settings.test_clock_file),
+        pepper=identity.cookie_key,
+        policy=SessionPolicy(lifetime_s=settings.session_days * 86_400, idle_s=settings.session_idle_minutes * 60),
+        setup_code_path=keys_dir(settings) / "setup-code",
+        setup_code=settings.setup_code.reveal() if settings.setup_code else None,
+    )
+
+
+def signup_allowed(settings: Settings, address: str | None) -> bool:
+    """CHAT_ALLOW_SIGNUP when set; otherwise only a server on localhost lets strangers make accounts."""
+    return settings.allow_signup if settings.allow_signup is not None else is_local_address(address)
 
 
 def _clerk_verifier(
@@ -159,6 +206,8 @@ def startup_problem(identity: Identity, address: str | None) -> str | None:
     problem = cookie_key_problem(identity.cookie_key, identity.cookie_key_from_settings, address)
     if problem:
         return problem
+    if identity.test_clock and not is_local_address(address):
+        return "CHAT_TEST_CLOCK_FILE moves the server's clock for tests: unset it before serving other machines."
     if identity.signing_key_path is not None and not is_local_address(address):
         if not is_private_file(identity.signing_key_path):
             return (

@@ -18,9 +18,10 @@ from services.chat import ChatService
 from services.config import Settings, load_settings, redact
 from services.errors import UserError
 from services.history import HistoryService
-from services.identity import Identity, build_identity, keys_dir
+from services.identity import Identity, build_identity, keys_dir, session_service
 from services.providers.catalogue import Catalogue, build_catalogue
 from services.ratelimit import RateLimiter
+from services.sessions import SessionService
 from services.store import Store, embedded
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
@@ -37,8 +38,12 @@ class Services:
     catalogue: Catalogue
     # Sign-in objects for CHAT_AUTH (verifier, local accounts and issuer); see services/identity.py.
     identity: Identity
+    # CHAT_AUTH=local only: sessions, sign-in throttling, account and admin actions (services/sessions.py).
+    sessions: SessionService | None = None
 
     def close(self) -> None:
+        if self.sessions is not None:
+            self.sessions.store.close()
         self.store.close()
 
 
@@ -91,8 +96,24 @@ def build_services(settings: Settings) -> Services:
     catalogue = build_catalogue(settings)
     chat = ChatService(store, catalogue, RateLimiter(store, settings.rate_limit_per_minute), settings=settings)
     history = HistoryService(store)
+    sessions = None
+    if identity.mode == "local":
+        try:
+            sessions = session_service(settings, identity, store.conninfo)
+        except Exception as exc:
+            store.close()
+            raise StartupError(f"Could not set up sign-in sessions: {redact(str(exc), settings)}") from None
+        sessions.announce_setup_code()
     log.info("services built (auth %s, %d models)", settings.auth_mode, len(catalogue.ids))
-    return Services(settings=settings, store=store, chat=chat, history=history, catalogue=catalogue, identity=identity)
+    return Services(
+        settings=settings,
+        store=store,
+        chat=chat,
+        history=history,
+        catalogue=catalogue,
+        identity=identity,
+        sessions=sessions,
+    )
 
 
 def configure_logging() -> None:

@@ -21,7 +21,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -29,11 +29,19 @@ AsUser = Callable[[str], AbstractContextManager[psycopg.Connection]]
 
 # Tables the migrations create; a new table in `public` must be added here (and get policies) or the
 # flag check reports it.
-PUBLIC_TABLES = ("conversations", "messages", "profiles", "rate_limits")
+PUBLIC_TABLES = ("audit_log", "conversations", "messages", "profiles", "rate_limits", "sessions", "signin_attempts")
+# Tables the behaviour checks below act on as `authenticated`. The sign-in tables (sessions, attempts, audit)
+# are written by the `chat_signin` role before anyone is signed in; tests/test_sessions.py checks their
+# isolation through the sign-in service, and the catalogue checks here pin their flags and policies.
+BEHAVIOUR_TABLES = ("conversations", "messages", "profiles", "rate_limits")
 
 _OWN = "(( SELECT (auth.jwt() ->> 'sub'::text)) = user_id)"
 _REVIEWER = (
     '( SELECT COALESCE((auth.jwt() @? \'$?(@."roles" == "reviewer" || @."metadata"."roles" == "reviewer")\''
+    '::jsonpath), false) AS "coalesce")'
+)
+_ADMIN = (
+    '( SELECT COALESCE((auth.jwt() @? \'$?(@."roles" == "admin" || @."metadata"."roles" == "admin")\''
     '::jsonpath), false) AS "coalesce")'
 )
 _MESSAGE_INSERT = (
@@ -50,6 +58,8 @@ class Policy:
     with_check: str | None
     roles: str = "{authenticated}"
     permissive: str = "PERMISSIVE"
+    # Whether the behaviour checks can see a widening of this policy (see BEHAVIOUR_TABLES).
+    behaviour: bool = field(default=True, compare=False)
 
 
 # Every policy in `public`, by name, with the exact expression PostgreSQL 18 prints for it.
@@ -72,6 +82,17 @@ EXPECTED_POLICIES: dict[str, Policy] = {
     "profiles_insert_own": Policy("profiles", "INSERT", None, _OWN),
     "profiles_update_own": Policy("profiles", "UPDATE", _OWN, _OWN),
     "profiles_delete_own": Policy("profiles", "DELETE", _OWN, None),
+    "sessions_select_own": Policy("sessions", "SELECT", _OWN, None, behaviour=False),
+    "sessions_update_own": Policy("sessions", "UPDATE", _OWN, _OWN, behaviour=False),
+    "sessions_signin_all": Policy("sessions", "ALL", "true", "true", "{chat_signin}", behaviour=False),
+    "signin_attempts_service": Policy("signin_attempts", "ALL", "true", "true", "{chat_signin}", behaviour=False),
+    "audit_log_insert_own": Policy(
+        "audit_log", "INSERT", None, "(( SELECT (auth.jwt() ->> 'sub'::text)) = actor_id)", behaviour=False
+    ),
+    "audit_log_insert_signin": Policy(
+        "audit_log", "INSERT", None, "(actor_id = 'signin'::text)", "{chat_signin}", behaviour=False
+    ),
+    "audit_log_select_admin": Policy("audit_log", "SELECT", _ADMIN, None, behaviour=False),
 }
 
 

@@ -1,22 +1,23 @@
-"""AppTest flows for CHAT_AUTH=local through the real app.py: first account, login, wrong password,
-logout, expiry with the draft kept, and no page reachable without a principal."""
+"""AppTest flows for CHAT_AUTH=local through the real app.py: the sign-in page, a session found by its
+secret (what the cookie carries; AppTest cannot send cookies, so the tests seed the tab's session state the
+way the gate does), silent token renewal as the server's clock moves, a session ending with the draft
+kept, the redirect outcomes, and no page reachable without a principal. The HTML forms themselves are
+posted by a real browser in tests/e2e/test_auth_browser.py."""
 
 from __future__ import annotations
 
-import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import streamlit as st
-import yaml
 from streamlit.testing.v1 import AppTest
 
 from components import state
-from services.accounts import AccountStore, LocalIssuer, load_or_create_signing_key
+from services.accounts import AccountStore
 from services.auth import Principal
-from services.runtime import reset_shared_services
+from services.runtime import reset_shared_services, shared_services
+from services.sessions import SessionService
 from services.store.embedded import EmbeddedDatabase
 from tests.auth_support import app_py_runs_every_time  # noqa: F401 - autouse fixture
 
@@ -31,15 +32,20 @@ def data_dir(database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", database.app_url)
     monkeypatch.setenv("DATABASE_ADMIN_URL", database.admin_url)
-    for name in ("CHAT_USERS_FILE", "CHAT_ALLOW_SIGNUP", "CHAT_COOKIE_KEY", "CHAT_TOKEN_TTL_S"):
+    for name in ("CHAT_USERS_FILE", "CHAT_ALLOW_SIGNUP", "CHAT_COOKIE_KEY", "CHAT_TOKEN_TTL_S", "CHAT_SETUP_CODE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CHAT_TEST_CLOCK_FILE", str(tmp_path / "clock"))
+    monkeypatch.setenv("CHAT_TOKEN_TTL_S", "60")
     reset_shared_services()  # services are built once per process; this test's env must take effect
     yield tmp_path
     reset_shared_services()
 
 
-def new_session() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=30).run()
+def new_session(secret: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    if secret is not None:
+        at.session_state[state.SESSION_SECRET] = secret
+    return at.run()
 
 
 def texts(at: AppTest) -> str:
@@ -55,29 +61,6 @@ def principal_of(at: AppTest) -> Principal | None:
     return value
 
 
-def button(at: AppTest, label: str):  # type: ignore[no-untyped-def]
-    matches = [b for b in at.button if b.label == label]
-    assert matches, f"no button {label!r} in {[b.label for b in at.button]}"
-    return matches[0]
-
-
-def create_account(at: AppTest, username: str, password: str = PASSWORD, repeat: str | None = None) -> AppTest:
-    at.text_input(key="signup_username").input(username)
-    at.text_input(key="signup_name").input(username.title())
-    at.text_input(key="signup_password").input(password)
-    at.text_input(key="signup_repeat").input(password if repeat is None else repeat)
-    return button(at, "Create account").click().run()
-
-
-def log_in(at: AppTest, username: str, password: str) -> AppTest:
-    # streamlit-authenticator's form: its "Username" and "Password" inputs come first on the page.
-    username_box = [t for t in at.text_input if t.label == "Username" and t.key != "signup_username"][0]
-    password_box = [t for t in at.text_input if t.label == "Password" and t.key != "signup_password"][0]
-    username_box.input(username)
-    password_box.input(password)
-    return button(at, "Login").click().run()
-
-
 def is_sign_in_page(at: AppTest) -> bool:
     return any(t.value == "Sign in" for t in at.title)
 
@@ -89,93 +72,153 @@ def seed_accounts(data_dir: Path, *usernames: str) -> AccountStore:
     return accounts
 
 
-def test_first_account_from_the_login_page_becomes_reviewer(data_dir: Path) -> None:
-    at = new_session()
+def sessions() -> SessionService:
+    found = shared_services().sessions
+    assert found is not None
+    return found
+
+
+def advance(data_dir: Path, seconds: float) -> None:
+    clock = data_dir / "clock"
+    current = float(clock.read_text()) if clock.exists() else 0.0
+    clock.write_text(str(current + seconds))
+
+
+def signed_in(data_dir: Path, username: str) -> AppTest:
+    secret = sessions().sign_in(username, PASSWORD, address="198.51.100.7")
+    at = new_session(secret)
+    assert not at.exception, at.exception
+    return at
+
+
+def test_no_accounts_asks_for_the_setup_code_and_logs_it(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="services.sessions"):
+        at = new_session()
     assert not at.exception, at.exception
     assert is_sign_in_page(at)
-    assert "No accounts exist yet" in texts(at)
+    assert "No accounts exist yet" in texts(at) and "setup code" in texts(at)
     assert principal_of(at) is None
+    code = (data_dir / "keys" / "setup-code").read_text().strip()
+    assert any(code in r.getMessage() for r in caplog.records)
 
-    at = create_account(at, "ann")
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
+
+def test_a_session_secret_signs_the_tab_in_with_a_short_token(data_dir: Path) -> None:
+    accounts = seed_accounts(data_dir, "ann", "bob")
+    at = signed_in(data_dir, "bob")
     principal = principal_of(at)
-    assert principal is not None and principal.user_id == "local:ann"
-    assert principal.is_reviewer
-    assert not is_sign_in_page(at)
-    assert "Ann" in [t.value for t in at.sidebar.text]
-
-    users_file = data_dir / "users.yaml"
-    saved = yaml.safe_load(users_file.read_text())["credentials"]["usernames"]["ann"]
-    assert saved["roles"] == ["reviewer"]
-    assert saved["password"].startswith("$2") and PASSWORD not in users_file.read_text()
-    assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
-    assert stat.S_IMODE((data_dir / "keys" / "local-signing-key.pem").stat().st_mode) == 0o600
-
-
-def test_second_account_is_not_reviewer(data_dir: Path) -> None:
-    seed_accounts(data_dir, "ann")
-    at = new_session()
-    assert "New here? Create an account" in [e.label for e in at.expander]
-    at = create_account(at, "bob")
-    assert not at.exception, at.exception
-    principal = principal_of(at)
-    assert principal is not None and principal.user_id == "local:bob"
-    assert not principal.is_reviewer
-
-
-def test_signup_mistakes_are_explained_and_nothing_is_written(data_dir: Path) -> None:
-    at = new_session()
-    at = create_account(at, "ann", PASSWORD, repeat=PASSWORD + "x")
-    assert not at.exception
-    assert "The two passwords do not match." in [e.value for e in at.error]
-    at = create_account(at, "ann", "short")
-    assert any("at least 8 characters" in e.value for e in at.error)
-    at = create_account(at, "A n n")
-    assert any("Choose a username" in e.value for e in at.error)
-    assert principal_of(at) is None
-    assert not (data_dir / "users.yaml").exists()
-
-
-def test_login_then_logout_keeps_the_draft(data_dir: Path) -> None:
-    seed_accounts(data_dir, "ann", "bob")
-    at = new_session()
-    assert is_sign_in_page(at)
-    at = log_in(at, "bob", PASSWORD)
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    principal = principal_of(at)
-    assert principal is not None and principal.user_id == "local:bob"
+    bob = accounts.get("bob")
+    assert bob is not None and principal is not None
+    assert principal.user_id == bob.user_id and principal.user_id.startswith("acct_")
     assert principal.claims["iss"] == "urn:chat-app:local"
-    assert isinstance(at.session_state[state.TOKEN], str)
+    assert principal.claims["exp"] - principal.claims["iat"] == 60
     assert not is_sign_in_page(at)
+    assert "Bob" in [t.value for t in at.sidebar.text]
 
+
+def test_the_token_is_renewed_from_the_session_as_the_clock_moves(data_dir: Path) -> None:
+    seed_accounts(data_dir, "ann")
+    at = signed_in(data_dir, "ann")
+    first = at.session_state[state.TOKEN]
+    at.run()
+    assert at.session_state[state.TOKEN] == first  # plenty of life left: kept
+    seen = {first}
+    for _ in range(20):  # 20 minutes with a 60 s token
+        advance(data_dir, 60)
+        at.run()
+        assert not at.exception, at.exception
+        assert principal_of(at) is not None and not is_sign_in_page(at)
+        seen.add(at.session_state[state.TOKEN])
+    assert len(seen) == 21
+
+
+def test_a_revoked_session_ends_the_tab_and_keeps_the_draft(data_dir: Path) -> None:
+    seed_accounts(data_dir, "ann")
+    secret = sessions().sign_in("ann", PASSWORD, address="198.51.100.7")
+    at = new_session(secret)
+    assert principal_of(at) is not None
+    sessions().sign_out(secret)  # Log out in another tab
     at.session_state[state.DRAFT] = "half a thought"
-    at = at.button(key="chat_logout_button").click().run()
+    at.run()
     assert not at.exception, at.exception
     assert is_sign_in_page(at)
-    assert "You are signed out." in texts(at)
-    assert principal_of(at) is None
-    assert state.TOKEN not in at.session_state
+    assert any("Your session has ended" in i.value and "draft is kept" in i.value for i in at.info)
+    assert principal_of(at) is None and state.TOKEN not in at.session_state
     assert at.session_state[state.DRAFT] == "half a thought"
 
-    # Signing in again works in the same session.
-    at = log_in(at, "ann", PASSWORD)
-    principal = principal_of(at)
-    assert principal is not None and principal.user_id == "local:ann"
+    # Signing in again (a new session) brings the draft back into the chat input.
+    at.session_state[state.SESSION_SECRET] = sessions().sign_in("ann", PASSWORD, address="198.51.100.7")
+    at.run()
+    assert principal_of(at) is not None
+    assert at.chat_input[0].proto.value == "half a thought"
 
 
-def test_wrong_password_gives_a_clear_message(data_dir: Path) -> None:
+def test_message_sent_as_the_session_ends_becomes_the_draft(data_dir: Path) -> None:
     seed_accounts(data_dir, "ann")
-    at = log_in(new_session(), "ann", "not the password")
+    at = signed_in(data_dir, "ann")
+    assert at.chat_input, "the chat page shows its input once signed in"
+    advance(data_dir, 481 * 60)  # idle longer than CHAT_SESSION_IDLE_MINUTES
+    at.chat_input[0].set_value("typed just before the end")
+    at.run()
     assert not at.exception, at.exception
-    assert [e.value for e in at.error] == ["Username or password is incorrect."]
-    assert principal_of(at) is None
-    assert state.TOKEN not in at.session_state
-    assert "not the password" not in texts(at)
-    # Unknown user: the same message, so usernames cannot be probed.
-    at = log_in(at, "nobody", PASSWORD)
-    assert [e.value for e in at.error] == ["Username or password is incorrect."]
+    assert is_sign_in_page(at)
+    assert at.session_state[state.DRAFT] == "typed just before the end"
+
+
+def test_a_forged_token_or_secret_is_not_trusted(data_dir: Path) -> None:
+    seed_accounts(data_dir, "ann")
+    at = signed_in(data_dir, "ann")
+    token = at.session_state[state.TOKEN]
+    head, payload, signature = token.split(".")
+    at.session_state[state.TOKEN] = f"{head}.{payload[:-4]}AAAA.{signature}"
+    at.run()
+    # The forged token is dropped and a real one issued from the session: never the forged claims.
+    assert at.session_state[state.TOKEN] != f"{head}.{payload[:-4]}AAAA.{signature}"
+    assert principal_of(at) is not None
+    at = new_session("not-a-session-secret")
+    assert is_sign_in_page(at) and principal_of(at) is None
+
+
+def test_a_disabled_account_loses_its_open_tab_on_the_next_action(data_dir: Path) -> None:
+    accounts = seed_accounts(data_dir, "ann")
+    at = signed_in(data_dir, "ann")
+    accounts.set_disabled("ann", True)
+    at.run()
+    assert is_sign_in_page(at) and principal_of(at) is None
+
+
+def test_redirect_outcomes_become_plain_messages(data_dir: Path) -> None:
+    seed_accounts(data_dir, "ann")
+    cases = {
+        ("signin", "invalid"): "Username or password is incorrect.",
+        ("signin", "signed_out"): "You are signed out.",
+        ("signup", "mismatch"): "The two passwords do not match.",
+    }
+    for (name, code), message in cases.items():
+        at = AppTest.from_file(APP, default_timeout=30)
+        at.query_params[name] = code
+        at.run()
+        assert not at.exception, at.exception
+        assert message in texts(at)
+    # Locked, with the wait from the route.
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["signin"] = "locked"
+    at.query_params["wait"] = "900"
+    at.run()
+    assert "Too many failed sign-ins. Try again in 15 minutes." in texts(at)
+    # A message put in a link by someone else is not shown; the route's signed one is.
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["signup"] = "account"
+    at.query_params["why"] = "Your account is compromised: call +1 555 0100"
+    at.query_params["sig"] = "0" * 32
+    at.run()
+    assert "compromised" not in texts(at) and "That account could not be created." in texts(at)
+    why = "Choose a password of at least 12 characters."
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["signup"] = "account"
+    at.query_params["why"] = why
+    at.query_params["sig"] = sessions().sign_note(why)
+    at.run()
+    assert why in texts(at)
 
 
 @pytest.mark.parametrize("page", ["pages/chat.py", "pages/history.py"])
@@ -187,91 +230,39 @@ def test_pages_unreachable_without_a_principal(data_dir: Path, page: str) -> Non
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(page)
 
-    # Signed in, the page is reachable; once the sign-in is gone, the same page no longer renders.
-    at = log_in(at, "ann", PASSWORD)
+    # Signed in, the page is reachable; once the session is gone, the same page no longer renders.
+    at = signed_in(data_dir, "ann")
     at.switch_page(page).run()
     assert not at.exception, at.exception
     assert not is_sign_in_page(at)
-    at.session_state[state.TOKEN] = "not-a-token"
+    sessions().sign_out(at.session_state[state.SESSION_SECRET])
     at.run()
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Sign in"]
     assert principal_of(at) is None
 
 
-def expire_token(at: AppTest, data_dir: Path, username: str) -> None:
-    account = AccountStore(data_dir / "users.yaml").get(username)
-    assert account is not None
-    issuer = LocalIssuer(load_or_create_signing_key(data_dir / "keys" / "local-signing-key.pem"), ttl_s=60)
-    at.session_state[state.TOKEN] = issuer.issue(account, now=time.time() - 3600)
-
-
-def test_expired_token_asks_to_sign_in_again_and_keeps_the_draft(data_dir: Path) -> None:
-    seed_accounts(data_dir, "ann")
-    at = log_in(new_session(), "ann", PASSWORD)
-    assert principal_of(at) is not None
-
-    expire_token(at, data_dir, "ann")
-    at.session_state[state.DRAFT] = "my unsent message"
-    at.run()
-    assert not at.exception, at.exception
-    assert is_sign_in_page(at)
-    assert any("expired" in i.value and "draft is kept" in i.value for i in at.info)
-    assert principal_of(at) is None
-    assert at.session_state[state.DRAFT] == "my unsent message"
-
-    at = log_in(at, "ann", PASSWORD)
-    assert principal_of(at) is not None
-    assert not at.exception, at.exception
-    # The chat page moves the draft back into its input box.
-    assert state.DRAFT not in at.session_state
-    assert at.chat_input[0].proto.value == "my unsent message"
-
-
-def test_message_sent_as_the_token_expires_becomes_the_draft(data_dir: Path) -> None:
-    seed_accounts(data_dir, "ann")
-    at = log_in(new_session(), "ann", PASSWORD)
-    assert at.chat_input, "the chat page shows its input once signed in"
-    expire_token(at, data_dir, "ann")
-    at.chat_input[0].set_value("typed just before expiry")
-    at.run()
-    assert not at.exception, at.exception
-    assert is_sign_in_page(at)
-    assert at.session_state[state.DRAFT] == "typed just before expiry"
-
-    at = log_in(at, "ann", PASSWORD)
-    assert not at.exception, at.exception
-    assert at.chat_input[0].proto.value == "typed just before expiry"
-
-
-def test_forged_token_in_session_is_not_trusted(data_dir: Path) -> None:
-    seed_accounts(data_dir, "ann")
-    at = log_in(new_session(), "ann", PASSWORD)
-    token = at.session_state[state.TOKEN]
-    head, payload, signature = token.split(".")
-    at.session_state[state.TOKEN] = f"{head}.{payload[:-4]}AAAA.{signature}"
-    at.run()
-    assert not at.exception, at.exception
-    assert is_sign_in_page(at)
-    assert principal_of(at) is None
-
-
-def test_signup_switched_off_with_no_accounts_says_what_to_set(
+def test_signup_is_offered_on_localhost_by_default_and_can_be_switched_off(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CHAT_ALLOW_SIGNUP", "false")
-    at = new_session()
-    assert not at.exception, at.exception
-    assert any("CHAT_ALLOW_SIGNUP" in w.value for w in at.warning)
-    assert not [b for b in at.button if b.label == "Create account"]
-
-
-def test_signup_switched_off_hides_the_create_form(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CHAT_ALLOW_SIGNUP", "false")
     seed_accounts(data_dir, "ann")
-    at = new_session()
-    assert not [b for b in at.button if b.label == "Create account"]
-    assert principal_of(log_in(at, "ann", PASSWORD)) is not None
+    previous = st.get_option("server.address")
+    try:
+        st.config.set_option("server.address", "localhost")
+        assert "New here? Create an account" in [e.label for e in new_session().expander]
+        st.config.set_option("server.address", "0.0.0.0")
+        monkeypatch.setenv("CHAT_COOKIE_KEY", "k" * 40)
+        monkeypatch.delenv("CHAT_TEST_CLOCK_FILE")  # refused beyond localhost
+        reset_shared_services()
+        at = new_session()
+        assert is_sign_in_page(at) and not at.error, [e.value for e in at.error]
+        assert "New here? Create an account" not in [e.label for e in at.expander]
+        st.config.set_option("server.address", "localhost")
+        monkeypatch.setenv("CHAT_ALLOW_SIGNUP", "false")
+        reset_shared_services()
+        assert "New here? Create an account" not in [e.label for e in new_session().expander]
+    finally:
+        st.config.set_option("server.address", previous)
 
 
 def test_none_mode_is_refused_when_listening_beyond_localhost(

@@ -106,6 +106,16 @@ def test_loose_signing_key_permissions_refused_beyond_localhost(tmp_path: Path) 
     assert startup_problem(identity, "localhost") is None
 
 
+def test_a_movable_test_clock_is_refused_beyond_localhost(tmp_path: Path) -> None:
+    settings = settings_from(
+        {"CHAT_DATA_DIR": str(tmp_path), "CHAT_COOKIE_KEY": REAL_KEY, "CHAT_TEST_CLOCK_FILE": str(tmp_path / "c")}
+    )
+    identity = build_identity(settings)
+    problem = startup_problem(identity, "0.0.0.0")
+    assert problem is not None and "CHAT_TEST_CLOCK_FILE" in problem
+    assert startup_problem(identity, "127.0.0.1") is None
+
+
 def test_none_identity_and_refusal(tmp_path: Path) -> None:
     identity = build_identity(settings_from({"CHAT_AUTH": "none", "CHAT_DATA_DIR": str(tmp_path)}))
     assert identity.mode == "none" and identity.verifier is None

@@ -100,7 +100,7 @@ def _bad_numbers(d: Declaration) -> list[str]:
 
 def test_there_are_numeric_and_url_settings_to_check() -> None:
     assert {"CHAT_TOKEN_TTL_S", "CHAT_PROVIDER_TIMEOUT_S"} <= {d.name for d in NUMBERS}
-    assert {d.name for d in URLS} == {"CLERK_ISSUER", "CLERK_JWKS_URL", "OPENAI_BASE_URL"}
+    assert {d.name for d in URLS} == {"CLERK_ISSUER", "CLERK_JWKS_URL", "CLERK_API_URL", "OPENAI_BASE_URL"}
 
 
 @pytest.mark.parametrize("d", NUMBERS, ids=lambda d: d.name)

@@ -108,3 +108,16 @@ def test_shim_creates_supabase_helpers_on_plain_postgres(pg_server: embedded.Emb
             ['{"sub":"5b0c9ad4-2a7e-4d6c-bf0e-6d6c1c2a1f00"}'],
         )
         assert str(conn.execute("select auth.uid()").fetchone()[0]) == "5b0c9ad4-2a7e-4d6c-bf0e-6d6c1c2a1f00"  # type: ignore[index]
+
+
+def test_two_migrations_with_one_version_are_refused(tmp_path: Path) -> None:
+    # Two branches once added a migration each with the same timestamp: the second would never have run.
+    (tmp_path / "20260101000000_first.sql").write_text("select 1;")
+    (tmp_path / "20260101000000_second.sql").write_text("select 2;")
+    with pytest.raises(RuntimeError, match="share the version 20260101000000"):
+        discover(tmp_path)
+
+
+def test_the_shipped_migrations_have_distinct_versions() -> None:
+    versions = [m.version for m in discover()]
+    assert len(versions) == len(set(versions))

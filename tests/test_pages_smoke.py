@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services.runtime import reset_shared_services
+from components import state
+from services.accounts import AccountStore
+from services.runtime import reset_shared_services, shared_services
 from services.store.embedded import EmbeddedDatabase
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +32,23 @@ def test_pages_are_found() -> None:
     assert "pages/chat.py" in PAGES and "pages/history.py" in PAGES
 
 
+# Pages only local accounts have (the Admin page only for administrators): run them signed in as one.
+LOCAL_ONLY = {"pages/account.py", "pages/admin.py"}
+
+
 @pytest.mark.parametrize("page", PAGES)
-def test_page_runs_without_exception(app_env: None, page: str) -> None:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+def test_page_runs_without_exception(
+    app_env: None, page: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    if page in LOCAL_ONLY:
+        monkeypatch.setenv("CHAT_AUTH", "local")
+        reset_shared_services()
+        AccountStore(tmp_path / "users.yaml").create("root", "correct horse battery", roles=("admin",))
+        sessions = shared_services().sessions
+        assert sessions is not None
+        at.session_state[state.SESSION_SECRET] = sessions.sign_in("root", "correct horse battery", address="x")
+    at.run()
     assert not at.exception, at.exception
     at.switch_page(page).run()
     assert not at.exception, at.exception

@@ -37,11 +37,14 @@ class Migration:
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    found = []
+    found: list[Migration] = []
     for path in sorted(directory.glob("*.sql")):
         match = _NAME.match(path.name)
         if match is None:
             raise RuntimeError(f"Migration file {path.name} must be named <14-digit timestamp>_<name>.sql")
+        if found and found[-1].version == match.group(1):
+            # Versions are the primary key of schema_migrations: the second file would never run.
+            raise RuntimeError(f"Migrations {found[-1].path.name} and {path.name} share the version {match.group(1)}")
         found.append(Migration(match.group(1), match.group(2), path))
     return found
 

@@ -138,6 +138,11 @@ class PostgresStore:
     def close(self) -> None:
         self._pool.close()
 
+    @property
+    def conninfo(self) -> str:
+        """The app role's connection string (the sign-in store opens its own small pool with it)."""
+        return str(self._pool.conninfo)
+
     # --- plumbing --------------------------------------------------------------------------------
 
     @contextmanager

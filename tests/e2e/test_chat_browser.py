@@ -1,8 +1,8 @@
 """End to end in a real browser: `streamlit run app.py` with a fresh data directory (the embedded
 database, as in the README quick start), Debian's Chromium driven by Playwright.
 
-Sign-in: `sign_in()` is the one place that knows how; with CHAT_AUTH=local it fills the login form
-("Username", "Password", "Login"). This test runs with CHAT_AUTH=none until local accounts land.
+Sign-in: `sign_in()` is the one place that knows how; with CHAT_AUTH=local it fills the sign-in form
+("Username", "Password", "Sign in"). This test runs with CHAT_AUTH=none until local accounts land.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from services.accounts import AccountStore
 from services.providers.demo import CONFIGURE_HINT
-from tests.e2e.helpers import settle, submit_form
+from tests.e2e.helpers import settle
 
 pytestmark = pytest.mark.e2e
 
@@ -138,17 +138,20 @@ def sign_in(page: Page) -> None:
     if AUTH_MODE != "local":
         return
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=60_000)
-    idle(page)  # fill the form the last run drew, not one a run in flight is about to replace
-    form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Login"))
+    # A plain HTML form the browser posts itself: one click, nothing to race with (no retry).
+    form = page.locator('form[action="/api/auth/sign-in"]')
     form.get_by_label("Username").fill(USERNAME)
     form.get_by_label("Password", exact=True).fill(PASSWORD)
-    submit_form(
-        page,
-        form.get_by_role("button", name="Login"),
-        page.get_by_test_id("stSidebar").get_by_role("button", name="Log out"),
-    )
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("stSidebar").get_by_role("button", name="Log out")).to_be_visible(timeout=30_000)
     expect(page.get_by_role("heading", name="Sign in")).to_have_count(0, timeout=30_000)
     idle(page)
+
+
+def still_signed_in(page: Page) -> None:
+    if AUTH_MODE == "local":
+        expect(page.get_by_test_id("stSidebar").get_by_role("button", name="Log out")).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("heading", name="Sign in")).to_have_count(0)
 
 
 def test_reply_grows_in_the_browser_and_the_conversation_survives_a_reload(server: str, browser: Browser) -> None:
@@ -189,7 +192,7 @@ def test_reply_grows_in_the_browser_and_the_conversation_survives_a_reload(serve
 
     assert "c=" in page.url
     page.reload(wait_until="domcontentloaded")
-    sign_in(page)
+    still_signed_in(page)  # the session cookie outlives the page: no second sign-in
     messages = page.get_by_test_id("stChatMessage")
     expect(messages).to_have_count(2, timeout=30_000)
     expect(messages.nth(0)).to_contain_text("Hello from a real browser")
@@ -198,7 +201,7 @@ def test_reply_grows_in_the_browser_and_the_conversation_survives_a_reload(serve
 
     # A fresh visit without the link finds the conversation in the sidebar, newest first.
     page.goto(server, wait_until="domcontentloaded")
-    sign_in(page)
+    still_signed_in(page)
     entry = page.get_by_test_id("stSidebar").get_by_role("button", name="Hello from a real browser")
     expect(entry).to_be_visible(timeout=30_000)
     entry.click()
@@ -230,7 +233,7 @@ def test_the_stop_button_keeps_the_partial_reply(server: str, browser: Browser) 
     page.screenshot(path=str(SHOTS / "06-stopped.png"))
 
     page.reload(wait_until="domcontentloaded")
-    sign_in(page)
+    still_signed_in(page)
     messages = page.get_by_test_id("stChatMessage")
     expect(messages).to_have_count(2, timeout=30_000)
     expect(messages.nth(1)).to_contain_text("Stopped before the end.")
