@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -89,9 +89,29 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: values[0] for key, values in parsed.items() if values}
 
 
-def _back(outcome: dict[str, str]) -> RedirectResponse:
-    # 303: the browser follows with a GET, so a reload never re-posts the password.
-    return RedirectResponse("/?" + urlencode(outcome) if outcome else "/", status_code=303)
+MAX_NEXT_CHARS = 2_000
+
+
+def safe_next(value: str | None) -> str:
+    """The page the form was on (its path and query), to go back to: only a path on this app, never
+    another site (`//host`, `/\\host`, a scheme) and never with control characters; else the app's root."""
+    if not value or len(value) > MAX_NEXT_CHARS or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return "/"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
+def _back(outcome: dict[str, str], next_url: str = "/") -> RedirectResponse:
+    """303 to the page the form was on (a deep link survives sign-in), with the outcome's reason codes
+    added to its query. 303: the browser follows with a GET, so a reload never re-posts the password."""
+    parts = urlsplit(safe_next(next_url))
+    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items() if k not in outcome}
+    query.update(outcome)
+    return RedirectResponse(parts.path + ("?" + urlencode(query) if query else ""), status_code=303)
 
 
 def _services() -> tuple[Services, SessionService] | None:
@@ -143,10 +163,10 @@ async def sign_in(request: Request) -> Response:
         outcome = {"signin": exc.code, "u": username.strip().lower()[:64]}
         if exc.retry_after_s:
             outcome["wait"] = str(exc.retry_after_s)
-        return _back(outcome)
+        return _back(outcome, form.get("next", "/"))
     except StoreUnavailable:
-        return _back({"signin": UNAVAILABLE})
-    response = _back({})
+        return _back({"signin": UNAVAILABLE}, form.get("next", "/"))
+    response = _back({}, form.get("next", "/"))
     _set_cookie(response, request, services, secret)
     return response
 
@@ -180,10 +200,10 @@ async def sign_up(request: Request) -> Response:
             outcome["sig"] = sessions.sign_note(outcome["why"])
         if exc.retry_after_s:
             outcome["wait"] = str(exc.retry_after_s)
-        return _back(outcome)
+        return _back(outcome, form.get("next", "/"))
     except StoreUnavailable:
-        return _back({"signin": UNAVAILABLE})
-    response = _back({})
+        return _back({"signin": UNAVAILABLE}, form.get("next", "/"))
+    response = _back({}, form.get("next", "/"))
     _set_cookie(response, request, services, secret)
     return response
 

@@ -11,6 +11,7 @@ the code into the message. Passwords are checked by services/accounts.py against
 from __future__ import annotations
 
 import html
+from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
@@ -53,17 +54,23 @@ def _field(label: str, name: str, *, kind: str = "text", value: str = "", autoco
     return f"<label>{html.escape(label)}<input {attrs} required></label>"
 
 
-def sign_in_form_html(username: str = "") -> str:
+def _next_field(next_url: str) -> str:
+    # Where the route sends the browser back to: the page (and query) this form was shown on.
+    return f'<input type="hidden" name="next" value="{html.escape(next_url, quote=True)}">'
+
+
+def sign_in_form_html(username: str = "", next_url: str = "/") -> str:
     return (
         _STYLE
         + '<form class="chat-auth-form" method="post" action="/api/auth/sign-in">'
+        + _next_field(next_url)
         + _field("Username", "username", value=username, autocomplete="username")
         + _field("Password", "password", kind="password", autocomplete="current-password")
         + '<button type="submit">Sign in</button></form>'
     )
 
 
-def sign_up_form_html(*, first: bool, username: str = "") -> str:
+def sign_up_form_html(*, first: bool, username: str = "", next_url: str = "/") -> str:
     fields = [
         _field("Username", "username", value=username, autocomplete="username"),
         _field("Display name (optional)", "display_name", autocomplete="name").replace(" required>", ">"),
@@ -76,6 +83,7 @@ def sign_up_form_html(*, first: bool, username: str = "") -> str:
     return (
         _STYLE
         + '<form class="chat-auth-form" method="post" action="/api/auth/sign-up">'
+        + _next_field(next_url)
         + "".join(fields)
         + f'<button type="submit">{label}</button></form>'
     )
@@ -87,6 +95,17 @@ def sign_out_form_html() -> str:
         + '<form class="chat-auth-form" method="post" action="/api/auth/sign-out">'
         + '<button type="submit" class="secondary">Log out</button></form>'
     )
+
+
+# Query parameters the sign-in routes add to report an outcome: not part of the page a user came for.
+OUTCOME_PARAMS = frozenset({"signin", "signup", "wait", "why", "sig", "u"})
+
+
+def current_page() -> str:
+    """This page's path and query without the sign-in outcome: where a form sends the browser back to."""
+    path = urlsplit(st.context.url or "").path or "/"
+    query = {k: v for k, v in st.query_params.to_dict().items() if k not in OUTCOME_PARAMS}
+    return path + ("?" + urlencode(query) if query else "")
 
 
 def _query(name: str) -> str:
@@ -140,10 +159,10 @@ def render_sign_in(sessions: SessionService, *, allow_signup: bool) -> None:
             "No accounts exist yet. Create the first administrator with the one-time setup code printed in "
             "the server log (or set as CHAT_SETUP_CODE)."
         )
-        st.html(sign_up_form_html(first=True, username=username))
+        st.html(sign_up_form_html(first=True, username=username, next_url=current_page()))
         return
     signing_up = bool(_query("signup"))
-    st.html(sign_in_form_html("" if signing_up else username))
+    st.html(sign_in_form_html("" if signing_up else username, next_url=current_page()))
     if allow_signup:
         with st.expander("New here? Create an account", expanded=signing_up):
-            st.html(sign_up_form_html(first=False, username=username if signing_up else ""))
+            st.html(sign_up_form_html(first=False, username=username if signing_up else "", next_url=current_page()))

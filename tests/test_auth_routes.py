@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from api import ROUTES
-from api.auth import client_address
+from api.auth import client_address, safe_next
 from services.accounts import AccountStore
 from services.runtime import reset_shared_services, shared_services
 from services.store.embedded import EmbeddedDatabase
@@ -111,3 +111,23 @@ def test_forwarded_for_is_believed_only_from_named_proxies(
     peer: str, forwarded: str | None, trusted: tuple[str, ...], expected: str
 ) -> None:
     assert client_address(scope_request(peer, forwarded), trusted) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("/history?limit=50&role=user", "/history?limit=50&role=user"),
+        ("/", "/"),
+        ("/account", "/account"),
+        ("//evil.test/x", "/"),
+        ("/\\evil.test", "/"),
+        ("https://evil.test/", "/"),
+        ("history", "/"),
+        ("/a\r\nSet-Cookie: x=1", "/"),
+        ("", "/"),
+        (None, "/"),
+        ("/" + "x" * 3000, "/"),
+    ],
+)
+def test_the_page_to_go_back_to_is_only_ever_a_path_on_this_app(given: str | None, kept: str) -> None:
+    assert safe_next(given) == kept

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from services.accounts import AccountStore
-from tests.e2e.helpers import settle, submit_form
+from tests.e2e.helpers import settle
 from tests.e2e.server import AppServer, app_server
 
 pytestmark = pytest.mark.e2e
@@ -137,12 +137,22 @@ def test_a_deep_link_survives_sign_in(local_server: AppServer, browser: Browser)
     # Item 2: /history?... signed out, then signing in, landed on Chat at /?limit=20&...
     page = browser.new_page()
     page.goto(f"{local_server.url}/history?limit=50&role=user")
-    expect(page.get_by_role("button", name="Login")).to_be_visible(timeout=60_000)
+    form = page.locator('form[action="/api/auth/sign-in"]')
+    expect(form.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
     settle(page)
     assert page.url.endswith("/history?limit=50&role=user"), page.url
-    page.get_by_label("Username").first.fill("ann")
-    page.get_by_label("Password").first.fill(PASSWORD)
-    submit_form(page, page.get_by_role("button", name="Login"), page.get_by_role("heading", name="History"))
+    # A wrong password first: the failure comes back to the same link, and so does the success after it.
+    form.get_by_label("Username").fill("ann")
+    form.get_by_label("Password", exact=True).fill("not the password")
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("incorrect", exact=False)).to_be_visible(timeout=30_000)
+    assert "/history?" in page.url and "limit=50" in page.url, page.url
+    form = page.locator('form[action="/api/auth/sign-in"]')
+    form.get_by_label("Username").fill("ann")
+    form.get_by_label("Password", exact=True).fill(PASSWORD)
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="History")).to_be_visible(timeout=30_000)
     settle(page)
+    assert "signin=" not in page.url and "u=" not in page.url, page.url
     assert "/history?" in page.url and "limit=50" in page.url and "role=user" in page.url, page.url
     page.close()
