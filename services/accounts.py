@@ -1,5 +1,8 @@
 """Local accounts for demo deployments, and the local RS256 token issuer.
 
+(Over 400 lines: the accounts file, its atomic writes, the password rules and the local token issuer are one
+unit of local sign-in; the issuer moves out when a second account backend arrives.)
+
 Accounts live in a credentials YAML in streamlit-authenticator's standard format
 (`credentials: usernames: <name>: {email, first_name, last_name, password: <bcrypt>, roles}`), so the
 library's tools read it unchanged and admins can edit it by hand (plain-text passwords written there are

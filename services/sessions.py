@@ -1,5 +1,8 @@
 """Local accounts' sessions: sign-in, sign-up, lasting sessions, silent token renewal, throttling.
 
+(Over 400 lines: sessions, renewal, throttling and the account and admin actions share one set of rules about
+who may do what and when, read best in one place.)
+
 Sessions and tokens are apart, as Clerk does it. Signing in opens a server-side session (a row in
 `public.sessions`) whose random secret the browser keeps in an HttpOnly cookie (set by api/auth.py); it
 lasts CHAT_SESSION_DAYS and ends earlier when unused for CHAT_SESSION_IDLE_MINUTES. Every script run
