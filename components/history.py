@@ -1,9 +1,10 @@
 """History page rendering: filter bar, message table, pager, detail view, usage chart, exports and the delete
-
-(Just over 400 lines: the History page's filter bar, table, pager, detail, usage, exports and dialogs, each small.)
 dialogs. Each takes data and callbacks (defined in pages/history.py), never a store or a service. The URL
 model is services/history_query.py; the URL is the source of truth, widgets are synced from it, and a
-change goes back through the page's callback."""
+change goes back through the page's callback.
+
+(Just over 400 lines: the History page's filter bar, table, pager, detail, usage, exports and dialogs, each small.)
+"""
 
 from __future__ import annotations
 
