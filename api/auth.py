@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -148,27 +149,45 @@ async def _checked(request: Request) -> tuple[Services, SessionService, dict[str
     return services, sessions, await _form(request), client_address(request, services.settings.trusted_proxies)
 
 
+async def _open_session(
+    request: Request,
+    services: Services,
+    form: dict[str, str],
+    start: Callable[[], str],
+    refused: Callable[[SignInRefused], dict[str, str]],
+) -> Response:
+    """Run a sign-in or sign-up (blocking: bcrypt and the database, so off the event loop) and answer with
+    the session cookie and a redirect back to the page the form was on, or with the refusal's codes."""
+    next_url = form.get("next", "/")
+    try:
+        secret = await run_in_threadpool(start)
+    except SignInRefused as exc:
+        outcome = refused(exc)
+        if exc.retry_after_s:
+            outcome["wait"] = str(exc.retry_after_s)
+        return _back(outcome, next_url)
+    except StoreUnavailable:
+        return _back({"signin": UNAVAILABLE}, next_url)
+    response = _back({}, next_url)
+    _set_cookie(response, request, services, secret)
+    return response
+
+
 async def sign_in(request: Request) -> Response:
     checked = await _checked(request)
     if isinstance(checked, Response):
         return checked
     services, sessions, form, address = checked
     username, password = form.get("username", ""), form.get("password", "")
-    try:
-        # bcrypt and the database calls are blocking: run them off the event loop.
-        secret = await run_in_threadpool(
-            sessions.sign_in, username, password, address=address, user_agent=request.headers.get("user-agent", "")
-        )
-    except SignInRefused as exc:
-        outcome = {"signin": exc.code, "u": username.strip().lower()[:64]}
-        if exc.retry_after_s:
-            outcome["wait"] = str(exc.retry_after_s)
-        return _back(outcome, form.get("next", "/"))
-    except StoreUnavailable:
-        return _back({"signin": UNAVAILABLE}, form.get("next", "/"))
-    response = _back({}, form.get("next", "/"))
-    _set_cookie(response, request, services, secret)
-    return response
+    return await _open_session(
+        request,
+        services,
+        form,
+        lambda: sessions.sign_in(
+            username, password, address=address, user_agent=request.headers.get("user-agent", "")
+        ),
+        lambda exc: {"signin": exc.code, "u": username.strip().lower()[:64]},
+    )
 
 
 async def sign_up(request: Request) -> Response:
@@ -178,34 +197,32 @@ async def sign_up(request: Request) -> Response:
     services, sessions, form, address = checked
     # The address Streamlit listens on decides whether strangers may sign up (like the sign-in page).
     allowed = signup_allowed(services.settings, st_config.get_option("server.address"))
-    try:
-        secret = await run_in_threadpool(
-            lambda: sessions.sign_up(
-                username=form.get("username", ""),
-                name=form.get("display_name", ""),
-                password=form.get("password", ""),
-                repeat=form.get("repeat", ""),
-                setup_code=form.get("setup_code", ""),
-                allowed=allowed,
-                address=address,
-                user_agent=request.headers.get("user-agent", ""),
-            )
-        )
-    except SignInRefused as exc:
+
+    def refused(exc: SignInRefused) -> dict[str, str]:
         outcome = {"signup": exc.code, "u": form.get("username", "").strip().lower()[:64]}
         if exc.code == "account":
             # The account rules' own text (length, strength, username shape), signed so that the page
             # shows it only when it came from here, never text someone put in a link.
             outcome["why"] = exc.message[:300]
             outcome["sig"] = sessions.sign_note(outcome["why"])
-        if exc.retry_after_s:
-            outcome["wait"] = str(exc.retry_after_s)
-        return _back(outcome, form.get("next", "/"))
-    except StoreUnavailable:
-        return _back({"signin": UNAVAILABLE}, form.get("next", "/"))
-    response = _back({}, form.get("next", "/"))
-    _set_cookie(response, request, services, secret)
-    return response
+        return outcome
+
+    return await _open_session(
+        request,
+        services,
+        form,
+        lambda: sessions.sign_up(
+            username=form.get("username", ""),
+            name=form.get("display_name", ""),
+            password=form.get("password", ""),
+            repeat=form.get("repeat", ""),
+            setup_code=form.get("setup_code", ""),
+            allowed=allowed,
+            address=address,
+            user_agent=request.headers.get("user-agent", ""),
+        ),
+        refused,
+    )
 
 
 async def sign_out(request: Request) -> Response:
