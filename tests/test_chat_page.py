@@ -152,7 +152,7 @@ def test_provider_failure_shows_an_inline_error_with_retry_and_a_toast(
     at.chat_input[0].set_value("Will this fail?").run()
     assert not at.exception
     assert [e.value for e in at.error] == [
-        "Could not reach The model server (the connection failed or dropped). Please retry."
+        "Could not reach the model server (the connection failed or dropped). Please retry."
     ]
     assert any("failed" in t.value for t in at.toast)
     cid = at.query_params["c"]
