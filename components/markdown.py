@@ -72,6 +72,11 @@ class _EveryReference(dict[str, Any]):
 _PARSER = build_parser()
 
 
+def parser() -> MarkdownIt:
+    """The one configured parser (the block splitter reads block boundaries with it too)."""
+    return _PARSER
+
+
 def parse(text: str, every_reference: bool = True) -> list[Token]:
     env: dict[str, Any] = {"references": _EveryReference()} if every_reference else {}
     return _PARSER.parse(text, env)

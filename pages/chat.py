@@ -126,12 +126,11 @@ elif pending and conversation is not None and not read_only and str(conversation
     except UserError as exc:
         st.error(exc.message, icon=":material/error:")
 
-if reply is not None:
-    view.live_reply(reply, catalogue, regenerate)
-elif conversation is not None and not read_only:
+if reply is None and conversation is not None and not read_only:
     view.last_message_actions(last, str(conversation.id), regenerate)
 
-# --- sidebar: conversations, newest first (rendered last so a chat created above is listed) ---------
+# --- sidebar: conversations, newest first. Drawn before the reply streams: after a stop Streamlit draws
+# nothing more, and a chat created above must be listed. -------------------------------------------------
 
 with st.sidebar:
     try:
@@ -141,3 +140,7 @@ with st.sidebar:
     else:
         current = str(reply.conversation_id) if reply else (str(conversation.id) if conversation else None)
         view.conversation_list(items, current, open_conversation, more, load_more_conversations)
+
+if reply is not None:
+    # The chat input's own stop button appears only for runs a chat-input submission started.
+    view.live_reply(reply, catalogue, regenerate, own_stop=not prompt)

@@ -76,7 +76,8 @@ def total_messages(store: PostgresStore) -> int:
 
 
 def bubbles(at: AppTest) -> list[tuple[str, str]]:
-    return [(m.name, "".join(md.value for md in m.markdown)) for m in at.chat_message]
+    # A message is drawn block by block (one markdown element per block): join them back.
+    return [(m.name, "\n\n".join(md.value for md in m.markdown)) for m in at.chat_message]
 
 
 def test_send_on_the_offline_model_streams_persists_and_reloads(
