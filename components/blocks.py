@@ -84,3 +84,34 @@ def close_for_display(block: str) -> str:
     if block.count("**") % 2:
         return f"{block}**"
     return block
+
+
+class BlockSplitter:
+    """`split_blocks` for a text that only grows (a streaming reply): parses only from the open block on,
+    since everything before it is final. Ends with the same blocks `split_blocks` gives the whole text,
+    which is how a stored message is drawn (tests/test_blocks.py checks that for generated text)."""
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+        self.whole = False  # a definition arrived: the message is one block from now on
+        self._base = 0
+
+    def feed(self, text: str) -> tuple[list[str], bool]:
+        """The blocks that `text` (the whole message so far) newly finished, and whether the blocks drawn
+        so far must go first: a definition arrived (the message is one block from now on), or text that
+        looked like one turned out not to be (`[r]: http://a` followed by more words)."""
+        split = split_blocks(text if self.whole else text[self._base :])
+        if split.whole:
+            reset = not self.whole
+            self.whole, self._base, self.closed = True, 0, []
+            return [], reset
+        reset = self.whole
+        if reset:
+            self.whole, self._base, self.closed = False, 0, []
+        finished = [block for block in split.closed if block.strip()]
+        self.closed.extend(finished)
+        self._base += split.open_at
+        return finished, reset
+
+    def open_block(self, text: str) -> str:
+        return text[self._base :].rstrip("\r\n")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
 
-from components.blocks import close_for_display, split_blocks
+from components.blocks import BlockSplitter, close_for_display
 from components.markdown import neutralise
 from services.chat import Reply
 from services.providers.catalogue import Catalogue
@@ -59,34 +59,26 @@ class Bubble:
             self._open = st.empty()
             self.meta = st.empty()
             self.actions = st.empty()
-        self._text = ""
-        self._base = 0  # where the open block starts in the text; everything before it is drawn for good
-        self._whole = False
+        self._splitter = BlockSplitter()
         self._shown_open: str | None = None
         self._grew_at: float | None = None
         self._rate = 0.0  # characters a second the open block grows by (smoothed)
 
     def show(self, text: str, unfinished: bool = False) -> None:
         """Draw `text` (the whole message so far). `unfinished` closes an open fence or `**` for display."""
-        if not self._whole:
-            split = split_blocks(text[self._base :])
-            if split.whole:
-                # A reference or footnote definition applies to the whole message: one element from now on.
-                self._whole = True
-                self._frozen_slot.empty()
-                self._base = 0
-                self._shown_open = None
-            else:
-                for block in split.closed:
-                    if block.strip():
-                        with self._frozen:
-                            st.markdown(neutralise(block))
-                if split.closed:
-                    self._shown_open = None
-                self._base += split.open_at
-        self._measure(len(text) - self._base)
-        self._text = text
-        block = text[self._base :].rstrip("\r\n")
+        finished, reset = self._splitter.feed(text)
+        if reset:
+            # A reference or footnote definition applies to the whole message (or turned out not to be
+            # one): the blocks drawn so far are replaced.
+            self._frozen = self._frozen_slot.container()
+            self._shown_open = None
+        for block in finished:
+            with self._frozen:
+                st.markdown(neutralise(block))
+        if finished:
+            self._shown_open = None
+        block = self._splitter.open_block(text)
+        self._measure(len(block))
         if unfinished:
             block = close_for_display(block)
         if block != self._shown_open:
