@@ -40,7 +40,7 @@ def meta_line(message: Message, catalogue: Catalogue) -> str:
 
 # Pace of redrawing the open block: at least this often (the longest freeze while text arrives) ...
 FASTEST_S = 0.05
-SLOWEST_S = 0.2
+SLOWEST_S = 0.18
 # ... and, beyond this size, slow enough that re-sending a growing block costs about REDRAW_COST x its size.
 FREEZE_WINS_BELOW = 16 * 1024
 REDRAW_COST = 5
