@@ -40,7 +40,7 @@ def meta_line(message: Message, catalogue: Catalogue) -> str:
 
 # Pace of redrawing the open block: at least this often (the longest freeze while text arrives) ...
 FASTEST_S = 0.05
-SLOWEST_S = 0.18
+SLOWEST_S = 0.2
 # ... and, beyond this size, slow enough that re-sending a growing block costs about REDRAW_COST x its size.
 FREEZE_WINS_BELOW = 16 * 1024
 REDRAW_COST = 5
@@ -69,7 +69,9 @@ class Bubble:
         finished, reset = self._splitter.feed(text)
         if reset:
             # A reference or footnote definition applies to the whole message (or turned out not to be
-            # one): the blocks drawn so far are replaced.
+            # one): the blocks drawn so far are replaced. Emptied first: a container redrawn in place would
+            # keep the children it had earlier in the same run.
+            self._frozen_slot.empty()
             self._frozen = self._frozen_slot.container()
             self._shown_open = None
         for block in finished:
@@ -152,30 +154,35 @@ def streamed_reply(reply: Reply, bubble: Bubble) -> None:
         bubble.show(text, unfinished=True)
 
 
-def live_reply(reply: Reply, catalogue: Catalogue, on_regenerate: Callable[[str], None], own_stop: bool) -> None:
+def live_reply(
+    reply: Reply, catalogue: Catalogue, on_regenerate: Callable[[str], None], from_chat_input: bool
+) -> None:
     """The reply being generated. What must stay on the page if the user stops it is drawn first: after
-    a stop Streamlit draws nothing more. `own_stop`: a Stop button for runs the chat input's stop button
-    does not cover (Regenerate, Retry); pressing it reruns the page, which ends the reply as interrupted."""
+    a stop Streamlit draws nothing more.
+
+    Every live reply has its own Stop button (pressing it reruns the page, which ends the reply as
+    interrupted): the chat input's stop button appears only for runs a chat-input submission started, and
+    not even for those when the submission lands while an earlier run is finishing (the browser counts
+    that run's end as the end of the submitted one). A chat-input run also shows Regenerate from the
+    start, so it is still there if the chat input's stop button ends the run."""
     cid = str(reply.conversation_id)
     bubble = Bubble("assistant")
     bubble.meta.caption(reply.option.label)
-    if own_stop:
-        bubble.actions.button("Stop", key="stop-live", icon=":material/stop_circle:", type="tertiary")
-    else:
-        with bubble.actions.container():
+    with bubble.actions.container(horizontal=True):
+        st.button("Stop", key="stop-live", icon=":material/stop_circle:", type="tertiary")
+        if from_chat_input:
             regenerate_button("regenerate-live", on_regenerate, cid)
     streamed_reply(reply, bubble)
     outcome = reply.outcome
     if outcome is not None and outcome.message is not None:
         note = STATUS_NOTES.get(outcome.status) if outcome.status != "error" else None
         bubble.meta.caption(meta_line(outcome.message, catalogue) + (f" · {note}" if note else ""))
-    if outcome is not None and outcome.status == "error":
-        st.toast(f"The reply failed: {outcome.error}", icon=":material/error:")
-        with bubble.actions.container():
+    with bubble.actions.container():
+        if outcome is not None and outcome.status == "error":
+            st.toast(f"The reply failed: {outcome.error}", icon=":material/error:")
             reply_error(outcome.error or "The reply failed.", "retry-live", on_regenerate, cid)
-    elif own_stop:
-        with bubble.actions.container():
-            regenerate_button("regenerate-live", on_regenerate, cid)
+        else:
+            regenerate_button("regenerate-done", on_regenerate, cid)
 
 
 def last_message_actions(last: Message | None, cid: str, on_regenerate: Callable[[str], None]) -> None:

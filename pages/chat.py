@@ -142,5 +142,4 @@ with st.sidebar:
         view.conversation_list(items, current, open_conversation, more, load_more_conversations)
 
 if reply is not None:
-    # The chat input's own stop button appears only for runs a chat-input submission started.
-    view.live_reply(reply, catalogue, regenerate, own_stop=not prompt)
+    view.live_reply(reply, catalogue, regenerate, from_chat_input=bool(prompt))

@@ -334,7 +334,7 @@ def test_what_must_stay_after_a_stop_is_drawn_before_the_reply_streams(app: Call
     # What the browser keeps after a stop: the conversation listed, the meta line, Regenerate.
     assert any(b.label == "Stop me early" for b in at.sidebar.button)
     assert [c.value for c in at.chat_message[-1].caption] == ["Offline demo model (no API key)"]
-    assert [b.label for b in at.chat_message[-1].button] == ["Regenerate"]
+    assert [b.label for b in at.chat_message[-1].button] == ["Stop", "Regenerate"]
     assert at.chat_message[-1].name == "assistant"
     assert not at.chat_message[0].caption  # the user's bubble carries no meta line
 
@@ -348,6 +348,9 @@ def test_a_regenerated_reply_has_its_own_stop_button(app: Callable[..., AppTest]
     at.query_params["c"] = cid
     at.run()
     at.button(key="regenerate-last").click().run(timeout=4)
-    # The chat input's stop button appears only for runs it started: this reply shows its own.
+    # The chat input's stop button appears only for runs it started: this reply has its own.
     assert [b.label for b in at.chat_message[-1].button] == ["Stop"]
+    at.button(key="stop-live").click().run()  # pressing it reruns the page: the reply is stopped and kept
+    assert at.button(key="regenerate-last").label == "Regenerate"
+    assert at.chat_message[-1].caption[0].value.endswith("Stopped before the end.")
     assert [(m.role, m.status) for m in conversation_messages(my_store, cid)][-1] == ("assistant", "interrupted")
