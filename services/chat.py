@@ -322,13 +322,15 @@ class ChatService:
         # The turn's own writes (checkpoints, the final state) run under this principal: checked fresh now,
         # then accepted for as long as the turn may last, so an expiry mid-reply cannot cut it off.
         turn_principal = principal.for_turn(self.settings.provider_timeout_s + LONGEST_REPLY_S + FINAL_WRITE_S)
-        return Reply(
+        reply = Reply(
             cid,
             user_message,
             option,
             created,
             run=lambda reply: self._stream(reply, turn_principal, provider, turns, revoked),
         )
+        reply.pace = lambda: self.render_interval_s  # until the page paces it by what it redraws
+        return reply
 
     def _stream(
         self,
