@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
 
 from components.blocks import BlockSplitter, close_for_display
@@ -54,12 +55,12 @@ class Bubble:
 
     def __init__(self, role: str) -> None:
         with st.chat_message(role, avatar=AVATARS.get(role)):
-            self._frozen_slot = st.empty()
-            self._frozen = self._frozen_slot.container()
+            self._frozen = st.container()
             self._open = st.empty()
             self.meta = st.empty()
             self.actions = st.empty()
         self._splitter = BlockSplitter()
+        self._drawn: list[DeltaGenerator] = []  # the frozen blocks' places
         self._shown_open: str | None = None
         self._grew_at: float | None = None
         self._rate = 0.0  # characters a second the open block grows by (smoothed)
@@ -69,14 +70,17 @@ class Bubble:
         finished, reset = self._splitter.feed(text)
         if reset:
             # A reference or footnote definition applies to the whole message (or turned out not to be
-            # one): the blocks drawn so far are replaced. Emptied first: a container redrawn in place would
-            # keep the children it had earlier in the same run.
-            self._frozen_slot.empty()
-            self._frozen = self._frozen_slot.container()
+            # one): the blocks drawn so far are emptied one by one. Not by redrawing their container: a
+            # block redrawn in place keeps its children, and Streamlit's send queue may drop an `empty()`
+            # that a redraw of the same place follows before the queue is flushed.
+            for drawn in self._drawn:
+                drawn.empty()
+            self._drawn = []
             self._shown_open = None
         for block in finished:
-            with self._frozen:
-                st.markdown(neutralise(block))
+            slot = self._frozen.empty()
+            slot.markdown(neutralise(block))
+            self._drawn.append(slot)
         if finished:
             self._shown_open = None
         block = self._splitter.open_block(text)
@@ -168,21 +172,27 @@ def live_reply(
     cid = str(reply.conversation_id)
     bubble = Bubble("assistant")
     bubble.meta.caption(reply.option.label)
+    # The actions row always holds two elements, before and after: a container redrawn in place keeps
+    # children that this run drew earlier and does not draw again.
     with bubble.actions.container(horizontal=True):
         st.button("Stop", key="stop-live", icon=":material/stop_circle:", type="tertiary")
         if from_chat_input:
             regenerate_button("regenerate-live", on_regenerate, cid)
+        else:
+            st.empty()
     streamed_reply(reply, bubble)
     outcome = reply.outcome
     if outcome is not None and outcome.message is not None:
         note = STATUS_NOTES.get(outcome.status) if outcome.status != "error" else None
         bubble.meta.caption(meta_line(outcome.message, catalogue) + (f" · {note}" if note else ""))
-    with bubble.actions.container():
-        if outcome is not None and outcome.status == "error":
+    failed = outcome is not None and outcome.status == "error"
+    with bubble.actions.container(horizontal=not failed):
+        if outcome is not None and failed:
             st.toast(f"The reply failed: {outcome.error}", icon=":material/error:")
             reply_error(outcome.error or "The reply failed.", "retry-live", on_regenerate, cid)
         else:
             regenerate_button("regenerate-done", on_regenerate, cid)
+            st.empty()
 
 
 def last_message_actions(last: Message | None, cid: str, on_regenerate: Callable[[str], None]) -> None:

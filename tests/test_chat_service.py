@@ -212,8 +212,9 @@ def test_two_thousand_tiny_chunks_are_coalesced(chat: ChatService, wires: dict[s
 def test_text_is_handed_over_without_waiting_for_the_next_chunk(
     chat: ChatService, wires: dict[str, WireServer]
 ) -> None:
-    # "B" arrives right after "A"; "C" a second later. "B" must be shown before "C" exists.
-    wires["anthropic"].queue(Script(chunks=["A", "B", "C"], pause_before={2: 1.0}))
+    # "B" arrives right after "A"; "C" half a second later (the test providers time out after 1 s of
+    # silence). "B" must be shown before "C" exists.
+    wires["anthropic"].queue(Script(chunks=["A", "B", "C"], pause_before={2: 0.5}))
     yielded = drain(chat.send(user("alice"), None, "abc", ANTHROPIC_MODEL))
     assert "".join(yielded) == "ABC"
     assert yielded[-1] == "C"
