@@ -224,7 +224,9 @@ def _neutralise(text: str) -> tuple[str, list[Token]]:
         if "![" not in text and "<" not in text:
             return text, tokens
         try:
-            edits = _edits(text, tokens)
+            # Also as parsed without definitions: `[ref][![a](u)](v)` is a reference link (the image inside
+            # its label) when `[ref]` is defined, but plain text and a linked image when it is not.
+            edits = _edits(text, tokens) or _edits(text, parse(text, every_reference=False))
         except _Unmapped:
             break
         if not edits:
