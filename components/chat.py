@@ -9,14 +9,18 @@ fetches a URL that a model or a user put in a message.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
 
-from components.markdown import neutralise, safe_stream
-from services.chat import Outcome, Reply
+from components.blocks import BlockSplitter, close_for_display
+from components.markdown import neutralise
+from services.chat import Reply
 from services.providers.catalogue import Catalogue
 from services.providers.demo import EXAMPLES
 from services.store import Conversation, Message
@@ -39,46 +43,160 @@ def meta_line(message: Message, catalogue: Catalogue) -> str:
     return " · ".join(parts)
 
 
-def message_bubble(message: Message, catalogue: Catalogue) -> None:
-    with st.chat_message(message.role, avatar=AVATARS.get(message.role)):
-        if message.content:
-            st.markdown(neutralise(message.content))
-        if message.role == "assistant":
-            note = STATUS_NOTES.get(message.status)
-            st.caption(f"{meta_line(message, catalogue)}" + (f" · {note}" if note else ""))
+# Pace of redrawing the open block: at least this often (the longest freeze while text arrives) ...
+FASTEST_S = 0.05
+SLOWEST_S = 0.2
+# ... and, beyond this size, slow enough that re-sending a growing block costs about REDRAW_COST x its size.
+FREEZE_WINS_BELOW = 16 * 1024
+REDRAW_COST = 5
 
 
-def messages(items: Sequence[Message], catalogue: Catalogue) -> None:
-    for message in items:
-        message_bubble(message, catalogue)
+class Bubble:
+    """A chat bubble of a fixed shape: finished markdown blocks (each its own element, never re-sent),
+    the open block (redrawn as it grows), the meta line, the actions. Every bubble has all four slots, a
+    user bubble too: Streamlit keeps an earlier run's element at the same place until this run draws
+    there, so a user bubble drawn where an assistant bubble was would otherwise show its meta line."""
+
+    def __init__(self, role: str) -> None:
+        with st.chat_message(role, avatar=AVATARS.get(role)):
+            self._frozen = st.container()
+            self._open = st.empty()
+            self.meta = st.empty()
+            self.actions = st.empty()
+        self._splitter = BlockSplitter()
+        self._drawn: list[DeltaGenerator] = []  # the frozen blocks' places
+        self._shown_open: str | None = None
+        self._grew_at: float | None = None
+        self._rate = 0.0  # characters a second the open block grows by (smoothed)
+
+    def show(self, text: str, unfinished: bool = False) -> None:
+        """Draw `text` (the whole message so far). `unfinished` closes an open fence or `**` for display."""
+        finished, reset = self._splitter.feed(text)
+        if reset:
+            # A reference or footnote definition applies to the whole message (or turned out not to be
+            # one): the blocks drawn so far are emptied one by one. Not by redrawing their container: a
+            # block redrawn in place keeps its children, and Streamlit's send queue may drop an `empty()`
+            # that a redraw of the same place follows before the queue is flushed.
+            for drawn in self._drawn:
+                drawn.empty()
+            self._drawn = []
+            self._shown_open = None
+        for block in finished:
+            slot = self._frozen.empty()
+            slot.markdown(neutralise(block))
+            self._drawn.append(slot)
+        if finished:
+            self._shown_open = None
+        block = self._splitter.open_block(text)
+        self._measure(len(block))
+        if unfinished:
+            block = close_for_display(block)
+        if block != self._shown_open:
+            if block.strip():
+                self._open.markdown(neutralise(block))
+            else:
+                self._open.empty()
+            self._shown_open = block
+
+    def _measure(self, open_size: int) -> None:
+        now = time.monotonic()
+        shown = len(self._shown_open or "")
+        if self._grew_at is not None and open_size > shown and now > self._grew_at:
+            rate = (open_size - shown) / (now - self._grew_at)
+            self._rate = rate if not self._rate else 0.7 * self._rate + 0.3 * rate
+        self._grew_at = now
+
+    def interval(self) -> float:
+        """Seconds until the open block is redrawn again: re-sending it costs its size each time, so a
+        big block growing slowly is redrawn less often (up to 16 KB never slower than the freeze limit)."""
+        size = len(self._shown_open or "")
+        if not self._rate:
+            return FASTEST_S
+        paced = size / (REDRAW_COST * self._rate)
+        if size <= FREEZE_WINS_BELOW:
+            return min(SLOWEST_S, max(FASTEST_S, paced))
+        return max(SLOWEST_S, min(paced, 2.0))
+
+
+def tick() -> None:
+    """Call into Streamlit without drawing: this is where a stop or rerun request is noticed (it raises
+    here), so a reply waiting on a silent provider still stops within a tick."""
+    check = get_run_yield_check()
+    if check is not None:
+        check()
+
+
+def message_bubble(message: Message, catalogue: Catalogue) -> Bubble:
+    bubble = Bubble(message.role)
+    bubble.show(message.content, unfinished=message.status != "complete")
+    if message.role == "assistant":
+        note = STATUS_NOTES.get(message.status)
+        bubble.meta.caption(f"{meta_line(message, catalogue)}" + (f" · {note}" if note else ""))
+    return bubble
+
+
+def messages(items: Sequence[Message], catalogue: Catalogue) -> list[Bubble]:
+    return [message_bubble(message, catalogue) for message in items]
 
 
 def user_bubble(text: str) -> None:
-    with st.chat_message("user", avatar=AVATARS["user"]):
-        st.markdown(neutralise(text))
+    Bubble("user").show(text)
 
 
-def streamed_reply(reply: Iterable[str], close: Callable[[], None]) -> None:
-    """Stream a reply into an assistant bubble. `close` runs whatever happens, including Streamlit
-    stopping the script (stop button, rerun, closed tab) in the middle of the stream."""
+def streamed_reply(reply: Reply, bubble: Bubble) -> None:
+    """Stream a reply into a bubble block by block. The reply is closed whatever happens, including
+    Streamlit stopping the script (stop button, rerun, closed tab) in the middle of the stream."""
+    reply.pace = bubble.interval
+    text = ""
     try:
-        st.write_stream(safe_stream(reply))
+        for piece in reply:
+            if piece:
+                text += piece
+                bubble.show(text)
+            else:
+                tick()
     finally:
-        close()
+        reply.close()
+    outcome = reply.outcome
+    if outcome is not None and outcome.status != "complete":
+        bubble.show(text, unfinished=True)
 
 
-def live_reply(reply: Reply, catalogue: Catalogue, on_regenerate: Callable[[str], None]) -> None:
-    """The reply being generated: streamed into a bubble, then its meta line, or an error with Retry."""
+def live_reply(
+    reply: Reply, catalogue: Catalogue, on_regenerate: Callable[[str], None], from_chat_input: bool
+) -> None:
+    """The reply being generated. What must stay on the page if the user stops it is drawn first: after
+    a stop Streamlit draws nothing more.
+
+    Every live reply has its own Stop button (pressing it reruns the page, which ends the reply as
+    interrupted): the chat input's stop button appears only for runs a chat-input submission started, and
+    not even for those when the submission lands while an earlier run is finishing (the browser counts
+    that run's end as the end of the submitted one). A chat-input run also shows Regenerate from the
+    start, so it is still there if the chat input's stop button ends the run."""
     cid = str(reply.conversation_id)
-    with st.chat_message("assistant", avatar=AVATARS["assistant"]):
-        streamed_reply(reply, reply.close)
-        outcome = reply.outcome
-        outcome_line(outcome, catalogue)
-        if outcome is not None and outcome.status == "error":
+    bubble = Bubble("assistant")
+    bubble.meta.caption(reply.option.label)
+    # The actions row always holds two elements, before and after: a container redrawn in place keeps
+    # children that this run drew earlier and does not draw again.
+    with bubble.actions.container(horizontal=True):
+        st.button("Stop", key="stop-live", icon=":material/stop_circle:", type="tertiary")
+        if from_chat_input:
+            regenerate_button("regenerate-live", on_regenerate, cid)
+        else:
+            st.empty()
+    streamed_reply(reply, bubble)
+    outcome = reply.outcome
+    if outcome is not None and outcome.message is not None:
+        note = STATUS_NOTES.get(outcome.status) if outcome.status != "error" else None
+        bubble.meta.caption(meta_line(outcome.message, catalogue) + (f" · {note}" if note else ""))
+    failed = outcome is not None and outcome.status == "error"
+    with bubble.actions.container(horizontal=not failed):
+        if outcome is not None and failed:
             st.toast(f"The reply failed: {outcome.error}", icon=":material/error:")
             reply_error(outcome.error or "The reply failed.", "retry-live", on_regenerate, cid)
         else:
-            regenerate_button("regenerate-live", on_regenerate, cid)
+            regenerate_button("regenerate-done", on_regenerate, cid)
+            st.empty()
 
 
 def last_message_actions(last: Message | None, cid: str, on_regenerate: Callable[[str], None]) -> None:
@@ -93,13 +211,6 @@ def last_message_actions(last: Message | None, cid: str, on_regenerate: Callable
 
 def regenerate_button(key: str, on_regenerate: Callable[[str], None], cid: str) -> None:
     st.button("Regenerate", key=key, icon=":material/refresh:", on_click=on_regenerate, args=(cid,), type="tertiary")
-
-
-def outcome_line(outcome: Outcome | None, catalogue: Catalogue) -> None:
-    if outcome is None or outcome.message is None:
-        return
-    note = STATUS_NOTES.get(outcome.status) if outcome.status != "error" else None
-    st.caption(meta_line(outcome.message, catalogue) + (f" · {note}" if note else ""))
 
 
 def reply_error(text: str, retry_key: str, on_retry: Callable[[str], None], cid: str) -> None:

@@ -72,6 +72,11 @@ class _EveryReference(dict[str, Any]):
 _PARSER = build_parser()
 
 
+def parser() -> MarkdownIt:
+    """The one configured parser (the block splitter reads block boundaries with it too)."""
+    return _PARSER
+
+
 def parse(text: str, every_reference: bool = True) -> list[Token]:
     env: dict[str, Any] = {"references": _EveryReference()} if every_reference else {}
     return _PARSER.parse(text, env)
@@ -219,7 +224,9 @@ def _neutralise(text: str) -> tuple[str, list[Token]]:
         if "![" not in text and "<" not in text:
             return text, tokens
         try:
-            edits = _edits(text, tokens)
+            # Also as parsed without definitions: `[ref][![a](u)](v)` is a reference link (the image inside
+            # its label) when `[ref]` is defined, but plain text and a linked image when it is not.
+            edits = _edits(text, tokens) or _edits(text, parse(text, every_reference=False))
         except _Unmapped:
             break
         if not edits:

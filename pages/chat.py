@@ -138,15 +138,11 @@ elif pending and conversation is not None and not read_only and str(conversation
     except UserError as exc:
         view.input_error(exc.message)
 
-if reply is not None:
-    view.live_reply(reply, catalogue, regenerate)
-elif conversation is not None and not read_only:
+if reply is None and conversation is not None and not read_only:
     view.last_message_actions(last, str(conversation.id), regenerate)
 
-if flash := st.session_state.pop(state.FLASH, None):
-    view.input_error(flash)  # last in the page, just above the input box that holds the text again
-
-# --- sidebar: conversations, newest first (rendered last so a chat created above is listed) ---------
+# --- sidebar: conversations, newest first. Drawn before the reply streams: after a stop Streamlit draws
+# nothing more, and a chat created above must be listed. -------------------------------------------------
 
 with st.sidebar:
     try:
@@ -156,3 +152,10 @@ with st.sidebar:
     else:
         current = str(reply.conversation_id) if reply else (str(conversation.id) if conversation else None)
         view.conversation_list(items, current, open_conversation, more, load_more_conversations, user_timezone())
+
+if flash := st.session_state.pop(state.FLASH, None):
+    view.input_error(flash)  # last in the page, just above the input box that holds the text again
+
+if reply is not None:
+    # An example prompt is sent by a button, not the chat input, so it gets no chat-input stop: its own.
+    view.live_reply(reply, catalogue, regenerate, from_chat_input=bool(prompt) and prompt != example)

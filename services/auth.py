@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -52,6 +52,8 @@ class Principal:
     user_id: str
     claims: Mapping[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None
+    # Set only by `for_turn`: until when a started chat turn may still write under this identity.
+    turn_until: datetime | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.user_id, str) or not self.user_id.strip():
@@ -83,8 +85,22 @@ class Principal:
         if self.expires_at is None:
             return
         current = time.time() if now is None else now
-        if self.expires_at.timestamp() <= current:
+        deadline = self.expires_at.timestamp()
+        if self.turn_until is not None:
+            deadline = max(deadline, self.turn_until.timestamp())
+        if deadline <= current:
             raise AuthError("expired", "Your sign-in has expired. Please sign in again.")
+
+    def for_turn(self, seconds: float, now: float | None = None) -> Principal:
+        """This principal, checked fresh now, still accepted for `seconds` from now even if its token
+        expires sooner: a chat reply that was allowed to start finishes under the identity that started
+        it (DESIGN.md "Identity"). Only ChatService hands the result to the turn's own writes; every
+        other call keeps the original principal, so the next turn needs a valid sign-in again."""
+        current = time.time() if now is None else now
+        self.ensure_fresh(current)
+        if self.expires_at is None:
+            return self
+        return replace(self, turn_until=datetime.fromtimestamp(current + seconds, tz=UTC))
 
     def db_claims(self) -> dict[str, Any]:
         """The claims handed to Postgres as `request.jwt.claims` (JSON-serialisable)."""

@@ -32,7 +32,7 @@ from services.store import (
     check_text,
     parse_uuid,
 )
-from services.streaming import Pump, close_quietly
+from services.streaming import Pump
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ CONTEXT_MESSAGES = 100  # most recent messages considered for the model's contex
 # Not settings: how often a streaming reply is saved, and the longest a received chunk waits to be shown.
 CHECKPOINT_S = 1.0
 RENDER_INTERVAL_S = 0.05
+# How often the stream wakes while the provider is silent (to checkpoint, notice a stop, hang up).
+TICK_S = 0.2
+# The longest a reply may keep streaming; with the provider timeout it bounds how long a started turn
+# writes under the identity that started it, and a little more for the final write.
+LONGEST_REPLY_S = 600
+FINAL_WRITE_S = 30
 
 # How a reply ends; `services.store.Status` adds "streaming" for the row while the reply is in flight.
 FinalStatus = Literal["complete", "interrupted", "error"]
@@ -88,6 +94,8 @@ class Reply:
         self.option = option
         self.created_conversation = created
         self.outcome: Outcome | None = None
+        # Seconds until the next hand-over after one was shown; the page sets it from what it re-sends.
+        self.pace: Callable[[], float] = lambda: RENDER_INTERVAL_S
         self._gen = run(self)
         self._iterated = False
 
@@ -167,6 +175,7 @@ class ChatService:
         settings: Settings,
         checkpoint_s: float = CHECKPOINT_S,
         render_interval_s: float = RENDER_INTERVAL_S,
+        tick_s: float = TICK_S,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
@@ -174,6 +183,7 @@ class ChatService:
         self.settings = settings
         self.checkpoint_s = checkpoint_s
         self.render_interval_s = render_interval_s
+        self.tick_s = tick_s
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -223,13 +233,23 @@ class ChatService:
             raise InvalidInput(f"The model {model!r} is not available here. Pick one from the list.")
         return option
 
-    def send(self, principal: Principal, conversation_id: uuid.UUID | str | None, text: str, model: str) -> Reply:
+    def send(
+        self,
+        principal: Principal,
+        conversation_id: uuid.UUID | str | None,
+        text: str,
+        model: str,
+        *,
+        revoked: Callable[[], bool] | None = None,
+    ) -> Reply:
         """Store the user's message and return the reply to stream. Raises InvalidInput (bad text or
         model), RateLimited, NotFound (no such conversation of this user), StoreError or AuthError, and
         then nothing is stored.
 
         Only what the provider request needs runs before it (rate limit, insert, context read: three
-        short transactions). A new conversation is created titled from its first message.
+        short transactions). A new conversation is created titled from its first message. `revoked` is
+        asked while the reply streams: once it says yes (signed out, account disabled) the reply ends at
+        once, stored as `interrupted`.
         """
         text = self.validate(text)
         option = self.model_option(model)
@@ -251,9 +271,16 @@ class ChatService:
             history: Sequence[Message] = [user_message]
         else:
             history = self.store.recent_messages(principal, cid, limit=CONTEXT_MESSAGES)
-        return self._reply(principal, cid, user_message, option, history, created)
+        return self._reply(principal, cid, user_message, option, history, created, revoked)
 
-    def regenerate(self, principal: Principal, conversation_id: uuid.UUID | str, model: str) -> Reply:
+    def regenerate(
+        self,
+        principal: Principal,
+        conversation_id: uuid.UUID | str,
+        model: str,
+        *,
+        revoked: Callable[[], bool] | None = None,
+    ) -> Reply:
         """Answer the conversation's last user message again (Retry after an error, or Regenerate). The
         earlier reply stays stored; the context uses the newest one."""
         option = self.model_option(model)
@@ -264,7 +291,7 @@ class ChatService:
             raise InvalidInput("There is no message to answer in this conversation yet.")
         if self.limiter is not None:
             self.limiter.check(principal)
-        return self._reply(principal, conversation.id, None, option, history[: last_user + 1], False)
+        return self._reply(principal, conversation.id, None, option, history[: last_user + 1], False, revoked)
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -288,45 +315,70 @@ class ChatService:
         option: ModelOption,
         history: Sequence[Message],
         created: bool,
+        revoked: Callable[[], bool] | None,
     ) -> Reply:
         provider, option = self.catalogue.resolve(option.id)
         turns = build_context(history, max(self.settings.context_chars, self.settings.max_message_chars))
-        return Reply(
-            cid, user_message, option, created, run=lambda reply: self._stream(reply, principal, provider, turns)
+        # The turn's own writes (checkpoints, the final state) run under this principal: checked fresh now,
+        # then accepted for as long as the turn may last, so an expiry mid-reply cannot cut it off.
+        turn_principal = principal.for_turn(self.settings.provider_timeout_s + LONGEST_REPLY_S + FINAL_WRITE_S)
+        reply = Reply(
+            cid,
+            user_message,
+            option,
+            created,
+            run=lambda reply: self._stream(reply, turn_principal, provider, turns, revoked),
         )
+        reply.pace = lambda: self.render_interval_s  # until the page paces it by what it redraws
+        return reply
 
     def _stream(
-        self, reply: Reply, principal: Principal, provider: Provider, turns: list[Turn]
+        self,
+        reply: Reply,
+        principal: Principal,
+        provider: Provider,
+        turns: list[Turn],
+        revoked: Callable[[], bool] | None,
     ) -> Generator[str, None, None]:
         turn = _TurnState(principal, reply.conversation_id, reply.option, started=time.monotonic())
-        pump: Pump | None = None
+        # The turn may not outlive the provider's own limits: a silent provider fails at its timeout, and a
+        # reply that keeps talking is cut off here. The identity that started the turn is accepted as long.
+        deadline = turn.started + self.settings.provider_timeout_s + LONGEST_REPLY_S
+        pump = Pump(lambda: provider.stream(turn.option.model, turns, max_tokens=self.settings.max_reply_tokens))
+        saved = 0  # characters of the reply stored so far
+        last_checkpoint = turn.started
         try:
-            turn.stream = provider.stream(turn.option.model, turns, max_tokens=self.settings.max_reply_tokens)
-            chunks = iter(turn.stream)
-            # The first chunk is read on this thread and shown at once: no hand-over delay for it.
-            first = next((c for c in chunks if c), None)
-            if first is not None:
-                turn.first_token_ms = int((time.monotonic() - turn.started) * 1000)
-                turn.parts.append(first)
-                turn.renders += 1
-                yield first
-                # Persist after handing the text on, so a database round trip never delays what is shown.
-                turn.message = self.store.add_message(
-                    principal, turn.conversation_id, "assistant", first, turn.option.id, "streaming"
-                )
-                last_checkpoint = time.monotonic()
-                pump = Pump(chunks, turn.stream)
-                for text in pump.batches(self.render_interval_s, first_shown_at=last_checkpoint):
+            # Timed hand-overs: "" means nothing new arrived for a tick. It is still yielded so the page
+            # calls into Streamlit (which is how a stop is noticed) while the provider is silent.
+            for text in pump.batches(lambda: reply.pace(), self.tick_s):
+                if text:
+                    if turn.first_token_ms is None:
+                        turn.first_token_ms = int((time.monotonic() - turn.started) * 1000)
                     turn.parts.append(text)
                     turn.renders += 1
-                    yield text
-                    now = time.monotonic()
-                    if now - last_checkpoint >= self.checkpoint_s:
-                        turn.message = self.store.update_message(
-                            principal, turn.message.id, content=_joined(turn.parts), status="streaming"
+                yield text
+                if revoked is not None and revoked():
+                    turn.status = "interrupted"
+                    break
+                now = time.monotonic()
+                if now > deadline:
+                    raise ProviderError("timeout", f"The reply took longer than {LONGEST_REPLY_S // 60} minutes.")
+                # Persist after handing the text on, so a database round trip never delays what is shown;
+                # by the clock, not by chunks, so a pausing provider never leaves shown text unsaved.
+                length = sum(map(len, turn.parts))
+                if length > saved and (turn.message is None or now - last_checkpoint >= self.checkpoint_s):
+                    content = _joined(turn.parts)
+                    if turn.message is None:
+                        turn.message = self.store.add_message(
+                            turn.principal, turn.conversation_id, "assistant", content, turn.option.id, "streaming"
                         )
-                        last_checkpoint = now
-            turn.status = "complete"
+                    else:
+                        turn.message = self.store.update_message(
+                            turn.principal, turn.message.id, content=content, status="streaming"
+                        )
+                    saved, last_checkpoint = length, now
+            else:
+                turn.status = "complete"
         except ProviderError as exc:
             turn.status, turn.error = "error", exc
         except (StoreError, AuthError) as exc:
@@ -337,10 +389,8 @@ class ChatService:
             turn.status = "error"
             turn.error = ProviderError("server", "Something went wrong while streaming the reply.")
         finally:
-            if pump is not None:
-                pump.close()
-            elif turn.stream is not None:
-                close_quietly(turn.stream)
+            pump.close()
+            turn.stream = pump.stream
             reply.outcome = self._finish(turn)
 
     def _finish(self, turn: _TurnState) -> Outcome:

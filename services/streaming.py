@@ -1,10 +1,12 @@
 """Hands a provider's reply stream from a reader thread to the thread that renders it, coalesced.
 
-Why a thread: Streamlit re-sends the whole accumulated text for every chunk `st.write_stream` renders
-(4.1 MB of websocket traffic measured for a 2,000-chunk reply), so chunks must be batched; but batching
-on the rendering thread alone would hold a chunk back until the *next* one arrives, which can be seconds
-when the model pauses. A reader thread that appends to a buffer lets the consumer take whatever has
-arrived, at most once per interval, without ever waiting for more than "something" or "done".
+Why a thread: Streamlit re-sends an element's whole text every time it is rendered, so chunks must be
+batched; but batching on the rendering thread alone would hold a chunk back until the *next* one arrives,
+which can be seconds when the model pauses. And a rendering thread blocked on the provider (opening the
+request, or waiting for a chunk) never calls into Streamlit, so it never notices a stop. The reader thread
+opens the request and appends to a buffer; the consumer takes whatever has arrived with *timed* waits, so
+it wakes at least every `tick_s` even while the provider is silent (to checkpoint, to notice a stop or a
+revocation, to hang up).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from services.providers import ReplyStream
 
@@ -20,24 +22,30 @@ log = logging.getLogger(__name__)
 
 
 class Pump:
-    """Reads the provider stream on a helper thread and hands over everything received since the last
-    hand-over. This is what coalesces: the page renders at most once per interval however small the
-    provider's chunks are, and a chunk never waits for the *next* one to arrive before it is shown."""
+    """Opens the provider stream and reads it on a helper thread; `batches` hands over everything received
+    since the last hand-over (at most once per interval), or "" when a tick passes with nothing new."""
 
-    def __init__(self, chunks: Iterator[str], stream: ReplyStream) -> None:
-        self._chunks = chunks
-        self._stream = stream
+    def __init__(self, open_stream: Callable[[], ReplyStream]) -> None:
+        self._open = open_stream
         self._cond = threading.Condition()
         self._buf: list[str] = []
         self._done = False
         self._closed = False
         self._error: BaseException | None = None
+        self.stream: ReplyStream | None = None  # set once the request is open
         self._thread = threading.Thread(target=self._read, name="chat-reply", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         try:
-            for chunk in self._chunks:
+            stream = self._open()
+            with self._cond:
+                self.stream = stream
+                closed = self._closed
+            if closed:  # stopped while the request was being opened: hang up now
+                close_quietly(stream)
+                return
+            for chunk in stream:
                 if not chunk:
                     continue
                 with self._cond:
@@ -54,22 +62,28 @@ class Pump:
                 self._done = True
                 self._cond.notify()
 
-    def batches(self, interval_s: float, first_shown_at: float) -> Iterator[str]:
-        """Joined text at most once per `interval_s` (counted from `first_shown_at`); re-raises, on the
-        consumer's thread, whatever ended the reader's stream."""
-        next_at = first_shown_at + interval_s
+    def batches(self, interval: Callable[[], float], tick_s: float) -> Iterator[str]:
+        """Joined text, the first piece as soon as it arrives and later ones at most once per `interval()`
+        seconds (asked after each hand-over, so the caller can pace by what it renders); "" whenever
+        `tick_s` passes with nothing to hand over. Re-raises, on the consumer's thread, whatever ended the
+        reader's stream."""
+        next_at = time.monotonic()
         while True:
+            woke_at = time.monotonic() + tick_s
             with self._cond:
-                while not self._buf and not self._done:
-                    self._cond.wait()
-                while not self._done and (wait := next_at - time.monotonic()) > 0:
+                while not self._buf and not self._done and (wait := woke_at - time.monotonic()) > 0:
                     self._cond.wait(wait)
-                text = "".join(self._buf)
-                self._buf.clear()
+                while self._buf and not self._done and (wait := min(next_at, woke_at) - time.monotonic()) > 0:
+                    self._cond.wait(wait)
+                ready = self._done or time.monotonic() >= next_at
+                text = "".join(self._buf) if ready else ""
+                if ready:
+                    self._buf.clear()
                 done, error = self._done, self._error
-            if text:
+            if text or not done:
                 yield text
-                next_at = time.monotonic() + interval_s
+            if text:
+                next_at = time.monotonic() + interval()
             if done:
                 if error is not None:
                     raise error
@@ -79,8 +93,11 @@ class Pump:
         with self._cond:
             self._closed = True
             self._buf.clear()
-        # From this thread while the helper may be blocked reading: closing the response unblocks it.
-        close_quietly(self._stream)
+            stream = self.stream
+        # From this thread while the helper may be blocked reading: closing the response unblocks it. A
+        # request still being opened is closed by the helper itself once it is open.
+        if stream is not None:
+            close_quietly(stream)
 
 
 def close_quietly(stream: ReplyStream) -> None:

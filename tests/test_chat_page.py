@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis.strategies import characters
 from hypothesis.strategies import text as st_text
 from markdown_it import MarkdownIt
-from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import AppTest, local_script_runner
 
 from components import state
 from components.auth_gate import LOCAL_USER
@@ -84,7 +84,8 @@ def total_messages(store: PostgresStore) -> int:
 
 
 def bubbles(at: AppTest) -> list[tuple[str, str]]:
-    return [(m.name, "".join(md.value for md in m.markdown)) for m in at.chat_message]
+    # A message is drawn block by block (one markdown element per block): join them back.
+    return [(m.name, "\n\n".join(md.value for md in m.markdown)) for m in at.chat_message]
 
 
 def test_send_on_the_offline_model_streams_persists_and_reloads(
@@ -160,7 +161,7 @@ def test_provider_failure_shows_an_inline_error_with_retry_and_a_toast(
     at.chat_input[0].set_value("Will this fail?").run()
     assert not at.exception
     assert [e.value for e in at.error] == [
-        "Could not reach The model server (the connection failed or dropped). Please retry."
+        "Could not reach the model server (the connection failed or dropped). Please retry."
     ]
     assert any("failed" in t.value for t in at.toast)
     cid = at.query_params["c"]
@@ -415,3 +416,67 @@ def test_the_demo_model_quotes_a_message_as_text(prompt: str) -> None:
     rendered = MarkdownIt("commonmark").render(demo_reply(prompt))
     assert "<h1>" not in rendered and "<strong>bold" not in rendered
     assert f"<code>{html.escape(prompt, quote=False)}</code>" in rendered
+
+
+# --- issue 10 / issue 12 item 4: stop that stops, and a page that stays whole after a stop -------------
+
+
+def test_stop_during_a_provider_silence_stores_the_shown_text(
+    app: Callable[..., AppTest], my_store: PostgresStore, wire: WireServer
+) -> None:
+    # Two words, then a minute of silence. AppTest stops the overrunning run as the stop button does; the
+    # page must notice it during the silence (not when the provider next speaks) and store what it showed.
+    wire.queue(Script(chunks=["Thinking ", "aloud", " and done"], pause_before={2: 60.0}))
+    at = app(OPENAI_BASE_URL=wire.base_url, OPENAI_COMPAT_MODELS="wire-model").run()
+    at.chat_input[0].set_value("Think first")
+    with pytest.raises(RuntimeError, match="timed out"):
+        at.run(timeout=4)
+    assistant, user_msg = my_store.page_messages(ME, limit=2).items
+    assert (user_msg.role, user_msg.content) == ("user", "Think first")
+    assert (assistant.role, assistant.status, assistant.content) == ("assistant", "interrupted", "Thinking aloud")
+    wire.release.set()  # end the wire server's pause for the tests that follow
+    wire.release.clear()
+
+
+@pytest.fixture
+def stop_keeps_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An overrunning AppTest run is stopped (as the stop button does) and its elements are kept, as the
+    browser keeps them, instead of AppTest raising "timed out" and discarding them."""
+
+    def stop_at_timeout(runner: local_script_runner.LocalScriptRunner, timeout: float = 3) -> None:
+        # The user presses stop `timeout` seconds into the run (or the run ends first).
+        if runner._script_thread is not None:
+            runner._script_thread.join(timeout)
+        runner.request_stop()
+        runner.join()
+
+    monkeypatch.setattr(local_script_runner, "require_widgets_deltas", stop_at_timeout)
+
+
+@pytest.mark.usefixtures("stop_keeps_the_page")
+def test_what_must_stay_after_a_stop_is_drawn_before_the_reply_streams(app: Callable[..., AppTest]) -> None:
+    at = app(CHAT_DEMO_CHARS_PER_S="8").run()  # about a minute for the whole reply
+    at.chat_input[0].set_value("Stop me early").run(timeout=4)
+    # What the browser keeps after a stop: the conversation listed, the meta line, Regenerate.
+    assert any(b.label == "Stop me early" for b in at.sidebar.button)
+    assert [c.value for c in at.chat_message[-1].caption] == ["Offline demo model (no API key)"]
+    assert [b.label for b in at.chat_message[-1].button] == ["Stop", "Regenerate"]
+    assert at.chat_message[-1].name == "assistant"
+    assert not at.chat_message[0].caption  # the user's bubble carries no meta line
+
+
+@pytest.mark.usefixtures("stop_keeps_the_page")
+def test_a_regenerated_reply_has_its_own_stop_button(app: Callable[..., AppTest], my_store: PostgresStore) -> None:
+    at = app().run()
+    at.chat_input[0].set_value("Answer twice").run()
+    cid = at.query_params["c"]
+    at = app(CHAT_DEMO_CHARS_PER_S="8")
+    at.query_params["c"] = cid
+    at.run()
+    at.button(key="regenerate-last").click().run(timeout=4)
+    # The chat input's stop button appears only for runs it started: this reply has its own.
+    assert [b.label for b in at.chat_message[-1].button] == ["Stop"]
+    at.button(key="stop-live").click().run()  # pressing it reruns the page: the reply is stopped and kept
+    assert at.button(key="regenerate-last").label == "Regenerate"
+    assert at.chat_message[-1].caption[0].value.endswith("Stopped before the end.")
+    assert [(m.role, m.status) for m in conversation_messages(my_store, cid)][-1] == ("assistant", "interrupted")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.auth import Principal
+from services.auth import AuthError, Principal
 from services.chat import WINDOW, ChatService, Reply, build_context, title_from
 from services.config import settings_from
 from services.providers import Turn
@@ -61,8 +61,9 @@ def user(name: str) -> Principal:
 
 
 def drain(reply: Reply) -> list[str]:
+    """The text hand-overs of a reply (without the "" ticks it yields while the provider is silent)."""
     try:
-        return list(reply)
+        return [text for text in reply if text]
     finally:
         reply.close()
 
@@ -365,3 +366,114 @@ def test_build_context_merges_skips_and_budgets() -> None:
     ]
     # Over budget: the newest turns are kept, and the context still starts with a user turn.
     assert build_context(history, 55) == [Turn("user", "x" * 50)]
+
+
+# --- issue 10: nothing lost while the provider is silent, identity bounded to the turn --------------
+
+
+def wait_for_disconnect(wire: WireServer, before: int) -> None:
+    deadline = time.monotonic() + 10
+    while wire.disconnects == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert wire.disconnects == before + 1, "the provider connection was not closed"
+
+
+def test_stop_during_a_provider_silence_stores_what_was_shown_and_hangs_up(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # The provider says two words, then nothing for a minute. The reply must still hand the page control
+    # ("" ticks) so the page can notice a stop; the old code blocked in the wait for the next chunk.
+    wire = wires["openai"]
+    gone_before = wire.disconnects
+    wire.queue(Script(chunks=["Thinking ", "hard", " done"], pause_before={2: 60.0}))
+    alice = user("alice")
+    reply = chat.send(alice, None, "Pause please", OPENAI_MODEL)
+    shown = ""
+    it = iter(reply)
+    while shown != "Thinking hard":
+        shown += next(it)
+    assert next(it) == ""  # a tick with nothing new, while the provider is still silent
+    reply.close()  # the page's finally after Streamlit raised at the tick's render
+    assert reply.outcome is not None and reply.outcome.status == "interrupted"
+    _, assistant = messages(store, alice, reply)
+    assert (assistant.status, assistant.content) == ("interrupted", "Thinking hard")
+    wait_for_disconnect(wire, gone_before)
+
+
+def test_checkpoints_follow_the_clock_while_the_provider_pauses(
+    store: PostgresStore, catalogue: Catalogue, wires: dict[str, WireServer]
+) -> None:
+    # "A" is saved at once (the first text); "B" arrives before a checkpoint is due, then the provider
+    # pauses. A chunk-driven checkpoint would leave "B" unsaved for the whole pause.
+    chat = ChatService(store, catalogue, None, settings=settings_from({}), checkpoint_s=0.3, tick_s=0.05)
+    wire = wires["openai"]
+    wire.queue(Script(chunks=["A", "B", "C"], pause_before={1: 0.05, 2: 60.0}))
+    alice = user("alice")
+    reply = chat.send(alice, None, "pause", OPENAI_MODEL)
+    shown = ""
+    try:
+        for ticks, text in enumerate(reply):
+            shown += text
+            rows = messages(store, alice, reply)  # the assistant row exists once the first text is shown
+            assistant = rows[-1]
+            if shown == "AB" and assistant.content == "AB":
+                break
+            assert ticks < 400, "the text shown during the pause was never saved"
+        assert (assistant.status, assistant.content) == ("streaming", "AB")
+    finally:
+        reply.close()
+
+
+def test_a_reply_finishes_under_the_sign_in_that_started_it(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # The token expires about half a second into a reply that takes over a second: the reply must finish
+    # and be stored whole; the next turn needs a valid sign-in again.
+    name = f"user_expiring_{uuid.uuid4().hex[:8]}"
+    expires = datetime.fromtimestamp(time.time() + 0.6, tz=UTC)
+    alice = Principal(user_id=name, expires_at=expires)
+    words = [f"word{i} " for i in range(15)]
+    wires["anthropic"].queue(Script(chunks=words, chunk_delay_s=0.08))
+    reply = chat.send(alice, None, "A long answer please", ANTHROPIC_MODEL)
+    assert "".join(drain(reply)) == "".join(words)
+    assert alice.expires_at is not None and alice.expires_at.timestamp() < time.time()  # it did expire mid-reply
+    assert reply.outcome is not None and (reply.outcome.status, reply.outcome.error) == ("complete", None)
+    reader = Principal(user_id=name)
+    _, assistant = messages(store, reader, reply)
+    assert (assistant.status, assistant.content) == ("complete", "".join(words))
+    with pytest.raises(AuthError) as refused:
+        chat.send(alice, reply.conversation_id, "and another", ANTHROPIC_MODEL)
+    assert refused.value.reason == "expired"
+
+
+def test_a_turn_principal_is_accepted_for_a_bounded_time_only() -> None:
+    p = Principal(user_id="user_bounded", expires_at=datetime.fromtimestamp(1_000, tz=UTC))
+    turn = p.for_turn(50, now=990)
+    turn.ensure_fresh(now=1_039)  # past the token's expiry, within the turn
+    with pytest.raises(AuthError):
+        turn.ensure_fresh(now=1_041)
+    with pytest.raises(AuthError):
+        p.ensure_fresh(now=1_001)  # the principal the page holds is not extended
+    with pytest.raises(AuthError):
+        p.for_turn(50, now=1_001)  # an expired sign-in cannot start a turn
+    assert turn == p  # the same identity: only how long it is accepted differs
+
+
+def test_a_revoked_sign_in_ends_the_reply_at_once_as_interrupted(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    wire = wires["openai"]
+    gone_before = wire.disconnects
+    wire.queue(Script(chunks=[f"w{i} " for i in range(40)], chunk_delay_s=0.05))
+    signed_out = False
+    alice = user("alice")
+    reply = chat.send(alice, None, "Talk", OPENAI_MODEL, revoked=lambda: signed_out)
+    it = iter(reply)
+    shown = next(it)
+    signed_out = True
+    shown += "".join(it)  # ends without the rest of the reply
+    assert reply.outcome is not None and reply.outcome.status == "interrupted"
+    _, assistant = messages(store, alice, reply)
+    assert (assistant.status, assistant.content) == ("interrupted", shown)
+    assert shown.startswith("w0 ") and "w39" not in shown
+    wait_for_disconnect(wire, gone_before)

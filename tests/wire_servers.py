@@ -12,8 +12,10 @@ do, so a dropped connection is a protocol error for the client and not a clean e
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -261,8 +263,19 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ClientGone from exc
 
     def _pause(self, seconds: float) -> None:
-        if seconds > 0:
-            self.wire.release.wait(seconds)
+        # A real server notices a client hanging up during a silence (the socket reads EOF); so does this
+        # one, so a test can see that a stopped reply closed its request without waiting out the pause.
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and not self.wire.release.is_set():
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+            if readable:
+                try:
+                    gone = self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    gone = True
+                if gone:
+                    raise _ClientGone
+                self.wire.release.wait(min(left, 0.05))  # bytes from the client: nothing to do with them
 
     def _stream(self, script: Script, model: str) -> None:
         self.send_response(200)

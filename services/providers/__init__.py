@@ -35,7 +35,8 @@ class ProviderError(UserError):
     """A provider call failed. `message` is safe to show; it never contains keys or raw response bodies."""
 
     def __init__(self, kind: ErrorKind, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
+        # Provider labels are written for mid-sentence ("the model server"); a message may start with one.
+        super().__init__(message[:1].upper() + message[1:])
         self.kind = kind
         self.status = status
 

@@ -61,7 +61,7 @@ def build_catalogue(settings: Settings) -> Catalogue:
 
         key = settings.openai_api_key.reveal() if settings.openai_api_key else None
         providers["compat"] = OpenAIProvider(
-            name="compat", label="The model server", api_key=key, base_url=settings.openai_base_url, timeout_s=timeout
+            name="compat", label="the model server", api_key=key, base_url=settings.openai_base_url, timeout_s=timeout
         )
         options += [
             ModelOption(f"compat/{m}", "compat", m, f"{m} (local server)") for m in settings.openai_compat_models

@@ -168,12 +168,15 @@ def test_reply_grows_in_the_browser_and_the_conversation_survives_a_reload(serve
     box.fill("Hello from a real browser")
     box.press("Enter")
 
-    assistant = page.get_by_test_id("stChatMessage").nth(1).get_by_test_id("stChatMessageContent")
+    # The reply's markdown blocks, without the meta line and the buttons drawn under it.
+    assistant = page.get_by_test_id("stChatMessage").nth(1).locator(
+        '[data-testid="stMarkdown"]:not(:has([data-testid="stCaptionContainer"]))'
+    )
     seen: list[str] = []
 
     def finished() -> bool:
         if page.get_by_test_id("stChatMessage").count() >= 2:
-            text = assistant.inner_text().strip()
+            text = "\n".join(assistant.all_inner_texts()).strip()
             if text and (not seen or seen[-1] != text):
                 seen.append(text)
                 if len(seen) == 3:
