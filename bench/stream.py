@@ -2,7 +2,7 @@
 
     python bench/stream.py [--rounds 5] [--json]
 
-One local OpenAI wire-format server (tests/wire_servers.py) feeds both; Debian's Chromium (Playwright)
+One local OpenAI wire-format server (devtools/wire_servers.py) feeds both; Debian's Chromium (Playwright)
 opens each app, sends a message and watches the reply. Reported, medians over the rounds:
 - websocket bytes: payloads of the frames the browser received, counted in the browser (CDP frame
   events), from the moment the message is sent until the reply is finished and the run has ended;
@@ -39,11 +39,11 @@ from openai import OpenAI  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from components.auth_gate import LOCAL_USER  # noqa: E402
+from devtools.wire_servers import Script, WireServer  # noqa: E402
 from services.store import embedded  # noqa: E402
 from services.store.migrate import migrate  # noqa: E402
 from services.store.postgres import PostgresStore  # noqa: E402
 from tests.e2e.server import app_server, free_port, wait_until  # noqa: E402
-from tests.wire_servers import Script, WireServer  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]

@@ -3,7 +3,7 @@
     python bench/stream_service.py [--data-dir .data/bench-stream] [--reps 60] [--json-only]
 
 Drives ChatService (real PostgreSQL from the embedded wheel, rate limiter on) against the local
-OpenAI wire-format server (tests/wire_servers.py) through the real openai SDK, and prints:
+OpenAI wire-format server (devtools/wire_servers.py) through the real openai SDK, and prints:
 - added time to first token: p50/p95 of send() -> first text from the service, minus the provider's
   own call -> first chunk with the identical request (target p50 < 5 ms); also the pipeline alone
   (provider's first chunk -> the service's first yield), i.e. without the rate-limit check, the
@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from devtools.wire_servers import Script, WireServer
 from services.auth import Principal
 from services.chat import ChatService
 from services.config import settings_from
@@ -39,7 +40,6 @@ from services.ratelimit import RateLimiter
 from services.store import embedded
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
-from tests.wire_servers import Script, WireServer
 
 MODEL = "openai/bench"
 FIREHOSE = "firehose/bench"

@@ -23,6 +23,7 @@ from components import state
 from components.auth_gate import LOCAL_USER
 from components.chat import plain_label
 from components.markdown import neutralise, safe_stream
+from devtools.wire_servers import Script, WireServer
 from services.auth import Principal
 from services.providers.demo import ANSWERS, EXAMPLES, demo_reply
 from services.runtime import reset_shared_services
@@ -30,7 +31,6 @@ from services.store import Message, embedded
 from services.store.embedded import EmbeddedDatabase
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
-from tests.wire_servers import Script, WireServer
 
 ROOT = Path(__file__).resolve().parents[1]
 ME = LOCAL_USER  # CHAT_AUTH=none signs everyone in as this user

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devtools.wire_servers import Script, WireServer
 from services.auth import AuthError, Principal
 from services.chat import WINDOW, ChatService, Reply, build_context, title_from
 from services.config import settings_from
@@ -22,7 +23,6 @@ from services.providers.demo import DemoProvider, demo_reply
 from services.providers.openai_chat import OpenAIProvider
 from services.store import InvalidInput, Message, NotFound
 from services.store.postgres import PostgresStore
-from tests.wire_servers import Script, WireServer
 
 OPENAI_MODEL = "openai/gpt-test"
 ANTHROPIC_MODEL = "anthropic/claude-test"

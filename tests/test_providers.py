@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.wire_servers import Script, WireServer
 from services.config import Secret, settings_from
 from services.providers import ProviderError, Turn, Usage
 from services.providers.anthropic_chat import AnthropicProvider
 from services.providers.catalogue import build_catalogue
 from services.providers.demo import CONFIGURE_HINT, DemoProvider, demo_reply
 from services.providers.openai_chat import OpenAIProvider
-from tests.wire_servers import Script, WireServer
 
 TURNS = [Turn("user", "Hi there"), Turn("assistant", "Hello!"), Turn("user", "Tell me a joke")]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from devtools.wire_servers import Script, WireServer
 from tests.e2e.helpers import settle
 from tests.e2e.server import app_server
-from tests.wire_servers import Script, WireServer
 
 pytestmark = pytest.mark.e2e
 
