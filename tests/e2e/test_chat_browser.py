@@ -7,14 +7,6 @@ Sign-in: `sign_in()` is the one place that knows how; with CHAT_AUTH=local it fi
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,10 +16,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from services.accounts import AccountStore
 from services.providers.demo import CONFIGURE_HINT
 from tests.e2e.helpers import settle
+from tests.e2e.server import ROOT, app_server, wait_until
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "tests" / "e2e" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -44,77 +36,19 @@ AUTH_MODE = "local"  # a real local account, created in the fixture the way "Cre
 USERNAME, PASSWORD = "e2e-user", "e2e-password-123"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check, timeout_s: float, what: str, interval_s: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    data_dir = Path(tempfile.mkdtemp(prefix="chate2e-", dir="/tmp"))  # short: the db socket lives inside
-    os.chmod(data_dir, 0o755)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "OPENAI_", "ANTHROPIC_", "CHAT_"))}
-    env.update(
-        CHAT_AUTH=AUTH_MODE,
-        CHAT_DATA_DIR=str(data_dir / "data"),
-        CHAT_DEMO_CHARS_PER_S="60",  # slow enough to watch the reply grow
-        CHAT_RATE_LIMIT_PER_MINUTE="0",
-    )
-    # The account, made with the same AccountStore the sign-up form uses, in the server's own users file.
-    (data_dir / "data").mkdir()
-    AccountStore(data_dir / "data" / "users.yaml").create(USERNAME, PASSWORD, name="E2E User")
-    log = (data_dir / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "streamlit", "run", "app.py",
-            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-        ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    def account(data_dir: Path) -> None:
+        # The account, made with the same AccountStore the sign-up route uses, in the server's own users file.
+        AccountStore(data_dir / "users.yaml").create(USERNAME, PASSWORD, name="E2E User")
 
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"streamlit exited: {(data_dir / 'streamlit.log').read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_until(healthy, 60, "streamlit to start")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        pidfile = data_dir / "data" / "pg" / "postmaster.pid"
-        if pidfile.exists():  # the server outlived streamlit: stop it by its own pid
-            lines = pidfile.read_text().splitlines()
-            if lines and lines[0].strip().isdigit():
-                try:
-                    os.kill(int(lines[0]), 15)
-                except ProcessLookupError:
-                    pass
-        shutil.rmtree(data_dir, ignore_errors=True)
+    env = {
+        "CHAT_AUTH": AUTH_MODE,
+        "CHAT_DEMO_CHARS_PER_S": "60",  # slow enough to watch the reply grow
+        "CHAT_RATE_LIMIT_PER_MINUTE": "0",
+    }
+    with app_server(env, setup=account) as s:
+        yield s.url
 
 
 @pytest.fixture(scope="module")

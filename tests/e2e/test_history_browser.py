@@ -6,13 +6,8 @@ with image markdown makes the browser fetch nothing (a local HTTP server counts 
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,28 +20,13 @@ import pytest
 
 from components.auth_gate import LOCAL_USER
 from services.store.embedded import EmbeddedDatabase
+from tests.e2e.server import app_server
 
-ROOT = Path(__file__).resolve().parents[2]
 NEWEST = datetime(2026, 6, 1, tzinfo=UTC)
 CHROMIUM = Path("/usr/bin/chromium")
 # No skip when Chromium is missing: like the other browser modules, this one fails, so a machine
 # without the README prerequisites cannot report a green run that never opened a browser.
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: object, deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)  # polling with a deadline, not waiting for a fixed time
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -71,38 +51,10 @@ def image_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def app_url(database: EmbeddedDatabase, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "CHAT_AUTH": "none",
-        "CHAT_DATA_DIR": str(tmp_path),
-        "DATABASE_URL": database.app_url,
-        "DATABASE_ADMIN_URL": database.admin_url,
-    }
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true", f"--server.port={port}",
-         "--server.address=127.0.0.1", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return proc.poll() is not None  # stop waiting if it died; the assert below says so
-
-    try:
-        wait_until(healthy, 60, "streamlit to start")
-        assert proc.poll() is None, (tmp_path / "streamlit.log").read_text()
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+def app_url(database: EmbeddedDatabase) -> Iterator[str]:
+    env = {"CHAT_AUTH": "none", "DATABASE_URL": database.app_url, "DATABASE_ADMIN_URL": database.admin_url}
+    with app_server(env) as server:
+        yield server.url
 
 
 def settle(page: Any) -> None:
