@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from services.auth import Principal
+from services.store.postgres import PostgresStore, as_principal
+
 AsUser = Callable[[str], AbstractContextManager[psycopg.Connection]]
 
 # Tables the migrations create; a new table in `public` must be added here (and get policies) or the
@@ -353,3 +356,18 @@ def savepoint_as(conn: psycopg.Connection, sub: str) -> Iterator[psycopg.Connect
             [json.dumps({"sub": sub, "role": "authenticated"})],
         )
         yield conn
+
+
+@contextmanager
+def through_store(store: PostgresStore, sub: str) -> Iterator[psycopg.Connection]:
+    """The store's own pool and transaction helper: role, claims and transaction exactly as the app has them."""
+    with as_principal(store._pool, Principal(user_id=sub)) as conn:
+        yield conn
+
+
+def store_world(store: PostgresStore) -> World:
+    """A fresh World built through the store (unique users per call)."""
+    suffix = uuid.uuid4().hex[:8]
+    return build_world(
+        lambda sub: through_store(store, sub), f"user_me_{suffix}", f"user_other_{suffix}", f"user_mover_{suffix}"
+    )

@@ -9,17 +9,15 @@ see the mutated schema and nothing is ever committed. One database, well under a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import psycopg
 import pytest
 
-from services.auth import Principal
 from services.store.embedded import EmbeddedDatabase
-from services.store.postgres import PostgresStore, as_principal
+from services.store.postgres import PostgresStore
 from tests import rls_checks
 from tests.rls_checks import World
 
@@ -74,18 +72,9 @@ def _mutations() -> list[Mutation]:
 MUTATIONS = _mutations()
 
 
-@contextmanager
-def through_store(store: PostgresStore, sub: str) -> Iterator[psycopg.Connection]:
-    with as_principal(store._pool, Principal(user_id=sub)) as conn:
-        yield conn
-
-
 @pytest.fixture(scope="module")
 def world(store: PostgresStore) -> World:
-    suffix = uuid.uuid4().hex[:8]
-    return rls_checks.build_world(
-        lambda sub: through_store(store, sub), f"user_me_{suffix}", f"user_other_{suffix}", f"user_mover_{suffix}"
-    )
+    return rls_checks.store_world(store)
 
 
 @pytest.fixture(scope="module")

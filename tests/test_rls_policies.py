@@ -6,33 +6,18 @@ The checks live in tests/rls_checks.py; tests/test_rls_mutations.py proves each 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import psycopg
 import pytest
 
-from services.auth import Principal
 from services.store.embedded import EmbeddedDatabase
-from services.store.postgres import PostgresStore, as_principal
+from services.store.postgres import PostgresStore
 from tests import rls_checks
-from tests.rls_checks import World
-
-
-@contextmanager
-def through_store(store: PostgresStore, sub: str) -> Iterator[psycopg.Connection]:
-    # The store's own pool and transaction helper: role, claims and transaction exactly as the app has them.
-    with as_principal(store._pool, Principal(user_id=sub)) as conn:
-        yield conn
+from tests.rls_checks import World, through_store
 
 
 @pytest.fixture(scope="module")
 def world(store: PostgresStore) -> World:
-    suffix = uuid.uuid4().hex[:8]
-    return rls_checks.build_world(
-        lambda sub: through_store(store, sub), f"user_me_{suffix}", f"user_other_{suffix}", f"user_mover_{suffix}"
-    )
+    return rls_checks.store_world(store)
 
 
 def test_every_public_table_has_row_level_security_enabled_and_forced(database: EmbeddedDatabase) -> None:
