@@ -29,6 +29,10 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # only bounds the work on hostile input before the blunt fallback below.
 _MAX_PASSES = 32
 _POS = "source_pos"
+# A URL inside raw HTML made literal (`<img src="http://x/a.png">`) is auto-linked by Streamlit's renderer
+# with the tag's `">` inside the address; with the scheme's colon escaped (`http\://`, which shows as
+# `http://`) the renderer links only the URL itself.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*(:)//")
 
 
 def _recording(rule: Any) -> Any:
@@ -162,6 +166,14 @@ def _edits(text: str, tokens: list[Token]) -> dict[int, str]:
             raise _Unmapped
         edits[offset] = replacement
 
+    def literal_html(offset: int, end: int) -> None:
+        """Make the tag at `offset` literal, and keep the URLs in it (up to `end`) from being linked with
+        the tag's closing characters."""
+        add(offset, "<", "\\<")
+        for match in _SCHEME.finditer(text, offset, end):
+            if text[match.start(1) - 1] != "\\":
+                edits[match.start(1)] = "\\:"
+
     rows: dict[int, list[Token]] = {}
     parents: dict[int, str] = {}
     for index, token in enumerate(tokens):
@@ -177,7 +189,7 @@ def _edits(text: str, tokens: list[Token]) -> dict[int, str]:
             found = source_line.rfind(first) if first else -1
             if found < 0:
                 raise _Unmapped
-            add(start + found, "<", "\\<")
+            literal_html(start + found, start + len(source_line))
 
     for token in tokens:
         if token.type != "inline" or not token.children:
@@ -196,7 +208,7 @@ def _edits(text: str, tokens: list[Token]) -> dict[int, str]:
             if child.type == "image":
                 add(offset, "![", "!\\[")
             else:
-                add(offset, "<", "\\<")
+                literal_html(offset, offset + len(child.content.split("\n", 1)[0]))
     return edits
 
 

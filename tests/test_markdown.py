@@ -89,3 +89,23 @@ def test_images_in_every_container_are_made_literal(text: str) -> None:
 def test_only_the_image_and_html_characters_change() -> None:
     text = "Keep `![code](z)` and $![math](z)$, not ![x](http://evil.test/a.png) or <b>"
     assert neutralise(text) == "Keep `![code](z)` and $![math](z)$, not !\\[x](http://evil.test/a.png) or \\<b>"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # An HTML block (the tag alone on its line) and inline HTML: the scheme's colon is escaped too.
+        ('<img src="http://evil.test/a.png">', '\\<img src="http\\://evil.test/a.png">'),
+        ('a <img src="https://e.test/x"> b <i>', 'a \\<img src="https\\://e.test/x"> b \\<i>'),
+        (
+            '| a | <b title="ftp://q.test"> |\n|---|---|\n| c | d |',
+            '| a | \\<b title="ftp\\://q.test"> |\n|---|---|\n| c | d |',
+        ),
+        # Already escaped: a second backslash would show as text.
+        ('x <a href="http\\://z.test">', 'x \\<a href="http\\://z.test">'),
+        # URLs outside HTML are left to the renderer, which links them correctly.
+        ("see http://ok.test/ and <b>", "see http://ok.test/ and \\<b>"),
+    ],
+)
+def test_urls_inside_literal_html_are_not_linked_with_the_tags_end(text: str, expected: str) -> None:
+    assert neutralise(text) == expected

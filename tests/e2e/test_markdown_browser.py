@@ -35,6 +35,7 @@ PAYLOADS = [
     f"![x]({EVIL}/inline.png)",
     f"look ![x][ref]\n\n[ref]: {EVIL}/reference.png",
     f"<img src={EVIL}/html.png>",
+    f'<img src="{EVIL}/quoted.png"> and inline <img src="{EVIL}/inline-quoted.png">',
     f'![x]({EVIL}/a.png "title") and ![y][]\n\n[y]: {EVIL}/collapsed.png',
     f"note[^1]\n\n[^1]: ![x]({EVIL}/footnote.png)",
     f"[![x]({EVIL}/in-link.png)](http://example.test)",
@@ -82,6 +83,9 @@ def test_hostile_markdown_makes_no_request_to_another_host(server: str, browser:
         send(page, text)
         assert not elsewhere, (text, elsewhere)
         assert page.evaluate("window.__cspViolations") == [], text
+        # Streamlit links a bare URL; one inside a tag shown as text must not take the tag's `">` along.
+        hrefs = page.get_by_test_id("stChatMessage").locator("a").evaluate_all("links => links.map(a => a.href)")
+        assert not [href for href in hrefs if '"' in href or "%22" in href or "%3E" in href], (text, hrefs)
     # Every bubble and title again, from the database this time.
     page.reload(wait_until="domcontentloaded")
     expect(page.get_by_test_id("stChatMessage")).to_have_count(2, timeout=30_000)
