@@ -123,6 +123,7 @@ if prompt:
     first_screen.empty()
     try:
         reply = chat.send(principal, conversation.id if conversation else None, prompt, model)
+        reply.start()  # the model's latency overlaps the drawing below
     except UserError as exc:
         st.session_state[state.FLASH] = exc.message
         if prompt != example:
@@ -135,6 +136,7 @@ if prompt:
 elif pending and conversation is not None and not read_only and str(conversation.id) == pending:
     try:
         reply = chat.regenerate(principal, conversation.id, model)
+        reply.start()
     except UserError as exc:
         view.input_error(exc.message)
 

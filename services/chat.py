@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,7 +19,7 @@ from typing import Literal
 from services.auth import AuthError, Principal
 from services.config import Settings
 from services.paging import collect_pages
-from services.providers import Provider, ProviderError, ReplyStream, Turn, Usage
+from services.providers import ProviderError, ReplyStream, Turn, Usage
 from services.providers.catalogue import Catalogue, ModelOption
 from services.ratelimit import RateLimiter
 from services.store import (
@@ -79,7 +80,12 @@ class Reply:
     `interrupted`; closing one that never started stores nothing.
 
     `run` makes the generator that streams and stores the reply; it is handed this Reply so that the
-    generator's `finally` can set `outcome`. Nothing in it runs before the first `next()`."""
+    generator's `finally` can set `outcome`. Nothing in it runs before the first `next()`.
+
+    `start()` opens the provider request at once, before the reply is iterated, so the model's own latency
+    overlaps whatever the page draws in between (the sidebar, the actions). Chunks wait in the pump until
+    the reply is read. A started reply that is never read (the page was stopped in between) stores nothing,
+    and its request is closed by `close()` or, failing that, when the Reply is garbage collected."""
 
     def __init__(
         self,
@@ -88,6 +94,7 @@ class Reply:
         option: ModelOption,
         created: bool,
         run: Callable[[Reply], Generator[str, None, None]],
+        open_stream: Callable[[], ReplyStream] | None = None,
     ) -> None:
         self.conversation_id = conversation_id
         self.user_message = user_message
@@ -96,8 +103,26 @@ class Reply:
         self.outcome: Outcome | None = None
         # Seconds until the next hand-over after one was shown; the page sets it from what it re-sends.
         self.pace: Callable[[], float] = lambda: RENDER_INTERVAL_S
+        self._open_stream = open_stream
+        self._pump: Pump | None = None
+        self.started_at: float | None = None  # time.monotonic() when the provider request was opened
         self._gen = run(self)
         self._iterated = False
+
+    def start(self) -> None:
+        """Open the provider request now (idempotent); see the class doc."""
+        if self._pump is None and self._open_stream is not None:
+            self.started_at = time.monotonic()
+            self._pump = Pump(self._open_stream)
+            # A page stopped between start() and reading never closes the reply: hang up when it is dropped.
+            weakref.finalize(self, self._pump.close)
+
+    def pump(self) -> Pump:
+        """The reading side of the provider request, opened now if `start()` was not called."""
+        self.start()
+        if self._pump is None:
+            raise RuntimeError("this Reply has no provider request to open")
+        return self._pump
 
     def __iter__(self) -> Iterator[str]:
         if self._iterated:
@@ -106,8 +131,11 @@ class Reply:
         return self._gen
 
     def close(self) -> None:
-        # GeneratorExit at the generator's `yield`; its `finally` stores the reply as interrupted.
+        # GeneratorExit at the generator's `yield`; its `finally` stores the reply as interrupted. A reply
+        # started but never read has no generator frame to run that `finally`: close its request here.
         self._gen.close()
+        if self._pump is not None:
+            self._pump.close()
 
 
 @dataclass
@@ -322,12 +350,14 @@ class ChatService:
         # The turn's own writes (checkpoints, the final state) run under this principal: checked fresh now,
         # then accepted for as long as the turn may last, so an expiry mid-reply cannot cut it off.
         turn_principal = principal.for_turn(self.settings.provider_timeout_s + LONGEST_REPLY_S + FINAL_WRITE_S)
+        max_tokens = self.settings.max_reply_tokens
         reply = Reply(
             cid,
             user_message,
             option,
             created,
-            run=lambda reply: self._stream(reply, turn_principal, provider, turns, revoked),
+            run=lambda reply: self._stream(reply, turn_principal, revoked),
+            open_stream=lambda: provider.stream(option.model, turns, max_tokens=max_tokens),
         )
         reply.pace = lambda: self.render_interval_s  # until the page paces it by what it redraws
         return reply
@@ -336,15 +366,16 @@ class ChatService:
         self,
         reply: Reply,
         principal: Principal,
-        provider: Provider,
-        turns: list[Turn],
         revoked: Callable[[], bool] | None,
     ) -> Generator[str, None, None]:
-        turn = _TurnState(principal, reply.conversation_id, reply.option, started=time.monotonic())
+        pump = reply.pump()
+        assert reply.started_at is not None  # set by pump()
+        # Latency and time to first token count from the provider request, which start() may have opened
+        # while the page was still drawing.
+        turn = _TurnState(principal, reply.conversation_id, reply.option, started=reply.started_at)
         # The turn may not outlive the provider's own limits: a silent provider fails at its timeout, and a
         # reply that keeps talking is cut off here. The identity that started the turn is accepted as long.
         deadline = turn.started + self.settings.provider_timeout_s + LONGEST_REPLY_S
-        pump = Pump(lambda: provider.stream(turn.option.model, turns, max_tokens=self.settings.max_reply_tokens))
         saved = 0  # characters of the reply stored so far
         last_checkpoint = turn.started
         try:

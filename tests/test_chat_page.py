@@ -188,7 +188,7 @@ def test_model_images_are_never_rendered_and_html_is_text(
     assert not at.exception
     rendered = at.chat_message[1].markdown
     assert [md.value for md in rendered] == [
-        "See !\\[pixel](http://tracker.example/p.png) \\<img src=http://tracker.example/q>"
+        "See !\\[pixel](http://tracker.example/p.png) \\<img src=http\\://tracker.example/q>"
     ]
     assert all(not md.proto.allow_html for md in rendered)
     # Stored as the model sent it; only rendering is neutralised.
@@ -280,7 +280,7 @@ def test_safe_stream_never_renders_what_the_final_text_takes_back() -> None:
     )
     final = neutralise(text)
     assert final == (
-        "Intro !\\[a](http://x/1.png) and \\<img src=http://x/2>\n```markdown\n![literal](kept)\n```\n"
+        "Intro !\\[a](http://x/1.png) and \\<img src=http\\://x/2>\n```markdown\n![literal](kept)\n```\n"
         "tail !\\[ref][r] and `code`\n\n[r]: http://x/3.png"
     )
     for seed in range(200):

@@ -4,6 +4,7 @@ status and the text received so far."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
@@ -477,3 +478,52 @@ def test_a_revoked_sign_in_ends_the_reply_at_once_as_interrupted(
     assert (assistant.status, assistant.content) == ("interrupted", shown)
     assert shown.startswith("w0 ") and "w39" not in shown
     wait_for_disconnect(wire, gone_before)
+
+
+def test_a_started_reply_opens_the_provider_request_before_it_is_read(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    wire = wires["openai"]
+    wire.queue(Script(chunks=["early ", "bird"]))
+    seen_before = len(wire.requests)
+    alice = user("alice")
+    reply = chat.send(alice, None, "Start now", OPENAI_MODEL)
+    assert len(wire.requests) == seen_before  # send() alone asks nothing of the provider
+    reply.start()
+    reply.start()  # idempotent: still one request
+    deadline = time.monotonic() + 10
+    while len(wire.requests) == seen_before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(wire.requests) == seen_before + 1, "start() did not open the provider request"
+    assert "".join(drain(reply)) == "early bird"
+    assert reply.outcome is not None and reply.outcome.status == "complete"
+    assert len(wire.requests) == seen_before + 1
+    stored = [(m.role, m.status) for m in messages(store, alice, reply)]
+    assert stored == [("user", "complete"), ("assistant", "complete")]
+
+
+@pytest.mark.parametrize("how", ["close", "garbage"])
+def test_a_started_reply_that_is_never_read_hangs_up_and_stores_no_reply(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer], how: str
+) -> None:
+    # The page starts the request, then Streamlit stops the script before the reply is read: the page's
+    # `finally` never runs for an unread reply, so close() or dropping the Reply must hang up.
+    wire = wires["openai"]
+    gone_before = wire.disconnects
+    wire.queue(Script(chunks=[f"w{i} " for i in range(40)], chunk_delay_s=0.1))
+    alice = user("alice")
+    reply = chat.send(alice, None, "Stopped before reading", OPENAI_MODEL)
+    reply.start()
+    cid = reply.conversation_id
+    if how == "close":
+        reply.close()
+        assert reply.outcome is None
+    else:
+        del reply
+        gc.collect()
+    deadline = time.monotonic() + 10
+    while wire.disconnects == gone_before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert wire.disconnects == gone_before + 1, "the provider connection was not closed"
+    rows = store.recent_messages(alice, cid, limit=50)
+    assert [(m.role, m.content) for m in rows] == [("user", "Stopped before reading")]
