@@ -66,7 +66,8 @@ class Pump:
         """Joined text, the first piece as soon as it arrives and later ones at most once per `interval()`
         seconds (asked after each hand-over, so the caller can pace by what it renders); "" whenever
         `tick_s` passes with nothing to hand over. Re-raises, on the consumer's thread, whatever ended the
-        reader's stream."""
+        reader's stream. The interval counts from the hand-over, so the time the consumer spends on it
+        (drawing, a checkpoint) does not stretch the gap between two updates the user sees."""
         next_at = time.monotonic()
         while True:
             woke_at = time.monotonic() + tick_s
@@ -80,10 +81,11 @@ class Pump:
                 if ready:
                     self._buf.clear()
                 done, error = self._done, self._error
+            handed_at = time.monotonic()
             if text or not done:
                 yield text
             if text:
-                next_at = time.monotonic() + interval()
+                next_at = handed_at + interval()
             if done:
                 if error is not None:
                     raise error
