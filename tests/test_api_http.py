@@ -228,6 +228,27 @@ def test_an_ai_sdk_chat_id_maps_to_one_conversation_per_user(world: World, clien
     assert [m["content"] for m in history["items"]] == ["second question", "first question"]
 
 
+def test_the_ai_sdk_regenerate_trigger_answers_the_last_message_again(world: World, client: httpx.Client) -> None:
+    question = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "answer me twice"}]}
+    body: dict[str, Any] = {"id": "chat-regen", "messages": [question], "model": DEMO}
+    first = events(client.post("/api/chat", headers=world.auth("dan"), json=body))[-2]["messageMetadata"]
+    answer = {"id": "a1", "role": "assistant", "parts": [{"type": "text", "text": "whatever"}]}
+    again = client.post(
+        "/api/chat",
+        headers=world.auth("dan"),
+        json={**body, "messages": [question, answer], "trigger": "regenerate-message", "messageId": "a1"},
+    )
+    evs = events(again)
+    second = evs[-2]["messageMetadata"]
+    assert second["conversationId"] == first["conversationId"] and second["messageId"] != first["messageId"]
+    assert evs[0]["messageMetadata"]["userMessageId"] is None and second["status"] == "complete"
+    assert stored(world, second["messageId"])[1] == streamed_text(evs)
+    history = client.get(
+        "/api/chat/history", params={"conversation_id": first["conversationId"]}, headers=world.auth("dan")
+    ).json()
+    assert [m["role"] for m in history["items"]] == ["assistant", "assistant", "user"]
+
+
 def test_disconnecting_mid_stream_stores_what_was_generated_as_interrupted(world: World) -> None:
     gate = threading.Event()
     world.wire.queue(Script(chunks=["Partial ", "answer", " never sent"], gate_before={2: gate}))
