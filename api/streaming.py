@@ -78,7 +78,13 @@ class StreamPool:
         except RuntimeError:  # the pool was shut down
             self._release()
             raise
-        kind, value = await queue.get()
+        try:
+            kind, value = await queue.get()
+        except BaseException:
+            # The request was cancelled while the turn was starting: the worker stops the reply as soon as
+            # it has one (stored as `interrupted`), instead of streaming it to nobody.
+            cancel.set()
+            raise
         if kind == _FAILED:
             raise value
         return LiveReply(value, queue, cancel)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import jwt
 import psycopg
 import pytest
@@ -427,6 +428,47 @@ def test_the_openapi_document_describes_exactly_the_json_routes(client: httpx.Cl
         served.setdefault(path, set()).update(m.lower() for m in (getattr(route, "methods", None) or ()) if m != "HEAD")
     described = {path: set(ops) for path, ops in spec["paths"].items()}
     assert described == served and set(PATHS) == set(served)
+
+
+def _conforms(spec: dict[str, Any], template: str, method: str, response: httpx.Response) -> None:
+    """The response's status is one the spec lists for the operation, and a JSON body matches its schema."""
+    operation = spec["paths"][template][method]
+    declared = operation["responses"].get(str(response.status_code))
+    assert declared is not None, f"{method.upper()} {template} answered {response.status_code}, not in the spec"
+    media = declared.get("content", {}).get("application/json")
+    if media is None:
+        return
+    schema = {**media["schema"], "components": spec["components"]}
+    jsonschema.Draft202012Validator(schema).validate(response.json())
+
+
+def test_responses_match_the_openapi_document(world: World, client: httpx.Client) -> None:
+    spec = client.get("/api/openapi.json").json()
+    jsonschema.Draft202012Validator.check_schema({**spec["components"]["schemas"]["Message"]})
+    me, json_type = world.auth("ann"), {"Content-Type": "application/json"}
+    assert client.post("/api/chat", headers=me, json={"content": "something to list", "model": DEMO}).is_success
+    checks: list[tuple[str, str, httpx.Response]] = [
+        ("/api/chat/history", "get", client.get("/api/chat/history", params={"limit": "3"}, headers=me)),
+        ("/api/chat/history", "get", client.get("/api/chat/history", params={"role": "x"}, headers=me)),
+        ("/api/chat/history", "get", client.get("/api/chat/history")),
+        ("/api/conversations", "get", client.get("/api/conversations", headers=me)),
+        ("/api/conversations", "get", client.get("/api/conversations", params={"before": "bad.cursor"}, headers=me)),
+        (
+            "/api/conversations/{conversation_id}",
+            "delete",
+            client.delete(f"/api/conversations/{uuid.uuid4()}", headers=me),
+        ),
+        ("/api/chat", "post", client.post("/api/chat", headers={**me, **json_type}, content=b"{")),
+        ("/api/chat", "post", client.post("/api/chat", headers={**me, "Content-Type": "text/plain"}, content=b"x")),
+        ("/api/chat", "post", client.post("/api/chat", headers={**me, **json_type}, content=b" " * (MAX_BODY + 1))),
+        ("/api/chat", "post", client.post("/api/chat", json={"content": "x"})),
+        ("/api/ready", "get", client.get("/api/ready")),
+        ("/api/health", "get", client.get("/api/health")),
+        ("/.well-known/jwks.json", "get", client.get("/.well-known/jwks.json")),
+    ]
+    for template, method, response in checks:
+        _conforms(spec, template, method, response)
+    assert {r.status_code for _, _, r in checks} >= {200, 400, 401, 404, 413, 415}
 
 
 def test_unknown_api_paths_are_not_answered_by_the_api(client: httpx.Client) -> None:
