@@ -245,3 +245,20 @@ def test_the_ai_sdk_body_takes_its_last_user_message_and_ignores_the_rest() -> N
     with pytest.raises(ApiError):
         parse_chat_request({"messages": [{"role": "user", "parts": [{"type": "text", "text": "no id"}]}]})
     assert parse_chat_request({"id": "c1", "messages": [{}], "trigger": "regenerate-message"}).regenerate
+
+
+def test_a_silent_reply_gives_keep_alive_ticks_until_text_comes() -> None:
+    async def scenario() -> list[str]:
+        pool = StreamPool(1)
+        reply = GatedReply()
+        live = await pool.open(lambda: cast(Reply, reply))
+        got: list[str] = []
+        async for chunk in live.chunks(idle_s=0.02):
+            got.append(chunk)
+            if chunk == "":
+                reply.gate.set()  # the provider speaks again after one keep-alive
+        pool.shutdown()
+        return got
+
+    got = asyncio.run(scenario())
+    assert got[0] == "a" and got[-1] == "b" and "" in got and set(got[1:-1]) == {""}
