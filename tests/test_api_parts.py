@@ -4,6 +4,7 @@ CHAT_AUTH=none caller check, the error mapping, and the chat id -> conversation 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Generator, Iterator
 from typing import Any, cast
@@ -15,7 +16,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from api.chat import parse_chat_request
+from api.chat import parse_chat_request, sse
 from api.cors import ApiCors
 from api.credentials import _from_this_machine, bearer
 from api.errors import ApiError, response_for
@@ -262,3 +263,10 @@ def test_a_silent_reply_gives_keep_alive_ticks_until_text_comes() -> None:
 
     got = asyncio.run(scenario())
     assert got[0] == "a" and got[-1] == "b" and "" in got and set(got[1:-1]) == {""}
+
+
+def test_an_sse_event_is_one_line_of_json_whatever_the_text() -> None:
+    for text in ("plain", "two\nlines\r\n", "é ✓ 中文", "lone \ud800 surrogate", "\u2028sep"):
+        encoded = sse({"type": "text-delta", "id": "t", "delta": text})
+        assert encoded.startswith(b"data: ") and encoded.endswith(b"\n\n") and encoded.count(b"\n") == 2
+        assert json.loads(encoded[len(b"data: ") : -2])["delta"] == text
