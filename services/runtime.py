@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from services.accounts import AccountError, load_or_create_secret
+from services.api_keys import ApiKeyService
 from services.chat import ChatService
 from services.config import Settings, load_settings, redact
 from services.errors import UserError
@@ -40,6 +41,8 @@ class Services:
     identity: Identity
     # CHAT_AUTH=local only: sessions, sign-in throttling, account and admin actions (services/sessions.py).
     sessions: SessionService | None = None
+    # Personal API keys (CHAT_API_KEYS): the Account page manages them, the HTTP API authenticates with them.
+    api_keys: ApiKeyService | None = None
 
     def close(self) -> None:
         if self.sessions is not None:
@@ -104,6 +107,20 @@ def build_services(settings: Settings) -> Services:
             store.close()
             raise StartupError(f"Could not set up sign-in sessions: {redact(str(exc), settings)}") from None
         sessions.announce_setup_code()
+    api_keys = None
+    if settings.api_keys_enabled:
+        problem = store.api_key_access_problem()
+        if problem:
+            if sessions is not None:
+                sessions.store.close()
+            store.close()
+            raise StartupError(problem)
+        api_keys = ApiKeyService(
+            store,
+            max_live=settings.api_keys_max,
+            principal_ttl_s=settings.token_ttl_s,
+            accounts=identity.accounts,
+        )
     log.info("services built (auth %s, %d models)", settings.auth_mode, len(catalogue.ids))
     return Services(
         settings=settings,
@@ -113,6 +130,7 @@ def build_services(settings: Settings) -> Services:
         catalogue=catalogue,
         identity=identity,
         sessions=sessions,
+        api_keys=api_keys,
     )
 
 
