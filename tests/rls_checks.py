@@ -338,7 +338,10 @@ def api_key_privilege_problems(as_user: AsUser, world: World) -> list[str]:
         try:
             with as_user(world.me) as conn, conn.transaction(force_rollback=True):
                 conn.execute(statement, params_for(world))
-        except psycopg.errors.InsufficientPrivilege:
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # An RLS refusal has the same error code: only "permission denied" is the grant's doing.
+            if "permission denied" not in str(exc):
+                problems.append(f"api_keys: `{statement}` was refused, but not by a grant: {exc}")
             continue
         except psycopg.Error as exc:
             problems.append(f"api_keys: `{statement}` failed with {type(exc).__name__}, not a privilege refusal")
