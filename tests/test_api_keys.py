@@ -19,6 +19,8 @@ import pytest
 from services.accounts import AccountStore
 from services.api_keys import INVALID_KEY, MAX_EXPIRY_DAYS, ApiKeyService, hash_secret, is_api_key
 from services.auth import AuthError, Principal
+from services.config import load_settings
+from services.runtime import StartupError, build_services
 from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
 from services.store.types import InvalidInput, NotFound
@@ -267,3 +269,31 @@ def test_a_revoked_key_stays_revoked_even_for_its_owner(store: PostgresStore, ke
 
 def test_the_app_role_can_look_keys_up(store: PostgresStore) -> None:
     assert store.api_key_access_problem() is None
+
+
+def test_without_chat_signin_the_app_says_what_to_grant_or_switch_off(
+    database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    role = f"nokeys_{uuid.uuid4().hex[:8]}"
+    name = database.app_url.split("?")[0].rsplit("/", 1)[1]
+    with psycopg.connect(database.admin_url, autocommit=True) as conn:
+        conn.execute(f"create role {role} login noinherit")
+        conn.execute(f"grant authenticated, anon to {role}")
+        conn.execute(f"grant connect on database {name} to {role}")
+    url = database.app_url.replace("chat_app:", f"{role}:", 1)
+    monkeypatch.setenv("CHAT_AUTH", "none")
+    monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DATABASE_ADMIN_URL", database.admin_url)
+    monkeypatch.delenv("CHAT_API_KEYS", raising=False)
+    try:
+        with pytest.raises(StartupError, match=f"grant chat_signin to {role};.*CHAT_API_KEYS=false"):
+            build_services(load_settings())
+        monkeypatch.setenv("CHAT_API_KEYS", "false")
+        services = build_services(load_settings())
+        assert services.api_keys is None
+        services.close()
+    finally:
+        with psycopg.connect(database.admin_url, autocommit=True) as conn:
+            conn.execute(f"drop owned by {role}")
+            conn.execute(f"drop role {role}")
