@@ -19,11 +19,11 @@ import re
 
 from starlette.requests import Request
 
+from services.api_keys import is_api_key
 from services.auth import AuthError, Principal
 from services.identity import LOCAL_USER
 from services.runtime import Services
 
-API_KEY_PREFIX = "sk-chat-"
 # RFC 6750's b64token, bounded: a bearer far larger than any token or key is refused before any parsing.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
 MAX_CREDENTIAL_CHARS = 16 * 1024
@@ -55,13 +55,10 @@ def authenticate(services: Services, request: Request) -> Principal:
             return LOCAL_USER
         raise AuthError("not_local", NONE_MODE_REMOTE)
     credential = bearer(request)
-    if credential.startswith(API_KEY_PREFIX):
-        # Added to Services by the API-key work; absent, keys simply do not exist here.
-        keys = getattr(services, "api_keys", None)
-        if keys is None:
+    if is_api_key(credential):
+        if services.api_keys is None:  # CHAT_API_KEYS=false: keys do not exist here
             raise AuthError("api_keys_disabled", KEYS_DISABLED)
-        principal: Principal = keys.authenticate(credential)
-        return principal
+        return services.api_keys.authenticate(credential)
     verifier = services.identity.verifier
     if verifier is None:  # unreachable for local and clerk; a clear refusal beats an AttributeError
         raise AuthError("no_verifier", MISSING)

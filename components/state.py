@@ -39,3 +39,6 @@ ENDED_SESSION = "chat.ended_session"
 ACCOUNT_FLASH = "account.flash"
 ADMIN_FLASH = "admin.flash"
 ADMIN_LINK = "admin.link"
+# account page, API keys: a one-shot notice, and the key whose revocation waits for confirmation
+API_KEY_FLASH = "apikeys.flash"
+API_KEY_PENDING_REVOKE = "apikeys.pending_revoke"

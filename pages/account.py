@@ -1,4 +1,7 @@
-"""Account: change password, the sessions signed in to this account, export, delete the account."""
+"""Account: change password, the sessions signed in to this account, API keys, export, delete the account.
+
+Local accounts get every section; with Clerk (or the single local user) the account lives elsewhere and
+only the API keys are managed here."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import streamlit as st
 
 from components import state
 from components.account import sessions_table
+from components.api_keys import api_keys_section
 from components.auth_gate import require_principal
 from components.shell import page_services
 from services import export
@@ -16,7 +20,12 @@ services = page_services()
 sessions = services.sessions
 st.title("Account")
 if sessions is None:
-    st.info("Your account is managed by your sign-in provider (Clerk); there is nothing to change here.")
+    if services.settings.auth_mode == "clerk":
+        st.info("Your account is managed by your sign-in provider (Clerk).")
+    if services.api_keys is not None:
+        api_keys_section(services.api_keys, principal)
+    else:
+        st.caption("API keys are switched off on this server (CHAT_API_KEYS).")
     st.stop()
 
 flash = st.session_state.pop(state.ACCOUNT_FLASH, None)
@@ -45,6 +54,9 @@ if len(rows) > 1 and st.button("Sign out all other sessions", key="account.sign_
     count = sessions.sign_out_others(principal)
     st.session_state[state.ACCOUNT_FLASH] = f"Signed out {count} other session(s)."
     st.rerun()
+
+if services.api_keys is not None:
+    api_keys_section(services.api_keys, principal)
 
 st.subheader("Export your data")
 st.download_button(

@@ -175,6 +175,13 @@ class Settings:
     token_ttl_s: int = setting(
         "CHAT_TOKEN_TTL_S", "int", 300, "Lifetime of a sign-in token, in seconds.", lo=30, hi=86_400
     )
+    api_keys_enabled: bool = setting(
+        "CHAT_API_KEYS", "bool", True, "Whether users may create personal API keys for the HTTP API."
+    )
+    api_keys_max: int = setting(
+        "CHAT_API_KEYS_MAX", "int", 10, "Active (unrevoked, unexpired) API keys a user may hold at once.",
+        lo=1, hi=1_000,
+    )
     clerk_issuer: str | None = setting(
         "CLERK_ISSUER", "url", None, "The Clerk Frontend API URL (required with CHAT_AUTH=clerk)."
     )

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from services.accounts import AccountError, load_or_create_secret
+from services.api_keys import ApiKeyService
 from services.chat import ChatService
 from services.client_chats import ClientChats
 from services.config import Settings, load_settings, redact
@@ -43,6 +44,8 @@ class Services:
     sessions: SessionService | None = None
     # The HTTP API's map from an AI SDK client's chat id to a conversation (services/client_chats.py).
     client_chats: ClientChats | None = None
+    # Personal API keys (CHAT_API_KEYS): the Account page manages them, the HTTP API authenticates with them.
+    api_keys: ApiKeyService | None = None
 
     def close(self) -> None:
         if self.sessions is not None:
@@ -107,6 +110,20 @@ def build_services(settings: Settings) -> Services:
             store.close()
             raise StartupError(f"Could not set up sign-in sessions: {redact(str(exc), settings)}") from None
         sessions.announce_setup_code()
+    api_keys = None
+    if settings.api_keys_enabled:
+        problem = store.api_key_access_problem()
+        if problem:
+            if sessions is not None:
+                sessions.store.close()
+            store.close()
+            raise StartupError(problem)
+        api_keys = ApiKeyService(
+            store,
+            max_live=settings.api_keys_max,
+            principal_ttl_s=settings.token_ttl_s,
+            accounts=identity.accounts,
+        )
     log.info("services built (auth %s, %d models)", settings.auth_mode, len(catalogue.ids))
     return Services(
         settings=settings,
@@ -117,6 +134,7 @@ def build_services(settings: Settings) -> Services:
         identity=identity,
         sessions=sessions,
         client_chats=ClientChats(store),
+        api_keys=api_keys,
     )
 
 

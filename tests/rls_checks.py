@@ -32,11 +32,20 @@ AsUser = Callable[[str], AbstractContextManager[psycopg.Connection]]
 
 # Tables the migrations create; a new table in `public` must be added here (and get policies) or the
 # flag check reports it.
-PUBLIC_TABLES = ("audit_log", "conversations", "messages", "profiles", "rate_limits", "sessions", "signin_attempts")
+PUBLIC_TABLES = (
+    "api_keys",
+    "audit_log",
+    "conversations",
+    "messages",
+    "profiles",
+    "rate_limits",
+    "sessions",
+    "signin_attempts",
+)
 # Tables the behaviour checks below act on as `authenticated`. The sign-in tables (sessions, attempts, audit)
 # are written by the `chat_signin` role before anyone is signed in; tests/test_sessions.py checks their
 # isolation through the sign-in service, and the catalogue checks here pin their flags and policies.
-BEHAVIOUR_TABLES = ("conversations", "messages", "profiles", "rate_limits")
+BEHAVIOUR_TABLES = ("api_keys", "conversations", "messages", "profiles", "rate_limits")
 
 _OWN = "(( SELECT (auth.jwt() ->> 'sub'::text)) = user_id)"
 _REVIEWER = (
@@ -96,6 +105,12 @@ EXPECTED_POLICIES: dict[str, Policy] = {
         "audit_log", "INSERT", None, "(actor_id = 'signin'::text)", "{chat_signin}", behaviour=False
     ),
     "audit_log_select_admin": Policy("audit_log", "SELECT", _ADMIN, None, behaviour=False),
+    "api_keys_select_own": Policy("api_keys", "SELECT", _OWN, None),
+    "api_keys_insert_own": Policy("api_keys", "INSERT", None, _OWN),
+    # `user_id` is not updatable (column grants, see api_key_privilege_problems): a widened `with check`
+    # cannot move a key, so only the catalogue check can see it. A widened `using` is seen (REACH).
+    "api_keys_update_own": Policy("api_keys", "UPDATE", _OWN, _OWN, behaviour=False),
+    "api_keys_delete_own": Policy("api_keys", "DELETE", _OWN, None),
 }
 
 
@@ -159,6 +174,7 @@ class World:
     my_message: uuid.UUID
     other_conversation: uuid.UUID
     other_message: uuid.UUID
+    my_key: uuid.UUID
 
 
 RLS_REFUSAL = "new row violates row-level security policy"
@@ -173,6 +189,8 @@ def params_for(world: World) -> dict[str, object]:
         "my_empty_conversation": world.my_empty_conversation,
         "other_conversation": world.other_conversation,
         "other_message": world.other_message,
+        "my_key": world.my_key,
+        "planted_hash": "f" * 64,
     }
 
 
@@ -210,6 +228,8 @@ PLANTS: dict[str, str] = {
     "conversations": "insert into public.conversations (user_id, title) values (%(other)s, 'planted')",
     "rate_limits": "insert into public.rate_limits (user_id, hits) values (%(nobody)s, 0)",
     "profiles": "insert into public.profiles (user_id, display_name) values (%(nobody)s, 'planted')",
+    "api_keys": "insert into public.api_keys (user_id, name, prefix, secret_hash)"
+    " values (%(nobody)s, 'planted', 'sk-chat-', %(planted_hash)s)",
 }
 
 
@@ -250,6 +270,12 @@ REACH: list[tuple[str, str, int]] = [
     ("profiles", "delete from public.profiles where user_id <> %(me)s", 0),
     ("profiles", "update public.profiles set display_name = 'pwned'", 1),
     ("profiles", "delete from public.profiles", 1),
+    ("api_keys", "select id from public.api_keys where user_id <> %(me)s", 0),
+    ("api_keys", "update public.api_keys set name = 'pwned' where user_id <> %(me)s", 0),
+    ("api_keys", "update public.api_keys set revoked_at = now() where user_id <> %(me)s", 0),
+    ("api_keys", "delete from public.api_keys where user_id <> %(me)s", 0),
+    ("api_keys", "update public.api_keys set name = 'pwned'", 1),
+    ("api_keys", "delete from public.api_keys", 1),
 ]
 
 
@@ -275,17 +301,52 @@ def own_rows_problems(as_user: AsUser, world: World) -> list[str]:
     with as_user(world.me) as conn, conn.transaction(force_rollback=True):
         counts = conn.execute(
             "select (select count(*) from public.messages), (select count(*) from public.conversations),"
-            " (select count(*) from public.rate_limits), (select count(*) from public.profiles)"
+            " (select count(*) from public.rate_limits), (select count(*) from public.profiles),"
+            " (select count(*) from public.api_keys)"
         ).fetchone()
-        if counts != (1, 2, 1, 1):
+        if counts != (1, 2, 1, 1, 1):
             problems.append(
-                f"my rows (messages, conversations, counters, profiles) seen as {counts}, expected (1, 2, 1, 1)"
+                f"my rows (messages, conversations, counters, profiles, keys) seen as {counts},"
+                " expected (1, 2, 1, 1, 1)"
             )
         updated = conn.execute(
             "update public.messages set content = 'mine' where id = %(my_message)s", params_for(world)
         )
         if updated.rowcount != 1:
             problems.append("I cannot update my own message")
+        renamed = conn.execute("update public.api_keys set name = 'mine' where id = %(my_key)s", params_for(world))
+        if renamed.rowcount != 1:
+            problems.append("I cannot rename my own API key")
+    return problems
+
+
+# What the column grants on api_keys refuse even on my own key: reading the stored hash back, moving the
+# key to another user, pointing it at another secret, stretching its expiry; and the lookup function is
+# not callable by a signed-in user (only the pre-sign-in role may turn a hash into an owner).
+KEY_PRIVILEGE_REFUSALS: list[str] = [
+    "select secret_hash from public.api_keys",
+    "update public.api_keys set user_id = %(nobody)s",
+    "update public.api_keys set secret_hash = %(planted_hash)s",
+    "update public.api_keys set expires_at = null",
+    "select * from public.api_key_owner(%(planted_hash)s)",
+]
+
+
+def api_key_privilege_problems(as_user: AsUser, world: World) -> list[str]:
+    problems: list[str] = []
+    for statement in KEY_PRIVILEGE_REFUSALS:
+        try:
+            with as_user(world.me) as conn, conn.transaction(force_rollback=True):
+                conn.execute(statement, params_for(world))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # An RLS refusal has the same error code: only "permission denied" is the grant's doing.
+            if "permission denied" not in str(exc):
+                problems.append(f"api_keys: `{statement}` was refused, but not by a grant: {exc}")
+            continue
+        except psycopg.Error as exc:
+            problems.append(f"api_keys: `{statement}` failed with {type(exc).__name__}, not a privilege refusal")
+            continue
+        problems.append(f"api_keys: `{statement}` was allowed")
     return problems
 
 
@@ -308,6 +369,7 @@ def behaviour_problems(as_user: AsUser, world: World) -> list[str]:
         + reach_problems(as_user, world)
         + own_rows_problems(as_user, world)
         + rate_limit_delete_problems(as_user, world)
+        + api_key_privilege_problems(as_user, world)
     )
 
 
@@ -329,7 +391,13 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
             assert message is not None
             conn.execute("insert into public.rate_limits (user_id, hits) values (%s, 1)", [sub])
             conn.execute("insert into public.profiles (display_name) values ('checked')")
-            ids[sub] = {"conversation": conversation[0], "empty": empty[0], "message": message[0]}
+            key = conn.execute(
+                "insert into public.api_keys (name, prefix, secret_hash)"
+                " values ('checked', 'sk-chat-', %s) returning id",
+                [uuid.uuid4().hex * 2],
+            ).fetchone()
+            assert key is not None
+            ids[sub] = {"conversation": conversation[0], "empty": empty[0], "message": message[0], "key": key[0]}
     with as_user(mover) as conn:
         conn.execute("insert into public.conversations (title) values ('to be moved')")
     return World(
@@ -342,6 +410,7 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
         my_message=ids[me]["message"],
         other_conversation=ids[other]["conversation"],
         other_message=ids[other]["message"],
+        my_key=ids[me]["key"],
     )
 
 

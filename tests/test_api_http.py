@@ -26,14 +26,17 @@ from api import ROUTES
 from api.openapi import PATHS, UNDOCUMENTED_PREFIXES
 from devtools.wire_servers import Script, WireServer
 from services.accounts import Account, AccountStore, LocalIssuer, load_or_create_signing_key
+from services.api_keys import ApiKeyService
+from services.auth import Principal
 from services.store.embedded import EmbeddedDatabase
+from services.store.postgres import PostgresStore
 from tests.e2e.server import AppServer, app_server, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_DIR = ROOT / "tests" / "node"
 RATE_LIMIT = 6
 MAX_BODY = 4096
-USERS = ("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal")
+USERS = ("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ivy")
 WIRE_MODEL = "compat/wire-model"
 DEMO = "demo/echo-1"
 
@@ -46,6 +49,8 @@ class World:
     tokens: dict[str, str]
     accounts: dict[str, Account]
     issuer: LocalIssuer
+    keys: ApiKeyService
+    revoked_key: str
 
     @property
     def url(self) -> str:
@@ -82,7 +87,16 @@ def world(database: EmbeddedDatabase) -> Iterator[World]:
             issuer: LocalIssuer = made["issuer"]
             accounts: dict[str, Account] = made["accounts"]
             tokens = {name: issuer.issue(account) for name, account in accounts.items()}
-            yield World(server, wire, database, tokens, accounts, issuer)
+            # Keys made the way the Account page makes them, in the server's own database.
+            store = PostgresStore(database.app_url, pool_max=1)
+            keys = ApiKeyService(store, max_live=5, principal_ttl_s=300)
+            hal = Principal(user_id=accounts["hal"].user_id)
+            revoked, revoked_key = keys.create(hal, "revoked")
+            keys.revoke(hal, revoked.id)
+            try:
+                yield World(server, wire, database, tokens, accounts, issuer, keys, revoked_key)
+            finally:
+                store.close()
 
 
 @pytest.fixture
@@ -135,9 +149,12 @@ def _other_key_token(world: World) -> str:
         (lambda w: "Bearer not.a.jwt", "malformed"),
         (lambda w: f"Bearer {_other_key_token(w)}", "bad_signature"),
         (lambda w: f"Bearer {w.issuer.issue(w.accounts['ann'], now=time.time() - 7200)}", "expired"),
-        (lambda w: "Bearer sk-chat-0123456789abcdef", "api_keys_disabled"),
+        (lambda w: "Bearer sk-chat-0123456789abcdef", "api_key_malformed"),
+        (lambda w: "Bearer sk-chat-" + "A" * 43, "api_key_unknown"),
+        (lambda w: f"Bearer {w.revoked_key}", "api_key_revoked"),
     ],
-    ids=["missing", "basic", "empty-bearer", "garbage", "bad-signature", "expired", "api-key-disabled"],
+    ids=["missing", "basic", "empty-bearer", "garbage", "bad-signature", "expired", "key-malformed", "key-unknown",
+         "key-revoked"],
 )
 @pytest.mark.parametrize(("method", "path"), [("GET", "/api/conversations"), ("POST", "/api/chat")])
 def test_every_kind_of_bad_credential_is_a_401_with_its_reason(
@@ -150,6 +167,25 @@ def test_every_kind_of_bad_credential_is_a_401_with_its_reason(
     error = response.json()["error"]
     assert error["code"] == "unauthorized" and error["reason"] == reason and error["message"]
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_personal_api_key_chats_and_reads_its_owners_history_only(world: World, client: httpx.Client) -> None:
+    ivy = Principal(user_id=world.accounts["ivy"].user_id)
+    _, secret = world.keys.create(ivy, "script")
+    as_key = {"Authorization": f"Bearer {secret}"}
+    response = client.post("/api/chat", headers=as_key, json={"content": "Sent with a key", "model": DEMO})
+    assert response.status_code == 200, response.text
+    meta = events(response)[-2]["messageMetadata"]
+    assert meta["status"] == "complete"
+    assert stored(world, meta["messageId"])[2] == world.accounts["ivy"].user_id
+    history = client.get("/api/chat/history", headers=as_key, params={"limit": 10})
+    assert history.status_code == 200, history.text
+    items = history.json()["items"]
+    assert [i["content"] for i in items if i["role"] == "user"] == ["Sent with a key"]
+    # Revoked: refused at the next request, with the one message every bad key gets.
+    world.keys.revoke(ivy, world.keys.list(ivy)[0].id)
+    refused = client.get("/api/chat/history", headers=as_key)
+    assert refused.status_code == 401 and refused.json()["error"]["reason"] == "api_key_revoked"
 
 
 # --- chat -----------------------------------------------------------------------------------------------

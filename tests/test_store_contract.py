@@ -11,6 +11,7 @@ pooling) live in their own modules.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import uuid
@@ -25,6 +26,8 @@ import pytest
 from services.auth import AuthError, Principal
 from services.store.protocols import Store
 from services.store.types import (
+    ApiKey,
+    ApiKeyMatch,
     HistoryRow,
     InvalidCursor,
     InvalidInput,
@@ -328,6 +331,11 @@ def test_an_expired_principal_is_refused_before_anything_runs(backend: Backend, 
         lambda: list(s.export_csv(stale)),
         lambda: s.delete_all_user_data(stale),
         lambda: s.count_request(stale, 60),
+        lambda: s.create_api_key(
+            stale, name="late", prefix="sk-chat-", secret_hash=new_hash(), expires_at=None, max_live=10
+        ),
+        lambda: s.list_api_keys(stale),
+        lambda: s.revoke_api_key(stale, uuid.uuid4()),
     ]
     for call in calls:
         with pytest.raises(AuthError) as caught:
@@ -339,6 +347,7 @@ def test_an_expired_principal_is_refused_before_anything_runs(backend: Backend, 
     assert [m.content for m in s.recent_messages(pair.alice, pair.a_conv)] == ["hello from A", "hi A"]
     assert ids(s.list_conversations(pair.alice).items) == [pair.a_conv]
     assert s.count_request(pair.alice, 60).hits == 1
+    assert s.list_api_keys(pair.alice) == []
 
 
 # --- keyset paging -----------------------------------------------------------------------------------
@@ -1040,3 +1049,114 @@ def test_usage_by_user_counts_each_users_messages(backend: Backend, pair: Pair) 
     assert everyone[pair.alice.user_id] == own[0]
     assert everyone[pair.bob.user_id] == UserUsage(pair.bob.user_id, messages=2, input_tokens=50, output_tokens=60)
     assert s.usage_by_user(rita, until, until + timedelta(days=1), all_users=True) == []
+
+
+# --- personal API keys -------------------------------------------------------------------------------
+
+
+def new_hash() -> str:
+    """A stand-in for the SHA-256 of a fresh secret: the store only ever sees hashes."""
+    return hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+
+
+def add_key(
+    s: Store, who: Principal, name: str = "laptop", *, expires_at: datetime | None = None, max_live: int = 10
+) -> tuple[ApiKey, str]:
+    digest = new_hash()
+    key = s.create_api_key(
+        who, name=name, prefix="sk-chat-abc123", secret_hash=digest, expires_at=expires_at, max_live=max_live
+    )
+    return key, digest
+
+
+def test_api_keys_are_created_listed_newest_first_and_revoked(backend: Backend) -> None:
+    s, alice = backend.store, backend.user("alice")
+    first, _ = add_key(s, alice, "  ci   runner ")
+    assert (first.user_id, first.name, first.prefix) == (alice.user_id, "ci runner", "sk-chat-abc123")
+    assert first.last_used_at is None and first.expires_at is None and first.revoked_at is None
+    later = datetime.now(UTC) + timedelta(days=30)
+    second, _ = add_key(s, alice, "laptop", expires_at=later)
+    assert second.expires_at == later
+    assert ids(s.list_api_keys(alice)) == [second.id, first.id]
+    # Nothing the owner reads carries the hash.
+    assert not any("hash" in name for name in vars(first))
+
+    revoked = s.revoke_api_key(alice, str(first.id))
+    assert revoked.revoked_at is not None and revoked.state(datetime.now(UTC)) == "revoked"
+    again = s.revoke_api_key(alice, first.id)
+    assert again.revoked_at == revoked.revoked_at  # revoking twice keeps the first time
+    listed = {k.id: k for k in s.list_api_keys(alice)}
+    assert listed[first.id].revoked_at == revoked.revoked_at and listed[second.id].revoked_at is None
+
+
+def test_a_key_hash_finds_its_owner_only_while_the_key_is_live(backend: Backend) -> None:
+    s, alice = backend.store, backend.user("alice")
+    live, live_hash = add_key(s, alice, "live")
+    gone, gone_hash = add_key(s, alice, "gone")
+    _, old_hash = add_key(s, alice, "old", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    s.revoke_api_key(alice, gone.id)
+
+    assert s.find_api_key(live_hash) == ApiKeyMatch("live", alice.user_id, live.id)
+    # Dead keys say only that they are dead: no owner, no id.
+    assert s.find_api_key(gone_hash) == ApiKeyMatch("revoked", None, None)
+    assert s.find_api_key(old_hash) == ApiKeyMatch("expired", None, None)
+    assert s.find_api_key(new_hash()) is None
+    for odd in ("", "not a hash", live_hash.upper(), live_hash + "0", "'; drop table api_keys; --"):
+        assert s.find_api_key(odd) is None
+
+
+def test_using_a_key_records_its_last_use(backend: Backend) -> None:
+    s, alice = backend.store, backend.user("alice")
+    key, digest = add_key(s, alice)
+    before = datetime.now(UTC)
+    assert s.find_api_key(digest) is not None
+    used = {k.id: k for k in s.list_api_keys(alice)}[key.id].last_used_at
+    assert used is not None and used >= before - timedelta(seconds=5)
+    # Within the minute a second use does not write again.
+    assert s.find_api_key(digest) is not None
+    assert {k.id: k for k in s.list_api_keys(alice)}[key.id].last_used_at == used
+
+
+def test_another_user_cannot_see_or_revoke_my_keys(backend: Backend) -> None:
+    s, alice, bob = backend.store, backend.user("alice"), backend.user("bob")
+    mine, digest = add_key(s, alice)
+    assert s.list_api_keys(bob) == []
+    with pytest.raises(NotFound):
+        s.revoke_api_key(bob, mine.id)
+    with pytest.raises(NotFound):
+        s.revoke_api_key(backend.reviewer(), mine.id)  # reviewers read history, not keys
+    assert s.find_api_key(digest) == ApiKeyMatch("live", alice.user_id, mine.id)
+    for bad in ("not-a-uuid", "", str(uuid.uuid4())):
+        with pytest.raises(NotFound):
+            s.revoke_api_key(alice, bad)
+
+
+def test_live_keys_are_capped_and_dead_ones_do_not_count(backend: Backend) -> None:
+    s, alice = backend.store, backend.user("alice")
+    first, _ = add_key(s, alice, "one", max_live=2)
+    add_key(s, alice, "two", max_live=2)
+    with pytest.raises(InvalidInput, match="2 active API keys"):
+        add_key(s, alice, "three", max_live=2)
+    assert len(s.list_api_keys(alice)) == 2
+    s.revoke_api_key(alice, first.id)
+    add_key(s, alice, "three", max_live=2)
+    add_key(s, alice, "expired", max_live=10, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    with pytest.raises(InvalidInput):
+        add_key(s, alice, "four", max_live=2)
+    # The cap is per user.
+    add_key(s, backend.user("bob"), "bobs", max_live=2)
+
+
+def test_key_names_are_cleaned_and_bad_ones_refused(backend: Backend) -> None:
+    s, alice = backend.store, backend.user("alice")
+    assert add_key(s, alice, "tab\there\nnewline")[0].name == "tab here newline"
+    assert add_key(s, alice, "é" * 100)[0].name == "é" * 100
+    for bad in ("", "   ", "nul\x00name", "x" * 101):
+        with pytest.raises(InvalidInput) as caught:
+            add_key(s, alice, bad)
+        assert caught.value.message.endswith(".")
+    with pytest.raises(InvalidInput):
+        s.create_api_key(
+            alice, name="naive", prefix="sk-chat-", secret_hash=new_hash(), expires_at=datetime(2030, 1, 1), max_live=10
+        )
+    assert sorted(k.name for k in s.list_api_keys(alice)) == sorted(["tab here newline", "é" * 100])

@@ -25,6 +25,7 @@ from services.store.checks import (
 )
 from services.store.cursors import CursorCodec
 from services.store.protocols import (
+    ApiKeyStore,
     ChatStore,
     ConversationReader,
     ProfileStore,
@@ -35,6 +36,8 @@ from services.store.protocols import (
 from services.store.types import (
     ROLES,
     STATUSES,
+    ApiKey,
+    ApiKeyMatch,
     Conversation,
     HistoryPage,
     HistoryRow,
@@ -54,6 +57,9 @@ from services.store.types import (
 )
 
 __all__ = [
+    "ApiKey",
+    "ApiKeyMatch",
+    "ApiKeyStore",
     "MAX_MODEL_CHARS",
     "MAX_PAGE",
     "MAX_QUERY_CHARS",

@@ -17,6 +17,7 @@ MAX_TITLE_CHARS = 200
 MAX_MODEL_CHARS = 200
 MAX_QUERY_CHARS = 1_000
 MAX_NAME_CHARS = 200
+MAX_KEY_NAME_CHARS = 100
 MAX_NAME_LOOKUP = 1_000  # user ids per display-name lookup: a page of history names far fewer
 # Hard ceiling for stored text (assistant replies included); user input has the configured, lower limit.
 MAX_STORED_CHARS = 1_000_000
@@ -61,6 +62,17 @@ def clean_display_name(name: str) -> str:
     if not name:
         raise InvalidInput("A display name cannot be empty.")
     return name[:MAX_NAME_CHARS]
+
+
+def clean_key_name(name: str) -> str:
+    """An API key's name as stored: printable, spaces collapsed, 1 to MAX_KEY_NAME_CHARS characters."""
+    check_text(name, max_chars=10_000, what="Key name")
+    name = " ".join("".join(c for c in name if c.isprintable() or c.isspace()).split())
+    if not name:
+        raise InvalidInput("Give the key a name, so you can tell it apart later.")
+    if len(name) > MAX_KEY_NAME_CHARS:
+        raise InvalidInput(f"A key name can be at most {MAX_KEY_NAME_CHARS} characters.")
+    return name
 
 
 def clean_model(model: str) -> str:

@@ -34,12 +34,15 @@ from services.store.checks import (
     check_status,
     check_text,
     clean_display_name,
+    clean_key_name,
     clean_model,
     clean_title,
     parse_uuid,
 )
 from services.store.cursors import CursorCodec
 from services.store.types import (
+    ApiKey,
+    ApiKeyMatch,
     Conversation,
     HistoryPage,
     HistoryRow,
@@ -61,6 +64,9 @@ MESSAGE_COLUMNS = (
     "id, conversation_id, user_id, role, content, model, status, input_tokens, output_tokens, latency_ms, created_at"
 )
 CONVERSATION_COLUMNS = "id, user_id, title, created_at, updated_at"
+API_KEY_COLUMNS = "id, user_id, name, prefix, created_at, last_used_at, expires_at, revoked_at"
+# The pre-sign-in role (migration 20261128000600); the key lookup runs as it, before anyone is known.
+SIGNIN_ROLE = "chat_signin"
 HISTORY_COLUMNS = (
     "m.id, m.conversation_id, c.title as conversation_title, m.user_id, m.role, m.content, m.model, m.status,"
     " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at"
@@ -589,6 +595,89 @@ class PostgresStore:
         with self._tx(principal) as conn, conn.cursor() as cur, cur.copy(query, {"uid": principal.user_id}) as copy:
             for chunk in copy:
                 yield bytes(chunk)
+
+    # --- personal API keys ----------------------------------------------------------------------------
+
+    def create_api_key(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        prefix: str,
+        secret_hash: str,
+        expires_at: datetime | None,
+        max_live: int,
+    ) -> ApiKey:
+        name = clean_key_name(name)
+        if expires_at is not None:
+            check_instant(expires_at, "expiry")
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(ApiKey)) as cur:
+            # One creation at a time per user (a transaction lock on the user id), so two clicks cannot
+            # both pass the count and end one over the limit.
+            conn.execute("select pg_advisory_xact_lock(hashtextextended('api_keys:' || %s, 0))", [principal.user_id])
+            live = conn.execute(
+                "select count(*) from public.api_keys where revoked_at is null"
+                " and (expires_at is null or expires_at > now())"
+            ).fetchone()
+            if live is not None and int(live[0]) >= max_live:
+                raise InvalidInput(f"You already have {max_live} active API keys: revoke one before creating another.")
+            cur.execute(
+                "insert into public.api_keys (user_id, name, prefix, secret_hash, expires_at)"
+                f" values (%s, %s, %s, %s, %s) returning {API_KEY_COLUMNS}",
+                [principal.user_id, name, prefix, secret_hash, expires_at],
+            )
+            row = cur.fetchone()
+        assert row is not None
+        return row
+
+    def list_api_keys(self, principal: Principal) -> list[ApiKey]:
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(ApiKey)) as cur:
+            # Bounded: live keys are capped by CHAT_API_KEYS_MAX; revoked ones are kept but only so many shown.
+            cur.execute(f"select {API_KEY_COLUMNS} from public.api_keys order by created_at desc, id desc limit 200")
+            return cur.fetchall()
+
+    def revoke_api_key(self, principal: Principal, key_id: uuid.UUID | str) -> ApiKey:
+        kid = parse_uuid(key_id, "API key")
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(ApiKey)) as cur:
+            cur.execute(
+                f"update public.api_keys set revoked_at = coalesce(revoked_at, now()) where id = %s"
+                f" returning {API_KEY_COLUMNS}",
+                [kid],
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound("That API key does not exist.")
+        return row
+
+    def api_key_access_problem(self) -> str | None:
+        """Why this login role cannot look keys up, or None. The embedded database's migration grants it
+        `chat_signin`; any other database needs that grant once, by hand (as for local sign-in)."""
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "select current_user, coalesce(pg_has_role(current_user, %s, 'MEMBER'), false)", [SIGNIN_ROLE]
+            ).fetchone()
+        if row is None or row[1]:
+            return None
+        return (
+            f"The database role {row[0]} cannot check API keys: run `grant {SIGNIN_ROLE} to {row[0]};` once as the "
+            "role that ran the migrations (DATABASE_ADMIN_URL), or set CHAT_API_KEYS=false."
+        )
+
+    def find_api_key(self, secret_hash: str) -> ApiKeyMatch | None:
+        # No principal yet: the pre-sign-in role asks the definer function, which answers for this hash only.
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute(f"set local role {SIGNIN_ROLE}")
+                row = conn.execute(
+                    "select state, user_id, key_id from public.api_key_owner(%s)", [secret_hash]
+                ).fetchone()
+        except psycopg.errors.QueryCanceled as exc:
+            raise StoreUnavailable("The database took too long to answer. Please try again.") from exc
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable("The database cannot be reached right now. Please try again.") from exc
+        if row is None:
+            return None
+        return ApiKeyMatch(state=row[0], user_id=row[1], key_id=row[2])
 
 
 def _history_conditions(principal: Principal, where: MessageFilter) -> tuple[list[str], dict[str, Any]]:

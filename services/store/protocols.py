@@ -16,6 +16,8 @@ from typing import Protocol
 
 from services.auth import Principal
 from services.store.types import (
+    ApiKey,
+    ApiKeyMatch,
     Conversation,
     HistoryPage,
     HistoryRow,
@@ -149,8 +151,38 @@ class RateLimitCounter(Protocol):
         ...
 
 
-class Store(ChatStore, ReviewStore, ProfileStore, RateLimitCounter, Protocol):
-    """One backend: all three roles over one connection pool."""
+class ApiKeyStore(Protocol):
+    """Personal API keys: their owner creates, lists and revokes them; a presented secret's hash is turned
+    into its owner by a lookup that needs no principal (the client has none yet) and tells nothing else."""
+
+    def create_api_key(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        prefix: str,
+        secret_hash: str,
+        expires_at: datetime | None,
+        max_live: int,
+    ) -> ApiKey:
+        """Store a new key for the principal; InvalidInput when they already have `max_live` live keys."""
+        ...
+
+    def list_api_keys(self, principal: Principal) -> list[ApiKey]:
+        """The principal's own keys, live and dead, newest first."""
+        ...
+
+    def revoke_api_key(self, principal: Principal, key_id: uuid.UUID | str) -> ApiKey:
+        """Revoke one of the principal's keys (revoking twice keeps the first time); NotFound otherwise."""
+        ...
+
+    def find_api_key(self, secret_hash: str) -> ApiKeyMatch | None:
+        """The owner of the live key with this hash (recording its use), the state of a dead one, or None."""
+        ...
+
+
+class Store(ChatStore, ReviewStore, ProfileStore, RateLimitCounter, ApiKeyStore, Protocol):
+    """One backend: all these roles over one connection pool."""
 
     def close(self) -> None: ...
 

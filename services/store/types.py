@@ -144,3 +144,37 @@ class RequestCount:
 
     hits: int
     resets_in_s: float
+
+
+ApiKeyState = Literal["live", "revoked", "expired"]
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A personal API key as its owner sees it: never the secret, never its hash."""
+
+    id: uuid.UUID
+    user_id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> ApiKeyState:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "live"
+
+
+@dataclass(frozen=True)
+class ApiKeyMatch:
+    """What the key lookup tells about a presented secret's hash: a live key's owner and id, or only that
+    the key is revoked or expired (`user_id` and `key_id` are then None)."""
+
+    state: ApiKeyState
+    user_id: str | None
+    key_id: uuid.UUID | None
