@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from api.auth import sign_in, sign_out, sign_up
 from api.health import health
+from api.observability import Observe, metrics
 from api.security import SecurityHeaders
 
 ROUTES: list[BaseRoute] = [
@@ -19,5 +20,6 @@ ROUTES: list[BaseRoute] = [
     Route("/api/auth/sign-in", sign_in, methods=["POST"]),
     Route("/api/auth/sign-up", sign_up, methods=["POST"]),
     Route("/api/auth/sign-out", sign_out, methods=["POST"]),
+    Route("/api/metrics", metrics, methods=["GET"]),
 ]
-MIDDLEWARE: list[Middleware] = [Middleware(SecurityHeaders)]
+MIDDLEWARE: list[Middleware] = [Middleware(Observe, routes=ROUTES), Middleware(SecurityHeaders)]
