@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -139,7 +140,7 @@ def test_pool_in_use_and_waits_are_read_from_the_pool_at_scrape_time(database: o
         with one._pool.connection():
             assert value(m, "chat_db_pool_connections_in_use", pool="chat") == 1
             # A second request cannot get the only connection: it waits, then times out.
-            with pytest.raises(Exception), one._pool.connection(timeout=0.2):
+            with pytest.raises(PoolTimeout), one._pool.connection(timeout=0.2):
                 pass
         after = samples(m)
         assert after[("chat_db_pool_waits_total", (("pool", "chat"),))] >= 1
@@ -201,7 +202,8 @@ def test_route_labels_are_templates_and_streamlit_paths_collapse() -> None:
 def test_requests_are_counted_by_template_with_a_request_id(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = value(process_metrics(), "chat_http_requests_total", route="/api/things/{item}", method="GET", status="200")
+    labels = {"route": "/api/things/{item}", "method": "GET", "status": "200"}
+    before = value(process_metrics(), "chat_http_requests_total", **labels)
     response = client.get("/api/things/user_secret_id", headers={"X-Request-ID": "abc-123"})
     assert response.json() == {"id": "user_secret_id"}
     assert response.headers["x-request-id"] == "abc-123"
@@ -209,7 +211,7 @@ def test_requests_are_counted_by_template_with_a_request_id(
     assert forged.headers["x-request-id"] != "bad id\nwith a newline" and len(forged.headers["x-request-id"]) == 16
     assert client.get("/api/boom").status_code == 500
     m = process_metrics()
-    assert value(m, "chat_http_requests_total", route="/api/things/{item}", method="GET", status="200") == before + 2
+    assert value(m, "chat_http_requests_total", **labels) == before + 2
     assert value(m, "chat_http_request_errors_total", route="/api/boom", status="500") >= 1
     monkeypatch.setenv("CHAT_METRICS", "on")
     scrape = client.get("/api/metrics").text
