@@ -126,8 +126,11 @@ def build_services(settings: Settings, metrics: Metrics | None = None) -> Servic
 def configure_logging() -> None:
     """Send this app's INFO logs (migrations applied, database started, services built, each reply) to
     stderr beside Streamlit's own, in CHAT_LOG_FORMAT, and start error tracking when SENTRY_DSN is set.
-    Idempotent: app.py runs it on every script run. Bad settings are left for the services to report (on
-    the page, in plain words); logging then keeps its defaults."""
+    app.py runs it on every script run: it reads the settings once per process. Bad settings are left for
+    the services to report (on the page, in plain words); logging keeps its defaults until they are fixed."""
+    global _logging_configured
+    if _logging_configured:
+        return
     try:
         settings = load_settings()
     except ConfigError:
@@ -135,6 +138,10 @@ def configure_logging() -> None:
         return
     logs.configure(settings.log_format)
     error_tracking.init(settings)
+    _logging_configured = True
+
+
+_logging_configured = False
 
 
 _lock = threading.Lock()
