@@ -17,12 +17,14 @@ from components.auth_gate import DEEP_LINK_PATHS, current_principal, signed_out_
 from components.shell import in_script_run, page_services
 from components.user_badge import render_user_badge
 from services.auth import Principal
+from services.error_tracking import report_script_error
 from services.errors import UserError
+from services.logs import new_request_id
 from services.runtime import Services, configure_logging
 
 configure_logging()
 log = logging.getLogger(__name__)
-app = st.App(__file__, routes=ROUTES, middleware=MIDDLEWARE)
+app = st.App(__file__, routes=ROUTES, middleware=MIDDLEWARE, on_script_error=report_script_error)
 
 
 def remember_name(services: Services, principal: Principal) -> None:
@@ -37,6 +39,7 @@ def remember_name(services: Services, principal: Principal) -> None:
 
 
 def main() -> None:
+    new_request_id()  # every log line of this page run (a chat turn included) carries it
     # Page icons are emoji, not ":material/...": Streamlit turns a Material icon into a favicon URL on
     # fonts.gstatic.com that every visitor's browser fetches; an emoji becomes an inline data: SVG.
     st.set_page_config(page_title="Chat", page_icon="💬", layout="wide")

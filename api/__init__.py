@@ -16,6 +16,7 @@ from api.chat import chat
 from api.cors import ApiCors
 from api.health import health
 from api.history import chat_history, delete_conversation, list_conversations
+from api.observability import Observe, metrics
 from api.openapi import openapi_json
 from api.security import SecurityHeaders
 from api.wellknown import jwks_json, ready
@@ -32,6 +33,8 @@ ROUTES: list[BaseRoute] = [
     Route("/api/chat/history", chat_history, methods=["GET"]),
     Route("/api/conversations", list_conversations, methods=["GET"]),
     Route("/api/conversations/{conversation_id}", delete_conversation, methods=["DELETE"]),
+    Route("/api/metrics", metrics, methods=["GET"]),
 ]
-# Outermost first: CORS answers preflights before anything else; security headers go on every response.
-MIDDLEWARE: list[Middleware] = [Middleware(SecurityHeaders), Middleware(ApiCors)]
+# Outermost first: Observe times and counts every response (CORS refusals included); CORS answers preflights
+# before anything else; security headers go on every response.
+MIDDLEWARE: list[Middleware] = [Middleware(Observe, routes=ROUTES), Middleware(SecurityHeaders), Middleware(ApiCors)]

@@ -139,6 +139,21 @@ PATHS: dict[str, dict[str, Any]] = {
             "responses": {"200": _json("Ready.", {"type": "object"}), "503": _json("Not ready.", {"type": "object"})},
         }
     },
+    "/api/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (CHAT_METRICS=on; with CHAT_METRICS_TOKEN, that token as the bearer).",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format (or OpenMetrics, as the Accept header asks).",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": _error("The metrics token is missing or wrong."),
+                "404": _error("Metrics are off on this server."),
+                "503": _error("The settings are invalid."),
+            },
+        }
+    },
     "/.well-known/jwks.json": {
         "get": {
             "summary": "Public keys of this app's token issuer (empty unless CHAT_AUTH=local).",

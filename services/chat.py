@@ -14,10 +14,11 @@ import uuid
 import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from services.auth import AuthError, Principal
 from services.config import Settings
+from services.logs import event
 from services.paging import collect_pages
 from services.providers import ProviderError, ReplyStream, Turn, Usage
 from services.providers.catalogue import Catalogue, ModelOption
@@ -66,6 +67,14 @@ class Outcome:
     latency_ms: int = 0
     first_token_ms: int | None = None
     renders: int = 0
+
+
+class ReplyObserver(Protocol):
+    """Told when a reply starts streaming and when it has ended (services/metrics.py counts these)."""
+
+    def reply_started(self, provider: str) -> None: ...
+
+    def reply_finished(self, provider: str, outcome: Outcome | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -204,6 +213,7 @@ class ChatService:
         checkpoint_s: float = CHECKPOINT_S,
         render_interval_s: float = RENDER_INTERVAL_S,
         tick_s: float = TICK_S,
+        observer: ReplyObserver | None = None,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
@@ -212,6 +222,7 @@ class ChatService:
         self.checkpoint_s = checkpoint_s
         self.render_interval_s = render_interval_s
         self.tick_s = tick_s
+        self.observer = observer
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -356,7 +367,7 @@ class ChatService:
             user_message,
             option,
             created,
-            run=lambda reply: self._stream(reply, turn_principal, revoked),
+            run=lambda reply: self._observed(reply, self._stream(reply, turn_principal, revoked)),
             open_stream=lambda: provider.stream(option.model, turns, max_tokens=max_tokens),
         )
         reply.pace = lambda: self.render_interval_s  # until the page paces it by what it redraws
@@ -423,6 +434,34 @@ class ChatService:
             pump.close()
             turn.stream = pump.stream
             reply.outcome = self._finish(turn)
+
+    def _observed(self, reply: Reply, stream: Generator[str, None, None]) -> Generator[str, None, None]:
+        """`stream` (which sets reply.outcome as it ends) between the observer's start and end, then the
+        turn's one log line. A reply closed before it started runs none of this, like `_stream` itself."""
+        provider = reply.option.provider
+        if self.observer is not None:
+            self.observer.reply_started(provider)
+        try:
+            yield from stream
+        finally:
+            if self.observer is not None:
+                self.observer.reply_finished(provider, reply.outcome)
+            self._log_turn(reply)
+
+    def _log_turn(self, reply: Reply) -> None:
+        o = reply.outcome
+        if o is None:
+            log.error("a reply ended without an outcome")
+            return
+        fields: dict[str, object] = {
+            "status": o.status, "provider": reply.option.provider, "model": reply.option.id,
+            "error_kind": o.error_kind, "first_token_ms": o.first_token_ms, "latency_ms": o.latency_ms,
+            "reply_chars": len(o.text), "stored": o.message is not None,
+        }  # fmt: skip
+        if self.settings.log_content:  # CHAT_LOG_CONTENT: debugging only
+            fields["user_text"] = reply.user_message.content if reply.user_message is not None else None
+            fields["reply_text"] = o.text
+        event(log, "reply finished", **fields)
 
     def _finish(self, turn: _TurnState) -> Outcome:
         """Store the reply's final state (every path of `_stream` ends here) and describe it."""

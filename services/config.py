@@ -252,6 +252,23 @@ class Settings:
         "CHAT_API_CORS_ORIGINS", "list", (), "Browser origins allowed to call /api/* from other sites.",
         shown="(none: CORS off)",
     )
+    metrics: str = setting(
+        "CHAT_METRICS", "choice", "off", "Serve Prometheus metrics at /api/metrics.", choices=("off", "on")
+    )
+    metrics_token: Secret | None = setting(
+        "CHAT_METRICS_TOKEN", "secret", None, "Bearer token a scraper must send for /api/metrics.",
+        shown="(unset: no token asked)",
+    )
+    log_format: str = setting(
+        "CHAT_LOG_FORMAT", "choice", "text", "The app's log lines: plain text or one JSON object per line.",
+        choices=("text", "json"),
+    )
+    log_content: bool = setting(
+        "CHAT_LOG_CONTENT", "bool", False, "Log what users typed and the replies (never do this in production)."
+    )
+    sentry_dsn: Secret | None = setting(
+        "SENTRY_DSN", "secret", None, "Send errors to Sentry (scrubbed of message text and tokens)."
+    )
 
     @property
     def resolved_users_file(self) -> Path:
@@ -386,6 +403,8 @@ def settings_from(environ: Mapping[str, str], secrets: Mapping[str, Any] | None 
             "Config 'OPENAI_COMPAT_MODELS' is missing: with OPENAI_BASE_URL set, list the models your server "
             "offers, separated by commas (e.g. llama3.2,qwen2.5:7b)."
         )
+    if s.metrics_token is not None and s.metrics == "off":
+        raise ConfigError("Config 'CHAT_METRICS_TOKEN' is set but metrics are off: set CHAT_METRICS=on as well.")
     if s.cursor_key is not None and len(s.cursor_key.reveal()) < MIN_CURSOR_KEY_CHARS:
         raise ConfigError(
             f"Config 'CHAT_CURSOR_KEY' is too short: use a random string of at least {MIN_CURSOR_KEY_CHARS} "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.auth import Principal
@@ -39,13 +40,20 @@ class Decision:
 
 
 class RateLimiter:
-    """`limit_per_minute` 0 turns limiting off (no database work at all)."""
+    """`limit_per_minute` 0 turns limiting off (no database work at all). `on_refused` is called for each
+    refusal (the metrics count them)."""
 
-    def __init__(self, counter: RateLimitCounter | None, limit_per_minute: int) -> None:
+    def __init__(
+        self,
+        counter: RateLimitCounter | None,
+        limit_per_minute: int,
+        on_refused: Callable[[], None] | None = None,
+    ) -> None:
         if limit_per_minute > 0 and counter is None:
             raise ValueError("a request counter is needed for rate limiting")
         self.limit = limit_per_minute
         self._counter = counter if limit_per_minute > 0 else None
+        self._on_refused = on_refused
 
     def hit(self, principal: Principal) -> Decision:
         """Count one request for the principal and say whether it is within the limit."""
@@ -64,4 +72,6 @@ class RateLimiter:
             log.warning("rate limiter unavailable, allowing the request: %s", type(exc).__name__)
             return
         if not decision.allowed:
+            if self._on_refused is not None:
+                self._on_refused()
             raise RateLimited(decision.retry_after_s, self.limit)

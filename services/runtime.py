@@ -13,14 +13,16 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from services import error_tracking, logs
 from services.accounts import AccountError, load_or_create_secret
 from services.api_keys import ApiKeyService
 from services.chat import ChatService
 from services.client_chats import ClientChats
-from services.config import Settings, load_settings, redact
+from services.config import ConfigError, Settings, load_settings, redact
 from services.errors import UserError
 from services.history import HistoryService
 from services.identity import Identity, build_identity, keys_dir, session_service
+from services.metrics import Metrics, process_metrics
 from services.providers.catalogue import Catalogue, build_catalogue
 from services.ratelimit import RateLimiter
 from services.sessions import SessionService
@@ -96,11 +98,15 @@ def connect_identity(settings: Settings) -> Identity:
         raise StartupError(f"Could not set up sign-in: {exc}") from None
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, metrics: Metrics | None = None) -> Services:
+    """`metrics`: where the services report (default: this process's, which GET /api/metrics serves)."""
+    metrics = metrics or process_metrics()
     identity = connect_identity(settings)
     store = connect_store(settings)
+    metrics.watch_pool("chat", store.pool_stats)
     catalogue = build_catalogue(settings)
-    chat = ChatService(store, catalogue, RateLimiter(store, settings.rate_limit_per_minute), settings=settings)
+    limiter = RateLimiter(store, settings.rate_limit_per_minute, on_refused=metrics.refused)
+    chat = ChatService(store, catalogue, limiter, settings=settings, observer=metrics)
     history = HistoryService(store)
     sessions = None
     if identity.mode == "local":
@@ -110,6 +116,7 @@ def build_services(settings: Settings) -> Services:
             store.close()
             raise StartupError(f"Could not set up sign-in sessions: {redact(str(exc), settings)}") from None
         sessions.announce_setup_code()
+        metrics.watch_pool("signin", sessions.store.pool_stats)
     api_keys = None
     if settings.api_keys_enabled:
         problem = store.api_key_access_problem()
@@ -139,15 +146,24 @@ def build_services(settings: Settings) -> Services:
 
 
 def configure_logging() -> None:
-    """Send this app's INFO logs (migrations applied, database started, services built) to stderr beside
-    Streamlit's own, once per process. Idempotent: app.py runs it on every script run."""
-    logger = logging.getLogger("services")
-    if not any(getattr(h, "_chat_app", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler._chat_app = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    """Send this app's INFO logs (migrations applied, database started, services built, each reply) to
+    stderr beside Streamlit's own, in CHAT_LOG_FORMAT, and start error tracking when SENTRY_DSN is set.
+    app.py runs it on every script run: it reads the settings once per process. Bad settings are left for
+    the services to report (on the page, in plain words); logging keeps its defaults until they are fixed."""
+    global _logging_configured
+    if _logging_configured:
+        return
+    try:
+        settings = load_settings()
+    except ConfigError:
+        logs.configure()
+        return
+    logs.configure(settings.log_format)
+    error_tracking.init(settings)
+    _logging_configured = True
+
+
+_logging_configured = False
 
 
 _lock = threading.Lock()

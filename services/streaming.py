@@ -11,6 +11,7 @@ revocation, to hang up).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -33,7 +34,10 @@ class Pump:
         self._closed = False
         self._error: BaseException | None = None
         self.stream: ReplyStream | None = None  # set once the request is open
-        self._thread = threading.Thread(target=self._read, name="chat-reply", daemon=True)
+        # In a copy of the caller's context, so the provider's log lines carry the turn's request id.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._read,), name="chat-reply", daemon=True
+        )
         self._thread.start()
 
     def _read(self) -> None:

@@ -152,6 +152,10 @@ class PostgresStore:
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable("The database cannot be reached right now.") from exc
 
+    def pool_stats(self) -> dict[str, int]:
+        """The pool's counters (psycopg_pool `get_stats`, not reset): read by the metrics on each scrape."""
+        return self._pool.get_stats()
+
     @property
     def conninfo(self) -> str:
         """The app role's connection string (the sign-in store opens its own small pool with it)."""

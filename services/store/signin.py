@@ -84,6 +84,10 @@ class PostgresSigninStore:
     def close(self) -> None:
         self._pool.close()
 
+    def pool_stats(self) -> dict[str, int]:
+        """The pool's counters (psycopg_pool `get_stats`), for the metrics."""
+        return self._pool.get_stats()
+
     def access_problem(self) -> str | None:
         """Why the app's login role cannot do sign-in work, or None. On the embedded database the migration
         grants `chat_signin` to it; any other database needs that grant once, by hand."""
