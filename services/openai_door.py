@@ -252,4 +252,3 @@ class OpenAIDoor:
             self.chat.store.delete_conversation(principal, cid)
         except (StoreError, AuthError):
             log.warning("could not remove a conversation started for a refused call", exc_info=True)
-
