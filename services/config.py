@@ -233,6 +233,19 @@ class Settings:
         lo=0, hi=100_000,
     )
 
+    api_max_streams: int = setting(
+        "CHAT_API_MAX_STREAMS", "int", 64, "Replies the HTTP API streams at once; more are refused with 503.",
+        lo=1, hi=10_000,
+    )
+    api_max_body_bytes: int = setting(
+        "CHAT_API_MAX_BODY_BYTES", "int", 2_097_152, "Largest HTTP API request body; larger ones get 413.",
+        lo=1_024, hi=67_108_864,
+    )
+    api_cors_origins: tuple[str, ...] = setting(
+        "CHAT_API_CORS_ORIGINS", "list", (), "Browser origins allowed to call /api/* from other sites.",
+        shown="(none: CORS off)",
+    )
+
     @property
     def resolved_users_file(self) -> Path:
         return self.users_file or self.data_dir / "users.yaml"

@@ -1,0 +1,154 @@
+"""Streams a blocking `services.chat.Reply` to an async response, on the API's own bounded thread pool.
+
+Why not Starlette's `iterate_in_threadpool`: it borrows from anyio's default limiter (40 threads), which
+Streamlit's own file serving shares, so 50 long replies would starve each other and the UI's assets. Here
+each stream gets one thread of a pool sized by CHAT_API_MAX_STREAMS for its whole life; when every thread
+is busy a new stream is refused at once (503 with Retry-After), never queued behind minutes-long replies.
+
+The worker thread owns the Reply: it starts it (`ChatService.send`, which validates, rate-limits and stores
+the user's message), iterates it, and closes it. Closing must happen on that thread (a generator cannot be
+closed while another thread is inside it). When the client goes away the async side sets `cancel`; the
+reply hands over at least every tick (about 0.2 s) even while the provider is silent, so the worker sees
+the flag promptly and calls `reply.close()`, which stores the reply as `interrupted` with what was
+generated. Cancelling the request's task alone would leave the generator running in its thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from api.errors import ApiError
+from services.chat import Reply
+
+log = logging.getLogger(__name__)
+
+BUSY_MESSAGE = "The server is streaming as many replies as it can right now. Please try again in a few seconds."
+BUSY_RETRY_AFTER_S = 5
+
+_STARTED, _TEXT, _END, _FAILED = "started", "text", "end", "failed"
+
+
+class StreamPool:
+    """At most `max_streams` replies in flight, each on its own thread of this pool."""
+
+    def __init__(self, max_streams: int) -> None:
+        self.max_streams = max_streams
+        self._executor = ThreadPoolExecutor(max_workers=max_streams, thread_name_prefix="api-stream")
+        self._lock = threading.Lock()
+        self._active = 0
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def _acquire(self) -> bool:
+        with self._lock:
+            if self._active >= self.max_streams:
+                return False
+            self._active += 1
+            return True
+
+    def _release(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    async def open(self, start: Callable[[], Reply]) -> LiveReply:
+        """Run `start` (blocking: it stores the user's message) on a pool thread and return the live reply
+        once it has started. Raises whatever `start` raised (before anything was streamed, so the route can
+        still answer with a status), or ApiError 503 when every stream slot is taken."""
+        if not self._acquire():
+            raise ApiError(503, "busy", BUSY_MESSAGE, {"Retry-After": str(BUSY_RETRY_AFTER_S)})
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def post(kind: str, value: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the event loop has closed (server shutting down): nobody is listening
+                cancel.set()
+
+        try:
+            self._executor.submit(self._work, start, post, cancel)
+        except RuntimeError:  # the pool was shut down
+            self._release()
+            raise
+        kind, value = await queue.get()
+        if kind == _FAILED:
+            raise value
+        return LiveReply(value, queue, cancel)
+
+    def _work(self, start: Callable[[], Reply], post: Callable[[str, Any], None], cancel: threading.Event) -> None:
+        try:
+            try:
+                reply = start()
+            except BaseException as exc:  # noqa: BLE001 - handed to the route, which maps it to a status
+                post(_FAILED, exc)
+                return
+            post(_STARTED, reply)
+            try:
+                for text in reply:
+                    if cancel.is_set():
+                        break
+                    if text:
+                        post(_TEXT, text)
+            except BaseException as exc:  # noqa: BLE001 - the reply stores its own errors; this is a bug
+                log.exception("a streamed reply failed outside its own error handling")
+                post(_FAILED, exc)
+            finally:
+                # Explicit: after a break (client gone) this stores the reply as `interrupted`; after the
+                # end it does nothing. Either way `reply.outcome` is set before the consumer hears "end".
+                reply.close()
+                post(_END, None)
+        finally:
+            self._release()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class LiveReply:
+    """A started reply: `chunks()` yields its text as it arrives; when it has ended, `reply.outcome` says how
+    (status, stored message, usage). Leaving `chunks()` early (client disconnected) closes the reply."""
+
+    def __init__(self, reply: Reply, queue: asyncio.Queue[tuple[str, Any]], cancel: threading.Event) -> None:
+        self.reply = reply
+        self._queue = queue
+        self._cancel = cancel
+
+    def cancel(self) -> None:
+        """Stop the reply (stored as `interrupted`); safe to call at any time, more than once."""
+        self._cancel.set()
+
+    async def chunks(self) -> AsyncIterator[str]:
+        try:
+            while True:
+                kind, value = await self._queue.get()
+                if kind == _TEXT:
+                    yield value
+                elif kind == _END:
+                    return
+                elif kind == _FAILED:
+                    raise value
+        finally:
+            # Normal end: the reply is already closed and this is a no-op. A disconnect cancels this
+            # generator at its `await`: the worker closes the reply on its own thread.
+            self._cancel.set()
+
+
+_pool_lock = threading.Lock()
+_pool: StreamPool | None = None
+
+
+def stream_pool(max_streams: int) -> StreamPool:
+    """The process's one pool (built on first use with CHAT_API_MAX_STREAMS)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = StreamPool(max_streams)
+        return _pool
