@@ -18,7 +18,7 @@ from typing import Any
 
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from devtools.wire_servers import Script, WireServer
 from services.accounts import Account, AccountStore
@@ -147,12 +147,14 @@ def test_ten_sdk_calls_of_a_session_make_one_conversation(door: Door) -> None:
         if i % 2:
             raw = client.chat.completions.with_raw_response.create(model=DEMO_MODEL, messages=history)
             answer = raw.parse().choices[0].message.content or ""
+            conversations.add(raw.headers["x-conversation-id"])
         else:
             with client.chat.completions.with_streaming_response.create(
                 model=DEMO_MODEL, messages=history, stream=True
-            ) as raw:
-                answer = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
-        conversations.add(raw.headers["x-conversation-id"])
+            ) as streamed:
+                stream: openai.Stream[ChatCompletionChunk] = streamed.parse()
+                answer = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+                conversations.add(streamed.headers["x-conversation-id"])
         history.append({"role": "assistant", "content": answer})
     assert len(conversations) == 1
     cid = uuid.UUID(conversations.pop())
