@@ -9,6 +9,7 @@ bearer, as a script of a signed-in user would.
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -26,9 +27,10 @@ from services.auth import Principal
 from services.config import settings_from
 from services.identity import build_identity
 from services.providers.demo import demo_reply
+from services.store import Message
 from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
-from tests.e2e.server import app_server
+from tests.e2e.server import app_server, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -207,3 +209,29 @@ def test_the_routes_answer_json_not_the_app_page(door: Door) -> None:
     with urllib.request.urlopen(request, timeout=10) as response:
         body = json.loads(response.read())
     assert body["object"] == "list" and {m["object"] for m in body["data"]} == {"model"}
+
+
+def test_a_client_that_hangs_up_mid_stream_leaves_an_interrupted_reply(door: Door) -> None:
+    gate = threading.Event()
+    # Two chunks, then the provider waits for the gate: the client has read the first and hangs up.
+    door.wire.queue(Script(chunks=["first ", "second"], gate_before={1: gate}))
+    client = door.client("ann")
+
+    def stored_reply() -> Message | None:
+        rows = door.store.recent_messages(door.principal("ann"), cid)
+        replies = [m for m in rows if m.role == "assistant" and m.status != "streaming"]
+        return replies[0] if replies else None
+
+    try:
+        with client.chat.completions.with_streaming_response.create(
+            model=WIRE_MODEL, messages=[{"role": "user", "content": "hang up on me"}], stream=True
+        ) as response:
+            cid = uuid.UUID(response.headers["x-conversation-id"])
+            for chunk in response.parse():
+                if chunk.choices and chunk.choices[0].delta.content:
+                    break  # leaving the block closes the connection
+        # The provider is still holding its second chunk: only the hang-up can end this reply.
+        reply = wait_until(stored_reply, 30, "the reply to be finalised")
+    finally:
+        gate.set()
+    assert reply is not None and (reply.status, reply.content) == ("interrupted", "first ")
