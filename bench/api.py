@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from openai import OpenAI  # noqa: E402
+from openai.types.chat import ChatCompletionMessageParam  # noqa: E402
 
 from devtools.wire_servers import Script, WireServer  # noqa: E402
 from services.accounts import Account  # noqa: E402
@@ -156,7 +157,8 @@ def _conversation_from(event: dict[str, Any]) -> str | None:
 def direct(wire: WireServer, n: int) -> list[tuple[float, float]]:
     """The same N streams read straight from the wire server by the openai SDK: (first text, total)."""
     client = OpenAI(base_url=wire.base_url, api_key="sk-bench", max_retries=0, timeout=120)
-    for _ in client.chat.completions.create(model="wire-model", messages=[{"role": "user", "content": "x"}], stream=True):
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "x"}]
+    for _ in client.chat.completions.create(model="wire-model", messages=messages, stream=True):
         pass  # warm-up: the SDK's first call loads its lazily imported parts
     start = threading.Barrier(n)
 
@@ -164,9 +166,7 @@ def direct(wire: WireServer, n: int) -> list[tuple[float, float]]:
         start.wait()
         t0 = time.perf_counter()
         first = 0.0
-        for chunk in client.chat.completions.create(
-            model="wire-model", messages=[{"role": "user", "content": "x"}], stream=True
-        ):
+        for chunk in client.chat.completions.create(model="wire-model", messages=messages, stream=True):
             if chunk.choices and chunk.choices[0].delta.content and not first:
                 first = time.perf_counter() - t0
         return first, time.perf_counter() - t0
