@@ -125,10 +125,19 @@ class LiveReply:
         """Stop the reply (stored as `interrupted`); safe to call at any time, more than once."""
         self._cancel.set()
 
-    async def chunks(self) -> AsyncIterator[str]:
+    async def chunks(self, idle_s: float | None = None) -> AsyncIterator[str]:
+        """The reply's text as it arrives; with `idle_s`, also "" whenever that long passes with nothing
+        (so the caller can send a keep-alive, which is also how a server notices a vanished client)."""
         try:
             while True:
-                kind, value = await self._queue.get()
+                if idle_s is None:
+                    kind, value = await self._queue.get()
+                else:
+                    try:
+                        kind, value = await asyncio.wait_for(self._queue.get(), idle_s)
+                    except TimeoutError:
+                        yield ""
+                        continue
                 if kind == _TEXT:
                     yield value
                 elif kind == _END:

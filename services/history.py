@@ -22,6 +22,7 @@ from services.store import (
     Conversation,
     HistoryPage,
     InvalidCursor,
+    Page,
     ProfileStore,
     ReviewStore,
     StoreError,
@@ -118,6 +119,10 @@ class HistoryService:
         by_user = self.store.usage_by_user(principal, since, until, all_users=True) if query.all_users else []
         names = self._names(principal, [u.user_id for u in by_user]) if by_user else {}
         return Usage(since.date(), (until - timedelta(days=1)).date(), tz.key, rows, by_user, names)
+
+    def conversations(self, principal: Principal, limit: int, before: str | None = None) -> Page[Conversation]:
+        """The principal's conversations, most recently active first, one keyset page (the HTTP API)."""
+        return self.store.list_conversations(principal, limit=limit, before=before)
 
     def delete_conversation(self, principal: Principal, conversation_id: uuid.UUID) -> None:
         self.store.delete_conversation(principal, conversation_id)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from services.accounts import AccountError, load_or_create_secret
 from services.chat import ChatService
+from services.client_chats import ClientChats
 from services.config import Settings, load_settings, redact
 from services.errors import UserError
 from services.history import HistoryService
@@ -40,6 +41,8 @@ class Services:
     identity: Identity
     # CHAT_AUTH=local only: sessions, sign-in throttling, account and admin actions (services/sessions.py).
     sessions: SessionService | None = None
+    # The HTTP API's map from an AI SDK client's chat id to a conversation (services/client_chats.py).
+    client_chats: ClientChats | None = None
 
     def close(self) -> None:
         if self.sessions is not None:
@@ -113,6 +116,7 @@ def build_services(settings: Settings) -> Services:
         catalogue=catalogue,
         identity=identity,
         sessions=sessions,
+        client_chats=ClientChats(store),
     )
 
 

@@ -138,6 +138,14 @@ class PostgresStore:
     def close(self) -> None:
         self._pool.close()
 
+    def ping(self, timeout_s: float = 3.0) -> None:
+        """One round trip on a pooled connection (readiness); StoreUnavailable when none answers in time."""
+        try:
+            with self._pool.connection(timeout=timeout_s) as conn:
+                conn.execute("select 1")
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable("The database cannot be reached right now.") from exc
+
     @property
     def conninfo(self) -> str:
         """The app role's connection string (the sign-in store opens its own small pool with it)."""
@@ -182,14 +190,27 @@ class PostgresStore:
 
     # --- conversations ---------------------------------------------------------------------------
 
-    def create_conversation(self, principal: Principal, title: str = "New chat") -> Conversation:
+    def create_conversation(
+        self, principal: Principal, title: str = "New chat", conversation_id: uuid.UUID | None = None
+    ) -> Conversation:
         title = clean_title(title)
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
-            cur.execute(
-                f"insert into public.conversations (user_id, title) values (%s, %s) returning {CONVERSATION_COLUMNS}",
-                [principal.user_id, title],
-            )
+            if conversation_id is None:
+                cur.execute(
+                    f"insert into public.conversations (user_id, title) values (%s, %s) "
+                    f"returning {CONVERSATION_COLUMNS}",
+                    [principal.user_id, title],
+                )
+            else:
+                # `do nothing` on a taken id: the row is then read below, through RLS like any other read.
+                cur.execute(
+                    f"insert into public.conversations (id, user_id, title) values (%s, %s, %s) "
+                    f"on conflict (id) do nothing returning {CONVERSATION_COLUMNS}",
+                    [conversation_id, principal.user_id, title],
+                )
             row = cur.fetchone()
+        if row is None and conversation_id is not None:
+            return self.get_conversation(principal, conversation_id)
         assert row is not None
         return row
 

@@ -45,7 +45,12 @@ class ConversationReader(Protocol):
 class ChatStore(ConversationReader, Protocol):
     """Conversations, messages and the checkpoints of a streaming reply."""
 
-    def create_conversation(self, principal: Principal, title: str = "New chat") -> Conversation: ...
+    def create_conversation(
+        self, principal: Principal, title: str = "New chat", conversation_id: uuid.UUID | None = None
+    ) -> Conversation:
+        """A new conversation; with `conversation_id`, that one, created if missing (the caller's own,
+        else NotFound), so a client-chosen id maps to one conversation even when two requests race."""
+        ...
 
     def rename_conversation(
         self, principal: Principal, conversation_id: uuid.UUID | str, title: str
@@ -148,3 +153,7 @@ class Store(ChatStore, ReviewStore, ProfileStore, RateLimitCounter, Protocol):
     """One backend: all three roles over one connection pool."""
 
     def close(self) -> None: ...
+
+    def ping(self, timeout_s: float = 3.0) -> None:
+        """One round trip to the database (readiness); StoreUnavailable when it does not answer in time."""
+        ...
