@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from api.credentials import authenticate
 from api.errors import Endpoint, read_json, response_for
+from api.openapi import PATHS, SCHEMAS, SERVER_ERRORS
 from api.streaming import LiveReply, stream_pool
 from services.auth import Principal
 from services.chat import Outcome
@@ -169,3 +170,173 @@ async def _chunks(live: LiveReply, completion: CompletionRequest) -> AsyncIterat
         yield _sse({**head, "choices": [], "usage": _usage(outcome)})
     yield _sse("[DONE]")
 
+
+
+# --- the OpenAPI description (api/openapi.py serves PATHS and SCHEMAS) -----------------------------------
+
+
+def _openai_error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}},
+    }
+    return {**answer, "headers": headers} if headers else answer
+
+
+SCHEMAS.update(
+    {
+        "OpenAIError": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["message", "type", "code"],
+                    "properties": {
+                        "message": {"type": "string"},
+                        "type": {"type": "string"},
+                        "param": {"type": ["string", "null"]},
+                        "code": {"type": ["string", "null"]},
+                    },
+                }
+            },
+        },
+        "ChatCompletionRequest": {
+            "type": "object",
+            "required": ["model", "messages"],
+            "description": "OpenAI's Chat Completions body; fields not listed (temperature, max_tokens, ...) are "
+            "accepted and ignored. Text only: image parts and tools are refused.",
+            "properties": {
+                "model": {"type": "string", "description": "A model id from GET /v1/models."},
+                "messages": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["role", "content"],
+                        "properties": {
+                            "role": {"enum": ["system", "developer", "user", "assistant"]},
+                            "content": {
+                                "oneOf": [
+                                    {"type": "string"},
+                                    {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["type", "text"],
+                                            "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+                                        },
+                                    },
+                                ]
+                            },
+                        },
+                    },
+                },
+                "stream": {"type": "boolean", "default": False},
+                "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+                "n": {"const": 1},
+            },
+        },
+        "ChatCompletion": {
+            "type": "object",
+            "required": ["id", "object", "created", "model", "choices", "usage"],
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"const": "chat.completion"},
+                "created": {"type": "integer"},
+                "model": {"type": "string"},
+                "choices": {"type": "array", "items": {"type": "object"}},
+                "usage": {"type": "object"},
+            },
+        },
+    }
+)
+
+_CONVERSATION = {
+    CONVERSATION_HEADER: {
+        "schema": {"type": "string", "format": "uuid"},
+        "description": "The conversation this turn was stored in.",
+    }
+}
+PATHS.update(
+    {
+        "/v1/chat/completions": {
+            "post": {
+                "summary": "OpenAI-compatible chat: the turn is stored in your history (see the README for which "
+                "conversation a call continues).",
+                "parameters": [
+                    {
+                        "name": CONVERSATION_HEADER,
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Continue this conversation of yours, whatever the messages say.",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "A chat.completion object, or with `stream: true` Server-Sent Events of "
+                        "chat.completion.chunk objects ending with `data: [DONE]`.",
+                        "headers": _CONVERSATION,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
+                            "text/event-stream": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "400": _openai_error("Invalid body, message or model."),
+                    "401": _openai_error("Missing, malformed, invalid, expired or revoked credential."),
+                    "404": _openai_error("No such conversation of yours (X-Conversation-Id)."),
+                    "413": _openai_error("Body too large."),
+                    "415": _openai_error("Body is not JSON."),
+                    "429": _openai_error(
+                        "Rate limited (this app's limit or the provider's).",
+                        {"Retry-After": {"schema": {"type": "integer"}}},
+                    ),
+                    "502": _openai_error("The provider failed; the reply is stored with status error."),
+                    "504": _openai_error("The provider did not answer in time."),
+                    **SERVER_ERRORS,
+                },
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "The models you can chat with, in OpenAI's list format.",
+                "responses": {
+                    "200": {
+                        "description": "A list of model objects.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["object", "data"],
+                                    "properties": {
+                                        "object": {"const": "list"},
+                                        "data": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "object",
+                                                "required": ["id", "object", "owned_by"],
+                                                "properties": {
+                                                    "id": {"type": "string"},
+                                                    "object": {"const": "model"},
+                                                    "created": {"type": "integer"},
+                                                    "owned_by": {"type": "string"},
+                                                },
+                                            },
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "401": _openai_error("Missing, malformed, invalid, expired or revoked credential."),
+                    **SERVER_ERRORS,
+                },
+            }
+        },
+    }
+)
