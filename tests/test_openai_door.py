@@ -9,13 +9,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from devtools.wire_servers import Script, WireServer
 from services.auth import Principal
 from services.chat import ChatService
 from services.config import settings_from
 from services.openai_door import InvalidRequest, OpenAIDoor, parse_request, transcript
-from services.providers import Turn
+from services.providers import Provider, Turn
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
 from services.providers.openai_chat import OpenAIProvider
@@ -35,7 +37,7 @@ def wire() -> Iterator[WireServer]:
 
 @pytest.fixture(scope="module")
 def catalogue(wire: WireServer) -> Catalogue:
-    providers = {
+    providers: dict[str, Provider] = {
         "openai": OpenAIProvider(api_key="sk-test", base_url=wire.base_url, timeout_s=5.0),
         "demo": DemoProvider(chars_per_s=1_000_000),
     }
@@ -104,7 +106,7 @@ def test_the_provider_gets_what_the_client_sent_not_the_stored_context(
     cid, first = call(door, bob, [{"role": "user", "content": "hi"}], model=OPENAI_MODEL)
     assert first == "Hello, world!"
     # The client continues the conversation but pins it by header and sends its own, different context.
-    sent = [
+    sent: list[dict[str, Any]] = [
         {"role": "developer", "content": "Answer in French."},
         {"role": "user", "content": [{"type": "text", "text": "made-up "}, {"type": "text", "text": "earlier"}]},
         {"role": "assistant", "content": "made-up answer"},
@@ -275,3 +277,40 @@ def test_anthropic_gets_the_system_prompt_as_its_parameter() -> None:
     body = wire.requests[0].body
     assert body["system"] == "Be brief.\n\nNo lists."
     assert body["messages"] == [{"role": "user", "content": "hi"}]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "robot"]) | _json},
+    optional={
+        "content": st.text(max_size=30)
+        | st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": _json}), max_size=3)
+        | _json,
+        "tool_calls": _json,
+    },
+)
+# A valid body with one field replaced by anything, or with generated messages, or anything at all: each check
+# of the parser is reached by many examples.
+_VALID = {"model": DEMO_MODEL, "messages": [{"role": "user", "content": "x"}]}
+_FIELDS = ["model", "messages", "stream", "stream_options", "n", "tools", "functions", "temperature"]
+_body = st.one_of(
+    st.tuples(st.sampled_from(_FIELDS), _json).map(lambda kv: {**_VALID, kv[0]: kv[1]}),
+    st.lists(_message, min_size=1, max_size=5).map(lambda ms: {**_VALID, "messages": ms}),
+    _json,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=_body)
+def test_any_body_is_taken_or_refused_with_a_named_reason(body: object) -> None:
+    try:
+        request = parse_request(body, max_message_chars=50, context_chars=1000)
+    except InvalidRequest as exc:
+        assert exc.message
+        return
+    assert request.turns and request.turns[-1].role == "user"
+    assert all(isinstance(t.content, str) for t in request.turns)
