@@ -1,6 +1,6 @@
 """N concurrent streamed chats through the HTTP API of one app process, against the ideal.
 
-    python bench/api.py [--n 50] [--route v1|api-chat] [--chunks 100] [--chunk-ms 20] [--first-ms 100] [--json]
+    python bench/api.py [--n 50] [--route api-chat|v1] [--chunks 100] [--chunk-ms 20] [--first-ms 100] [--json]
 
 One `streamlit run app.py` (real PostgreSQL from the embedded wheel, rate limit off, local sign-in tokens)
 and one local OpenAI wire-format server (devtools/wire_servers.py) that answers every request with the same
@@ -14,8 +14,8 @@ The ideal is the wire server's own timing (first text at `--first-ms`, the end a
 "direct" is the same N streams read straight from the wire server with the openai SDK, measured in the run.
 Afterwards every stored reply is checked against what its client received (text and `complete` status).
 
-Routes: `v1` is POST /v1/chat/completions (`stream: true`, OpenAI chunks); `api-chat` is POST /api/chat (the
-AI SDK UI message stream), when the app serves it.
+Routes: `api-chat` (the default) is POST /api/chat with the seed's body, read as the AI SDK UI message
+stream; `v1` is POST /v1/chat/completions with `stream: true`, read as OpenAI chunks.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def direct(wire: WireServer, n: int) -> list[tuple[float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=50)
-    parser.add_argument("--route", choices=sorted(ROUTES), default="v1")
+    parser.add_argument("--route", choices=sorted(ROUTES), default="api-chat")
     parser.add_argument("--chunks", type=int, default=100)
     parser.add_argument("--chunk-ms", type=float, default=20.0)
     parser.add_argument("--first-ms", type=float, default=100.0)
