@@ -133,8 +133,14 @@ def _start_turn(services: Services, principal: Principal, request: ChatRequest) 
 
 
 def sse(event: dict[str, Any] | str) -> bytes:
-    data = event if isinstance(event, str) else json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    return f"data: {data}\n\n".encode()
+    if isinstance(event, str):
+        return f"data: {event}\n\n".encode()
+    try:
+        data = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate from a provider cannot be UTF-8; as a JSON escape it is valid and arrives intact.
+        data = json.dumps(event, separators=(",", ":")).encode()
+    return b"data: " + data + b"\n\n"
 
 
 def _usage(live: LiveReply) -> dict[str, int | None] | None:

@@ -158,7 +158,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": {"oneOf": [_ref("SeedChatRequest"), _ref("AiSdkChatRequest")]}}
+                    "application/json": {"schema": {"anyOf": [_ref("SeedChatRequest"), _ref("AiSdkChatRequest")]}}
                 },
             },
             "responses": {

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -78,35 +78,45 @@ class StreamPool:
         except RuntimeError:  # the pool was shut down
             self._release()
             raise
-        kind, value = await queue.get()
+        try:
+            kind, value = await queue.get()
+        except BaseException:
+            # The request was cancelled while the turn was starting: the worker stops the reply as soon as
+            # it has one (stored as `interrupted`), instead of streaming it to nobody.
+            cancel.set()
+            raise
         if kind == _FAILED:
             raise value
         return LiveReply(value, queue, cancel)
 
     def _work(self, start: Callable[[], Reply], post: Callable[[str, Any], None], cancel: threading.Event) -> None:
+        # The slot is freed before the last message is posted: a client that has read the end may open its
+        # next stream at once and must not find its own finished one still counted.
         try:
-            try:
-                reply = start()
-            except BaseException as exc:  # noqa: BLE001 - handed to the route, which maps it to a status
-                post(_FAILED, exc)
-                return
-            post(_STARTED, reply)
-            try:
-                for text in reply:
-                    if cancel.is_set():
-                        break
-                    if text:
-                        post(_TEXT, text)
-            except BaseException as exc:  # noqa: BLE001 - the reply stores its own errors; this is a bug
-                log.exception("a streamed reply failed outside its own error handling")
-                post(_FAILED, exc)
-            finally:
-                # Explicit: after a break (client gone) this stores the reply as `interrupted`; after the
-                # end it does nothing. Either way `reply.outcome` is set before the consumer hears "end".
-                reply.close()
-                post(_END, None)
-        finally:
+            reply = start()
+        except BaseException as exc:  # noqa: BLE001 - handed to the route, which maps it to a status
             self._release()
+            post(_FAILED, exc)
+            return
+        post(_STARTED, reply)
+        last: tuple[str, Any] = (_END, None)
+        try:
+            for text in reply:
+                if cancel.is_set():
+                    break
+                if text:
+                    post(_TEXT, text)
+        except BaseException as exc:  # noqa: BLE001 - the reply stores its own errors; this is a bug
+            log.exception("a streamed reply failed outside its own error handling")
+            last = (_FAILED, exc)
+        finally:
+            try:
+                # Explicit: after a break (client gone) this stores the reply as `interrupted`; after the
+                # end it does nothing. Either way `reply.outcome` is set before the consumer hears the end.
+                reply.close()
+            finally:
+                self._release()
+                post(*last)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -125,7 +135,7 @@ class LiveReply:
         """Stop the reply (stored as `interrupted`); safe to call at any time, more than once."""
         self._cancel.set()
 
-    async def chunks(self, idle_s: float | None = None) -> AsyncIterator[str]:
+    async def chunks(self, idle_s: float | None = None) -> AsyncGenerator[str, None]:
         """The reply's text as it arrives; with `idle_s`, also "" whenever that long passes with nothing
         (so the caller can send a keep-alive, which is also how a server notices a vanished client)."""
         try:

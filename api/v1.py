@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from api.chat import sse
 from api.credentials import authenticate
 from api.errors import Endpoint, read_json, response_for
 from api.openapi import PATHS, SCHEMAS, SERVER_ERRORS
@@ -142,19 +143,14 @@ def _failed(outcome: Outcome | None, headers: dict[str, str]) -> Response:
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
-def _sse(data: dict[str, Any] | str) -> str:
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return f"data: {payload}\n\n"
-
-
-async def _chunks(live: LiveReply, completion: CompletionRequest) -> AsyncIterator[str]:
+async def _chunks(live: LiveReply, completion: CompletionRequest) -> AsyncIterator[bytes]:
     head = _head(live, "chat.completion.chunk")
     # With include_usage every chunk carries `usage: null` and one last chunk, without choices, the usage.
     extra: dict[str, Any] = {"usage": None} if completion.include_usage else {}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return _sse({**head, "choices": [choice], **extra})
+        return sse({**head, "choices": [choice], **extra})
 
     yield chunk({"role": "assistant", "content": "", "refusal": None})
     async for text in live.chunks():
@@ -163,12 +159,12 @@ async def _chunks(live: LiveReply, completion: CompletionRequest) -> AsyncIterat
     if outcome is None or outcome.status != "complete":
         # OpenAI's own mid-stream failure: an `error` object, which the SDKs raise as APIError.
         _, error = _provider_error(outcome)
-        yield _sse({"error": error})
+        yield sse({"error": error})
         return
     yield chunk({}, "stop")
     if completion.include_usage:
-        yield _sse({**head, "choices": [], "usage": _usage(outcome)})
-    yield _sse("[DONE]")
+        yield sse({**head, "choices": [], "usage": _usage(outcome)})
+    yield sse("[DONE]")
 
 
 

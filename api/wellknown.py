@@ -45,6 +45,7 @@ async def jwks_json(request: Request) -> Response:
     return JSONResponse(jwks(services.identity), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE_S}"})
 
 
+@json_route
 async def ready(request: Request) -> Response:
     try:
         services = await run_in_threadpool(shared_services)

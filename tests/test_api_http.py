@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import jwt
 import psycopg
 import pytest
@@ -228,6 +229,27 @@ def test_an_ai_sdk_chat_id_maps_to_one_conversation_per_user(world: World, clien
     assert [m["content"] for m in history["items"]] == ["second question", "first question"]
 
 
+def test_the_ai_sdk_regenerate_trigger_answers_the_last_message_again(world: World, client: httpx.Client) -> None:
+    question = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "answer me twice"}]}
+    body: dict[str, Any] = {"id": "chat-regen", "messages": [question], "model": DEMO}
+    first = events(client.post("/api/chat", headers=world.auth("dan"), json=body))[-2]["messageMetadata"]
+    answer = {"id": "a1", "role": "assistant", "parts": [{"type": "text", "text": "whatever"}]}
+    again = client.post(
+        "/api/chat",
+        headers=world.auth("dan"),
+        json={**body, "messages": [question, answer], "trigger": "regenerate-message", "messageId": "a1"},
+    )
+    evs = events(again)
+    second = evs[-2]["messageMetadata"]
+    assert second["conversationId"] == first["conversationId"] and second["messageId"] != first["messageId"]
+    assert evs[0]["messageMetadata"]["userMessageId"] is None and second["status"] == "complete"
+    assert stored(world, second["messageId"])[1] == streamed_text(evs)
+    history = client.get(
+        "/api/chat/history", params={"conversation_id": first["conversationId"]}, headers=world.auth("dan")
+    ).json()
+    assert [m["role"] for m in history["items"]] == ["assistant", "assistant", "user"]
+
+
 def test_disconnecting_mid_stream_stores_what_was_generated_as_interrupted(world: World) -> None:
     gate = threading.Event()
     world.wire.queue(Script(chunks=["Partial ", "answer", " never sent"], gate_before={2: gate}))
@@ -406,6 +428,47 @@ def test_the_openapi_document_describes_exactly_the_json_routes(client: httpx.Cl
         served.setdefault(path, set()).update(m.lower() for m in (getattr(route, "methods", None) or ()) if m != "HEAD")
     described = {path: set(ops) for path, ops in spec["paths"].items()}
     assert described == served and set(PATHS) == set(served)
+
+
+def _conforms(spec: dict[str, Any], template: str, method: str, response: httpx.Response) -> None:
+    """The response's status is one the spec lists for the operation, and a JSON body matches its schema."""
+    operation = spec["paths"][template][method]
+    declared = operation["responses"].get(str(response.status_code))
+    assert declared is not None, f"{method.upper()} {template} answered {response.status_code}, not in the spec"
+    media = declared.get("content", {}).get("application/json")
+    if media is None:
+        return
+    schema = {**media["schema"], "components": spec["components"]}
+    jsonschema.Draft202012Validator(schema).validate(response.json())
+
+
+def test_responses_match_the_openapi_document(world: World, client: httpx.Client) -> None:
+    spec = client.get("/api/openapi.json").json()
+    jsonschema.Draft202012Validator.check_schema({**spec["components"]["schemas"]["Message"]})
+    me, json_type = world.auth("ann"), {"Content-Type": "application/json"}
+    assert client.post("/api/chat", headers=me, json={"content": "something to list", "model": DEMO}).is_success
+    checks: list[tuple[str, str, httpx.Response]] = [
+        ("/api/chat/history", "get", client.get("/api/chat/history", params={"limit": "3"}, headers=me)),
+        ("/api/chat/history", "get", client.get("/api/chat/history", params={"role": "x"}, headers=me)),
+        ("/api/chat/history", "get", client.get("/api/chat/history")),
+        ("/api/conversations", "get", client.get("/api/conversations", headers=me)),
+        ("/api/conversations", "get", client.get("/api/conversations", params={"before": "bad.cursor"}, headers=me)),
+        (
+            "/api/conversations/{conversation_id}",
+            "delete",
+            client.delete(f"/api/conversations/{uuid.uuid4()}", headers=me),
+        ),
+        ("/api/chat", "post", client.post("/api/chat", headers={**me, **json_type}, content=b"{")),
+        ("/api/chat", "post", client.post("/api/chat", headers={**me, "Content-Type": "text/plain"}, content=b"x")),
+        ("/api/chat", "post", client.post("/api/chat", headers={**me, **json_type}, content=b" " * (MAX_BODY + 1))),
+        ("/api/chat", "post", client.post("/api/chat", json={"content": "x"})),
+        ("/api/ready", "get", client.get("/api/ready")),
+        ("/api/health", "get", client.get("/api/health")),
+        ("/.well-known/jwks.json", "get", client.get("/.well-known/jwks.json")),
+    ]
+    for template, method, response in checks:
+        _conforms(spec, template, method, response)
+    assert {r.status_code for _, _, r in checks} >= {200, 400, 401, 404, 413, 415}
 
 
 def test_unknown_api_paths_are_not_answered_by_the_api(client: httpx.Client) -> None:

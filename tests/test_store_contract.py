@@ -220,6 +220,18 @@ def test_another_users_rows_cannot_be_written(backend: Backend, pair: Pair) -> N
     assert bobs_view(backend, pair) == before
 
 
+def test_a_conversation_created_with_a_chosen_id_is_made_once_and_only_for_its_owner(backend: Backend) -> None:
+    s = backend.store
+    owner, other = backend.user("owner"), backend.user("other")
+    chosen = uuid.uuid4()
+    first = s.create_conversation(owner, "first title", conversation_id=chosen)
+    again = s.create_conversation(owner, "second title", conversation_id=chosen)
+    assert first.id == again.id == chosen and again.title == "first title" and again.user_id == owner.user_id
+    with pytest.raises(NotFound):  # the id is taken by someone else: neither theirs to see nor to take
+        s.create_conversation(other, "mine now", conversation_id=chosen)
+    assert s.get_conversation(owner, chosen).title == "first title"
+
+
 def test_a_reviewer_reads_others_only_where_asked_and_writes_nothing(backend: Backend, pair: Pair) -> None:
     s, rita = backend.store, backend.reviewer()
     now = datetime.now(UTC)
