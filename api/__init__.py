@@ -19,6 +19,7 @@ from api.history import chat_history, delete_conversation, list_conversations
 from api.observability import Observe, metrics
 from api.openapi import openapi_json
 from api.security import SecurityHeaders
+from api.v1 import chat_completions, list_models
 from api.wellknown import jwks_json, ready
 
 ROUTES: list[BaseRoute] = [
@@ -34,6 +35,9 @@ ROUTES: list[BaseRoute] = [
     Route("/api/conversations", list_conversations, methods=["GET"]),
     Route("/api/conversations/{conversation_id}", delete_conversation, methods=["DELETE"]),
     Route("/api/metrics", metrics, methods=["GET"]),
+    # The OpenAI-compatible door (api/v1.py): OpenAI SDK clients use <app>/v1 as their base URL.
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
 ]
 # Outermost first: Observe times and counts every response (CORS refusals included); CORS answers preflights
 # before anything else; security headers go on every response.

@@ -30,7 +30,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # Streamlit's fixed endpoints keep their name; everything else it serves falls in one bucket per prefix,
 # and any other path is a page (Streamlit answers unknown paths with its index.html).
 STREAMLIT_PATHS = frozenset({"/_stcore/health", "/_stcore/host-config", "/_stcore/script-health-check"})
-STREAMLIT_PREFIXES = ("/_stcore/", "/static/", "/media/", "/component/", "/app/static/", "/api/")
+STREAMLIT_PREFIXES = ("/_stcore/", "/static/", "/media/", "/component/", "/app/static/", "/api/", "/v1/")
 QUIET_ROUTES = frozenset({"/api/health", "/api/metrics"})  # probes and scrapes: counted, not logged
 
 
@@ -82,7 +82,7 @@ class Observe:
         finally:
             seconds = time.perf_counter() - started
             process_metrics().http_request(route, method, status, seconds)
-            if route.startswith("/api/") and route not in QUIET_ROUTES:
+            if route.startswith(("/api/", "/v1/")) and route not in QUIET_ROUTES:
                 event(log, "http request", method=method, route=route, status=status, ms=int(seconds * 1000))
 
 

@@ -205,6 +205,10 @@ class AnthropicFormat:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of concurrent streams (bench/api.py opens 50) had
+    # connections dropped and retried by the kernel a second later, which looked like a slow provider.
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up (timeout, stop button, dropped stream) is the point of several tests.
         pass

@@ -280,10 +280,14 @@ class ChatService:
         model: str,
         *,
         revoked: Callable[[], bool] | None = None,
+        context: Sequence[Turn] | None = None,
     ) -> Reply:
         """Store the user's message and return the reply to stream. Raises InvalidInput (bad text or
         model), RateLimited, NotFound (no such conversation of this user), StoreError or AuthError, and
         then nothing is stored.
+
+        `context`, when given, is sent to the provider instead of the stored conversation (the
+        OpenAI-compatible door sends what its client sent, system prompt included); it must end with `text`.
 
         Only what the provider request needs runs before it (rate limit, insert, context read: three
         short transactions). A new conversation is created titled from its first message. `revoked` is
@@ -306,11 +310,11 @@ class ChatService:
             if created:
                 self._forget_conversation(principal, cid)
             raise
-        if created:
+        if created or context is not None:
             history: Sequence[Message] = [user_message]
         else:
             history = self.store.recent_messages(principal, cid, limit=CONTEXT_MESSAGES)
-        return self._reply(principal, cid, user_message, option, history, created, revoked)
+        return self._reply(principal, cid, user_message, option, history, created, revoked, context)
 
     def regenerate(
         self,
@@ -355,9 +359,13 @@ class ChatService:
         history: Sequence[Message],
         created: bool,
         revoked: Callable[[], bool] | None,
+        context: Sequence[Turn] | None = None,
     ) -> Reply:
         provider, option = self.catalogue.resolve(option.id)
-        turns = build_context(history, max(self.settings.context_chars, self.settings.max_message_chars))
+        if context is not None:
+            turns = list(context)
+        else:
+            turns = build_context(history, max(self.settings.context_chars, self.settings.max_message_chars))
         # The turn's own writes (checkpoints, the final state) run under this principal: checked fresh now,
         # then accepted for as long as the turn may last, so an expiry mid-reply cannot cut it off.
         turn_principal = principal.for_turn(self.settings.provider_timeout_s + LONGEST_REPLY_S + FINAL_WRITE_S)

@@ -13,7 +13,8 @@ from typing import Literal, Protocol
 
 from services.errors import UserError
 
-TurnRole = Literal["user", "assistant"]
+# "system" comes only from the OpenAI-compatible door, which sends the provider its client's own system prompt.
+TurnRole = Literal["system", "user", "assistant"]
 ErrorKind = Literal["rate_limited", "timeout", "server", "connection", "auth", "bad_request", "interrupted"]
 
 

@@ -88,11 +88,15 @@ class AnthropicProvider:
         )
 
     def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> _AnthropicReply:
+        # The Messages API takes the system prompt as a parameter, not as a message.
+        system = "\n\n".join(t.content for t in turns if t.role == "system")
+        extra: dict[str, Any] = {"system": system} if system else {}
         reply = _AnthropicReply(
             self._client.messages.stream(
                 model=model,
                 max_tokens=max_tokens,
-                messages=[_message(t) for t in turns],
+                messages=[_message(t) for t in turns if t.role != "system"],
+                **extra,
             )
         )
         reply.open()

@@ -10,6 +10,7 @@ import openai
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
     ChatCompletionMessageParam,
+    ChatCompletionSystemMessageParam,
     ChatCompletionUserMessageParam,
 )
 
@@ -37,6 +38,8 @@ def _error(exc: BaseException, label: str) -> ProviderError:
 def _message(turn: Turn) -> ChatCompletionMessageParam:
     if turn.role == "user":
         return ChatCompletionUserMessageParam(role="user", content=turn.content)
+    if turn.role == "system":
+        return ChatCompletionSystemMessageParam(role="system", content=turn.content)
     return ChatCompletionAssistantMessageParam(role="assistant", content=turn.content)
 
 
