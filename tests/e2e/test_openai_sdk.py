@@ -23,6 +23,7 @@ from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from devtools.wire_servers import Script, WireServer
 from services.accounts import Account, AccountStore
+from services.api_keys import ApiKeyService
 from services.auth import Principal
 from services.config import settings_from
 from services.identity import build_identity
@@ -93,6 +94,22 @@ def door(database: EmbeddedDatabase) -> Iterator[Door]:
 def test_models_lists_the_catalogue(door: Door) -> None:
     ids = [m.id for m in door.client("ann").models.list()]
     assert ids == [WIRE_MODEL, DEMO_MODEL]
+
+
+def test_a_personal_api_key_is_the_sdks_api_key(door: Door) -> None:
+    # What a team does: create a key on the Account page, give it to a tool as its OpenAI key.
+    keys = ApiKeyService(door.store, max_live=5, principal_ttl_s=300)
+    _, secret = keys.create(door.principal("ben"), "tool")
+    client = openai.OpenAI(base_url=f"{door.url}/v1", api_key=secret, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model=DEMO_MODEL, messages=[{"role": "user", "content": "keyed hello"}]
+    )
+    assert raw.parse().choices[0].message.content == demo_reply("keyed hello")
+    rows = door.store.recent_messages(door.principal("ben"), uuid.UUID(raw.headers["x-conversation-id"]))
+    assert [(m.role, m.content) for m in rows][0] == ("user", "keyed hello")
+    keys.revoke(door.principal("ben"), keys.list(door.principal("ben"))[0].id)
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model=DEMO_MODEL, messages=[{"role": "user", "content": "again"}])
 
 
 def test_a_non_streamed_chat_lands_in_history(door: Door) -> None:
