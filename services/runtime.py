@@ -108,7 +108,9 @@ def build_services(settings: Settings) -> Services:
             raise StartupError(f"Could not set up sign-in sessions: {redact(str(exc), settings)}") from None
         sessions.announce_setup_code()
     api_keys = None
-    if settings.api_keys_enabled:
+    # CHAT_AUTH=none has no keys: the API answers every caller on this machine as the one local user and
+    # ignores bearers (api/credentials.py), so a key would do nothing there.
+    if settings.api_keys_enabled and identity.mode != "none":
         problem = store.api_key_access_problem()
         if problem:
             if sessions is not None:
