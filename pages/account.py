@@ -1,7 +1,7 @@
 """Account: change password, the sessions signed in to this account, API keys, export, delete the account.
 
-Local accounts get every section; with Clerk (or the single local user) the account lives elsewhere and
-only the API keys are managed here."""
+Local accounts get every section; with Clerk the account lives at Clerk and only the API keys are managed
+here. (app.py lists this page only where there is something on it.)"""
 
 from __future__ import annotations
 

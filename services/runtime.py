@@ -118,7 +118,9 @@ def build_services(settings: Settings, metrics: Metrics | None = None) -> Servic
         sessions.announce_setup_code()
         metrics.watch_pool("signin", sessions.store.pool_stats)
     api_keys = None
-    if settings.api_keys_enabled:
+    # CHAT_AUTH=none has no keys: the API answers every caller on this machine as the one local user and
+    # ignores bearers (api/credentials.py), so a key would do nothing there.
+    if settings.api_keys_enabled and identity.mode != "none":
         problem = store.api_key_access_problem()
         if problem:
             if sessions is not None:

@@ -25,6 +25,7 @@ from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
 from services.store.types import InvalidInput, NotFound
 from tests import rls_checks
+from tests.auth_support import ISSUER, SigningKey
 from tests.rls_checks import World
 
 PASSWORD = "correct horse battery"
@@ -281,7 +282,9 @@ def test_without_chat_signin_the_app_says_what_to_grant_or_switch_off(
         conn.execute(f"grant authenticated, anon to {role}")
         conn.execute(f"grant connect on database {name} to {role}")
     url = database.app_url.replace("chat_app:", f"{role}:", 1)
-    monkeypatch.setenv("CHAT_AUTH", "none")
+    monkeypatch.setenv("CHAT_AUTH", "clerk")
+    monkeypatch.setenv("CLERK_ISSUER", ISSUER)
+    monkeypatch.setenv("CLERK_JWT_KEY", SigningKey.generate("startup").public_pem)
     monkeypatch.setenv("CHAT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("DATABASE_ADMIN_URL", database.admin_url)

@@ -154,41 +154,63 @@ def test_a_missing_name_and_the_cap_are_explained(local: AccountStore) -> None:
     assert not at.code and len(key_rows(at)) == 2
 
 
-def test_clerk_users_get_the_account_page_with_only_api_keys(base_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    key = SigningKey.generate("clerk-keys")
+CLERK_KEY = SigningKey.generate("clerk-keys")
+
+
+def clerk_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHAT_AUTH", "clerk")
     monkeypatch.setenv("CLERK_ISSUER", ISSUER)
-    monkeypatch.setenv("CLERK_JWT_KEY", key.public_pem)
+    monkeypatch.setenv("CLERK_JWT_KEY", CLERK_KEY.public_pem)
     monkeypatch.setenv("CLERK_AUDIENCE", CLIENT_ID)
     monkeypatch.delenv("CLERK_JWKS_URL", raising=False)
     monkeypatch.delenv("CLERK_AUTHORIZED_PARTIES", raising=False)
-    reset_shared_services()
-    token = key.sign(claims(sub="user_clerk_keys", aud=CLIENT_ID, azp=CLIENT_ID, exp=int(time.time()) + 600))
+
+
+def clerk_tab() -> AppTest:
+    token = CLERK_KEY.sign(claims(sub="user_clerk_keys", aud=CLIENT_ID, azp=CLIENT_ID, exp=int(time.time()) + 600))
     at = AppTest.from_file(APP, default_timeout=30)
     at.user = {"is_logged_in": True, "email": "kim@example.test", "tokens": {"id": token}}
     at.run()
     assert not at.exception, at.exception
+    return at
+
+
+def test_clerk_users_get_the_account_page_with_only_api_keys(base_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    clerk_env(monkeypatch)
+    reset_shared_services()
+    at = clerk_tab()
     at.switch_page("pages/account.py").run()
     assert [t.value for t in at.title] == ["Account"]
     assert [s.value for s in at.subheader] == ["API keys"]  # no password, sessions or account deletion
     at = create(at, "from clerk")
-    assert api_keys().authenticate(at.code[0].value).user_id == "user_clerk_keys"
+    principal = api_keys().authenticate(at.code[0].value)
+    assert principal.user_id == "user_clerk_keys" and principal.roles == ()
 
 
-def test_single_user_mode_has_api_keys_and_switching_them_off_hides_the_page(
+def test_without_a_key_service_there_is_no_account_page_outside_local_accounts(
     base_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Single-user mode: the API answers the one local user without credentials, so there are no keys.
     monkeypatch.setenv("CHAT_AUTH", "none")
-    reset_shared_services()
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    at.switch_page("pages/account.py").run()
-    assert [s.value for s in at.subheader] == ["API keys"]
-    at = create(at, "local")
-    assert api_keys().authenticate(at.code[0].value).roles == ()  # the local user is a reviewer; its key is not
-
-    monkeypatch.setenv("CHAT_API_KEYS", "false")
     reset_shared_services()
     assert shared_services().api_keys is None
     at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception, at.exception
     with pytest.raises(ValueError, match="Known pages"):
         at.switch_page("pages/account.py")
+    # Clerk with CHAT_API_KEYS=false: nothing to manage here either.
+    clerk_env(monkeypatch)
+    monkeypatch.setenv("CHAT_API_KEYS", "false")
+    reset_shared_services()
+    assert shared_services().api_keys is None
+    at = clerk_tab()
+    with pytest.raises(ValueError, match="Known pages"):
+        at.switch_page("pages/account.py")
+
+
+def test_local_accounts_keep_the_page_when_keys_are_off(local: AccountStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAT_API_KEYS", "false")
+    reset_shared_services()
+    at = local_tab()
+    assert "API keys" not in [s.value for s in at.subheader]
+    assert "Change password" in [s.value for s in at.subheader]
