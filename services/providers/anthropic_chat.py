@@ -87,12 +87,17 @@ class AnthropicProvider:
             api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
         )
 
-    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> _AnthropicReply:
+    def stream(
+        self, model: str, turns: Sequence[Turn], *, max_tokens: int, system: str | None = None
+    ) -> _AnthropicReply:
+        # Anthropic takes instructions as the top-level `system` parameter, never as a message.
+        extra: dict[str, Any] = {"system": system} if system else {}
         reply = _AnthropicReply(
             self._client.messages.stream(
                 model=model,
                 max_tokens=max_tokens,
                 messages=[_message(t) for t in turns],
+                **extra,
             )
         )
         reply.open()
