@@ -57,7 +57,8 @@ def old_then_new(pg_server: embedded.EmbeddedDatabase) -> tuple[str, dict[str, t
     migrate(admin, up_to=previous)
     with psycopg.connect(admin) as conn:
         assert conn.execute(
-            "select count(*) from information_schema.columns where table_name = 'messages' and column_name = 'parent_id'"
+            "select count(*) from information_schema.columns"
+            " where table_name = 'messages' and column_name = 'parent_id'"
         ).fetchone() == (0,)
     written = {
         # a plain exchange
@@ -76,7 +77,8 @@ def old_then_new(pg_server: embedded.EmbeddedDatabase) -> tuple[str, dict[str, t
 
 def _parents(admin: str, ids: list[uuid.UUID]) -> list[uuid.UUID | None]:
     with psycopg.connect(admin) as conn:
-        rows = dict(conn.execute("select id, parent_id from public.messages where id = any(%s)", [ids]).fetchall())
+        found = conn.execute("select id, parent_id from public.messages where id = any(%s)", [ids]).fetchall()
+    rows: dict[uuid.UUID, uuid.UUID | None] = dict(found)
     return [rows[i] for i in ids]
 
 
