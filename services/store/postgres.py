@@ -710,9 +710,11 @@ class PostgresStore:
 
         query = (
             "copy (select to_char(m.created_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
-            " as created_at, m.id, m.conversation_id, m.parent_id,"
+            " as created_at, m.id, m.conversation_id,"
             f" {guard('c.title')} as conversation_title, m.role, {guard('m.model')} as model, m.status,"
-            f" m.input_tokens, m.output_tokens, m.latency_ms, {guard('m.content')} as content"
+            f" m.input_tokens, m.output_tokens, m.latency_ms, {guard('m.content')} as content,"
+            # last, so readers that take the earlier columns by position keep working
+            " m.parent_id"
             f" from {HISTORY_FROM} where m.user_id = %(uid)s order by m.created_at, m.id)"
             " to stdout (format csv, header true)"
         )
