@@ -153,15 +153,17 @@ def version_switcher(mid: str, versions: Versions, branching: Branching | None) 
         st.caption(f"Version {label}")
         return
     previous, following = versions.previous, versions.next
-    st.button(
-        "‹", key=f"version-prev-{mid}", type="tertiary", disabled=previous is None, help="Previous version",
-        on_click=branching.on_switch, args=(str(previous),),
-    )
-    st.caption(label)
-    st.button(
-        "›", key=f"version-next-{mid}", type="tertiary", disabled=following is None, help="Next version",
-        on_click=branching.on_switch, args=(str(following),),
-    )
+    # Its own content-wide row, so the arrows stay beside the count whatever else shares the actions row.
+    with st.container(horizontal=True, width="content", vertical_alignment="center", gap=None):
+        st.button(
+            "‹", key=f"version-prev-{mid}", type="tertiary", disabled=previous is None, help="Previous version",
+            on_click=branching.on_switch, args=(str(previous),),
+        )
+        st.caption(label, width="content")
+        st.button(
+            "›", key=f"version-next-{mid}", type="tertiary", disabled=following is None, help="Next version",
+            on_click=branching.on_switch, args=(str(following),),
+        )
 
 
 def message_bubble(
