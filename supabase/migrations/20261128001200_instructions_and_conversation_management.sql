@@ -6,10 +6,15 @@
 alter table public.conversations
   add column instructions text not null default '' check (char_length(instructions) <= 20000);
 
--- The sidebar's title filter walks conversations_user_updated_idx (user_id, updated_at desc, id desc)
--- newest first with the title test as a filter, keyset paged like the unfiltered list. Why no trigram
--- (pg_trgm) or lower(title) index: under row-level security PostgreSQL may only use an index for
--- leakproof operators in a user's query, and ILIKE is not leakproof, so the app's own query could never
--- use one (the same finding as the message search, migration 20261126000200). The walk reads only the
--- caller's rows: about 10,000 conversations of one user are filtered in a few milliseconds (bench/
--- conversation_filter.py), and a page of matches ends the walk early when matches are common.
+-- The sidebar's title filter walks the caller's conversations newest first with the title test as a
+-- filter, keyset paged like the unfiltered list, and stops at a page of matches. The walk's index now
+-- carries the title (INCLUDE), so the filter reads index pages only (an index-only scan, no heap page
+-- per conversation); it replaces conversations_user_updated_idx, whose queries it serves unchanged.
+-- Why not a trigram (pg_trgm) or lower(title) index: under row-level security PostgreSQL uses an index
+-- only for leakproof operators of a user's query, and ILIKE/LIKE are not leakproof, so the app's own
+-- query could never use one (the same finding as the message search, migration 20261126000200). The
+-- walk is bounded by one user's conversations: EXPLAIN ANALYZE of the worst case (no title matches,
+-- all 10,000 of a user's conversations read) is a few milliseconds (bench/conversation_tree.py).
+create index conversations_user_updated_title_idx
+  on public.conversations (user_id, updated_at desc, id desc) include (title);
+drop index public.conversations_user_updated_idx;
