@@ -250,3 +250,16 @@ def test_the_context_of_a_deep_wide_tree_is_exactly_its_path(
     # the last CONTEXT_MESSAGES of the path (99 before the new message), less a leading assistant turn
     expected = [m.content for m in path[-98:]] + ["m1000"]
     assert contents == expected
+
+
+def test_load_more_stays_complete_while_a_listed_chat_becomes_active(chat: ChatService, store: PostgresStore) -> None:
+    me = user("lister")
+    made = [store.create_conversation(me, f"chat {n}").id for n in range(5)]  # newest last
+    first_page, more = chat.recent_conversations(me, pages=1, per_page=2)
+    assert [c.id for c in first_page] == [made[4], made[3]] and more
+    # the oldest chat becomes active between "page 1" and "Load more"
+    store.add_message(me, made[0], "user", "back to this one", "demo")
+    both, _ = chat.recent_conversations(me, pages=2, per_page=2)
+    everything, more = chat.recent_conversations(me, pages=3, per_page=2)
+    assert [c.id for c in both] == [made[0], made[4], made[3], made[2]]  # it moved up: no gap, no duplicate
+    assert [c.id for c in everything] == [made[0], made[4], made[3], made[2], made[1]] and not more
