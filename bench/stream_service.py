@@ -68,7 +68,9 @@ class FirehoseProvider:
     def __init__(self) -> None:
         self.n = 200_000
 
-    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> _FirehoseReply:
+    def stream(
+        self, model: str, turns: Sequence[Turn], *, max_tokens: int, system: str | None = None
+    ) -> _FirehoseReply:
         return _FirehoseReply(self.n)
 
 
@@ -80,8 +82,8 @@ class StampedProvider:
         self.name = inner.name
         self.first_chunk_at: float | None = None
 
-    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> Any:
-        reply = self.inner.stream(model, turns, max_tokens=max_tokens)
+    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int, system: str | None = None) -> Any:
+        reply = self.inner.stream(model, turns, max_tokens=max_tokens, system=system)
         outer = self
 
         class _Stamped:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -23,7 +25,7 @@ from components.markdown import neutralise
 from services.chat import Reply
 from services.providers.catalogue import Catalogue
 from services.providers.demo import EXAMPLES
-from services.store import Conversation, Message
+from services.store import Conversation, Message, Versions
 
 AVATARS = {"user": ":material/person:", "assistant": ":material/smart_toy:"}
 STATUS_NOTES = {
@@ -126,17 +128,85 @@ def tick() -> None:
         check()
 
 
-def message_bubble(message: Message, catalogue: Catalogue) -> Bubble:
+@dataclass(frozen=True)
+class Branching:
+    """What the shown messages can do on the tree: switch versions, edit a user message. `editing` is the
+    id of the message whose editor is open. Without it (reviewers' read-only view) versions are only
+    counted, never switched."""
+
+    on_switch: Callable[[str], None]
+    on_edit: Callable[[str], None]
+    on_save_edit: Callable[[str], None]
+    on_cancel_edit: Callable[[], None]
+    editing: str | None = None
+
+
+def edit_key(message_id: str) -> str:
+    """The session-state key of the text area that edits this message."""
+    return f"edit-text-{message_id}"
+
+
+def version_switcher(mid: str, versions: Versions, branching: Branching | None) -> None:
+    """`‹ 2 / 3 ›`: the arrows show the previous or next version (and its branch's continuation)."""
+    label = f"{versions.index + 1} / {len(versions.ids)}"
+    if branching is None:
+        st.caption(f"Version {label}")
+        return
+    previous, following = versions.previous, versions.next
+    # Its own content-wide row, so the arrows stay beside the count whatever else shares the actions row.
+    with st.container(horizontal=True, width="content", vertical_alignment="center", gap=None):
+        st.button(
+            "‹", key=f"version-prev-{mid}", type="tertiary", disabled=previous is None, help="Previous version",
+            on_click=branching.on_switch, args=(str(previous),),
+        )
+        st.caption(label, width="content")
+        st.button(
+            "›", key=f"version-next-{mid}", type="tertiary", disabled=following is None, help="Next version",
+            on_click=branching.on_switch, args=(str(following),),
+        )
+
+
+def message_bubble(
+    message: Message,
+    catalogue: Catalogue,
+    versions: Versions | None = None,
+    branching: Branching | None = None,
+) -> Bubble:
     bubble = Bubble(message.role)
+    mid = str(message.id)
+    if branching is not None and branching.editing == mid:
+        # The editor in place of the text: saving makes a new version and answers it; the original stays.
+        with bubble._frozen:
+            st.text_area("Edit message", value=message.content, key=edit_key(mid), label_visibility="collapsed")
+        with bubble.actions.container(horizontal=True):
+            st.button("Save", key=f"edit-save-{mid}", type="primary", on_click=branching.on_save_edit, args=(mid,))
+            st.button("Cancel", key=f"edit-cancel-{mid}", on_click=branching.on_cancel_edit)
+        return bubble
     bubble.show(message.content, unfinished=message.status != "complete")
     if message.role == "assistant":
         note = STATUS_NOTES.get(message.status)
         bubble.meta.caption(f"{meta_line(message, catalogue)}" + (f" · {note}" if note else ""))
+    editable = branching is not None and message.role == "user"
+    if versions is not None or editable:
+        with bubble.actions.container(horizontal=True, vertical_alignment="center", gap="small"):
+            if versions is not None:
+                version_switcher(mid, versions, branching)
+            if editable and branching is not None:
+                st.button(
+                    "Edit", key=f"edit-{mid}", icon=":material/edit:", type="tertiary",
+                    on_click=branching.on_edit, args=(mid,),
+                )
     return bubble
 
 
-def messages(items: Sequence[Message], catalogue: Catalogue) -> list[Bubble]:
-    return [message_bubble(message, catalogue) for message in items]
+def messages(
+    items: Sequence[Message],
+    catalogue: Catalogue,
+    versions: Mapping[uuid.UUID, Versions] | None = None,
+    branching: Branching | None = None,
+) -> list[Bubble]:
+    known = versions or {}
+    return [message_bubble(message, catalogue, known.get(message.id), branching) for message in items]
 
 
 def user_bubble(text: str) -> None:
@@ -260,10 +330,12 @@ def conversation_list(
     has_more: bool,
     on_more: Callable[[], None],
     tz: ZoneInfo,
+    title_filter: str = "",
 ) -> None:
     st.caption("Conversations")
     if not conversations:
-        st.caption("No conversations yet.")
+        note = f"No conversation titles contain “{plain_label(title_filter)}”." if title_filter else ""
+        st.caption(note or "No conversations yet.")
     for group, items in grouped_by_day(conversations, tz, datetime.now(tz)):
         st.caption(group)
         for conversation in items:

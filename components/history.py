@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -172,8 +172,20 @@ def user_label(user_id: str, names: Mapping[str, str]) -> str:
     return names.get(user_id) or user_id
 
 
+def version_cell(row: HistoryRow, on_path: Collection[uuid.UUID] | None) -> str:
+    """Whether the chat shows this message (its conversation's current path) or it is another version."""
+    if on_path is None:
+        return ""
+    return "current" if row.id in on_path else "other version"
+
+
 def history_frame(
-    rows: Sequence[HistoryRow], tz: ZoneInfo, *, show_user: bool, names: Mapping[str, str] | None = None
+    rows: Sequence[HistoryRow],
+    tz: ZoneInfo,
+    *,
+    show_user: bool,
+    names: Mapping[str, str] | None = None,
+    on_path: Collection[uuid.UUID] | None = None,
 ) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
@@ -185,17 +197,25 @@ def history_frame(
             "Status": [r.status for r in rows],
             "Tokens": [_tokens_cell(r) for r in rows],
             "Preview": [_preview(r.content) for r in rows],
+            "Version": [version_cell(r, on_path) for r in rows],
         }
     )
     return frame if show_user else frame.drop(columns=["User"])
 
 
-def message_table(page: HistoryPage, tz: ZoneInfo, *, show_user: bool, names: Mapping[str, str] | None = None) -> None:
+def message_table(
+    page: HistoryPage,
+    tz: ZoneInfo,
+    *,
+    show_user: bool,
+    names: Mapping[str, str] | None = None,
+    on_path: Collection[uuid.UUID] | None = None,
+) -> None:
     if not page.items:
         st.info("No messages match." if page.prev_cursor is None else "No more messages this way.")
         return
     st.dataframe(
-        history_frame(page.items, tz, show_user=show_user, names=names),
+        history_frame(page.items, tz, show_user=show_user, names=names, on_path=on_path),
         hide_index=True,
         width="stretch",
         column_config={

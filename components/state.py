@@ -25,6 +25,15 @@ FLASH = "chat.flash"
 PENDING = "chat.pending"
 EXAMPLE = "chat.example"  # an example prompt clicked on the first screen, sent on the next run
 WINDOW_PAGES = "chat.window_pages"
+# the message tree: which user message is being edited (its id), and an edit saved for the next run
+EDITING = "chat.editing"
+PENDING_EDIT = "chat.pending_edit"
+# managing the open conversation and the sidebar list
+CONVERSATION_FILTER = "chat.conversation_filter"
+RENAMING = "chat.renaming"
+RENAME_TEXT = "chat.rename_text"
+CONFIRM_DELETE = "chat.confirm_delete"
+NEW_INSTRUCTIONS = "chat.instructions.new"  # the instructions box of a chat not started yet
 CONVERSATION_PAGES = "chat.conversation_pages"
 LOGOUT_REQUESTED = "chat.logout_requested"
 NAME_SAVED_FOR = "chat.name_saved_for"  # the user id whose display name this session has kept

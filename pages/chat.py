@@ -7,9 +7,13 @@ link from the History page) opens it again.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import streamlit as st
 
 from components import chat as view
+from components import conversation_tools as tools
 from components import state
 from components.auth_gate import require_principal
 from components.history import user_timezone
@@ -23,6 +27,14 @@ from services.store import Conversation, Message, NotFound
 principal: Principal = require_principal()  # first: a fresh server may run this file without app.py
 services: Services = page_services()
 chat, catalogue = services.chat, services.catalogue
+
+
+def _flash_errors(action: Callable[[], object]) -> None:
+    """Run a callback's service call; a refusal becomes the one-shot notice above the input box."""
+    try:
+        action()
+    except UserError as exc:
+        st.session_state[state.FLASH] = exc.message
 
 
 # --- callbacks (run before the next script run) ---------------------------------------------------
@@ -54,6 +66,47 @@ def send_example(text: str) -> None:
     st.session_state[state.EXAMPLE] = text
 
 
+def switch_version(message_id: str) -> None:
+    # Stored as the conversation's current leaf: a reload or another tab shows the same version.
+    _flash_errors(lambda: chat.switch(principal, message_id))
+    st.session_state[state.WINDOW_PAGES] = 1
+
+
+def start_edit(message_id: str) -> None:
+    st.session_state[state.EDITING] = message_id
+
+
+def save_edit(message_id: str) -> None:
+    st.session_state.pop(state.EDITING, None)
+    st.session_state[state.PENDING_EDIT] = (message_id, st.session_state.get(view.edit_key(message_id), ""))
+
+
+def cancel_edit() -> None:
+    st.session_state.pop(state.EDITING, None)
+
+
+def filter_changed() -> None:
+    st.session_state[state.CONVERSATION_PAGES] = 1
+
+
+def rename_open() -> None:
+    cid = st.session_state.pop(state.RENAMING, None)
+    if cid:
+        _flash_errors(lambda: chat.rename(principal, cid, st.session_state.get(state.RENAME_TEXT, "")))
+
+
+def delete_open() -> None:
+    cid = st.session_state.pop(state.CONFIRM_DELETE, None)
+    if cid:
+        _flash_errors(lambda: chat.delete(principal, cid))
+        if st.query_params.get("c") == cid:
+            new_chat()
+
+
+def save_instructions(cid: str) -> None:
+    _flash_errors(lambda: chat.set_instructions(principal, cid, st.session_state.get(f"instructions-{cid}", "")))
+
+
 # --- sidebar: model picker and New chat ------------------------------------------------------------
 
 with st.sidebar:
@@ -66,6 +119,7 @@ with st.sidebar:
         format_func=lambda mid: option.label if (option := catalogue.option(mid)) else mid,
     )
     st.button("New chat", icon=":material/add:", on_click=new_chat, width="stretch")
+    title_filter = tools.conversation_filter(filter_changed)
 
 if not catalogue.has_real_provider:
     st.caption(
@@ -90,8 +144,38 @@ read_only = conversation is not None and conversation.user_id != principal.user_
 if read_only:
     st.info("You are viewing another user's conversation. It is read-only.", icon=":material/visibility:")
 
+# An edit or a regenerate starts before the messages are drawn: the new version is then already the
+# conversation's path (an edit) or replaces the reply it re-answers at the end of the page (a regenerate).
+reply: Reply | None = None
+regenerating = False
+action_error: str | None = None
+pending = st.session_state.pop(state.PENDING, None)
+pending_edit = st.session_state.pop(state.PENDING_EDIT, None)
+if conversation is not None and not read_only:
+    if pending_edit is not None:
+        try:
+            reply = chat.edit(principal, pending_edit[0], pending_edit[1], model)
+            reply.start()  # the model's latency overlaps the drawing of the conversation
+        except UserError as exc:
+            action_error = exc.message
+            st.session_state[state.EDITING] = pending_edit[0]  # the editor stays open with the text
+    elif pending and str(conversation.id) == pending:
+        try:
+            reply = chat.regenerate(principal, conversation.id, model)
+            reply.start()
+            regenerating = True
+        except UserError as exc:
+            action_error = exc.message
+
 last: Message | None = None
 if conversation is not None:
+    tools.conversation_header(conversation, read_only=read_only, on_rename=rename_open, on_delete=delete_open)
+    tools.instructions_box(
+        conversation.instructions,
+        f"instructions-{conversation.id}",
+        read_only=read_only,
+        on_save=functools.partial(save_instructions, str(conversation.id)),
+    )
     try:
         window = chat.window(principal, conversation, st.session_state.get(state.WINDOW_PAGES, 1))
     except UserError as exc:
@@ -99,12 +183,27 @@ if conversation is not None:
         st.stop()
     if window.has_more:
         st.button("Show earlier messages", icon=":material/history:", on_click=show_earlier)
-    view.messages(window.messages, catalogue)
-    last = window.messages[-1] if window.messages else None
+    shown = window.messages
+    if regenerating:
+        # Until its first words are stored, the path still ends with the reply being replaced.
+        while shown and shown[-1].role == "assistant":
+            shown = shown[:-1]
+    branching = (
+        None
+        if read_only
+        else view.Branching(
+            switch_version, start_edit, save_edit, cancel_edit, editing=st.session_state.get(state.EDITING)
+        )
+    )
+    view.messages(shown, catalogue, window.versions, branching)
+    last = shown[-1] if shown else None
 
 first_screen = st.empty()
 if conversation is None:
     with first_screen.container():
+        tools.instructions_box(
+            services.settings.default_instructions, state.NEW_INSTRUCTIONS, read_only=False, on_save=None
+        )
         view.welcome(send_example, offline=not catalogue.has_real_provider)
 
 # --- input ---------------------------------------------------------------------------------------
@@ -116,13 +215,14 @@ prompt = None if read_only else st.chat_input("Message", key=state.CHAT_INPUT, s
 example = st.session_state.pop(state.EXAMPLE, None)
 if not prompt and not read_only and isinstance(example, str):
     prompt = example
-pending = st.session_state.pop(state.PENDING, None)
 
-reply: Reply | None = None
-if prompt:
+if prompt and reply is None:
     first_screen.empty()
+    instructions = None if conversation else st.session_state.get(state.NEW_INSTRUCTIONS)
     try:
-        reply = chat.send(principal, conversation.id if conversation else None, prompt, model)
+        reply = chat.send(
+            principal, conversation.id if conversation else None, prompt, model, instructions=instructions
+        )
         reply.start()  # the model's latency overlaps the drawing below
     except UserError as exc:
         st.session_state[state.FLASH] = exc.message
@@ -133,12 +233,12 @@ if prompt:
         st.query_params["c"] = str(reply.conversation_id)
         st.session_state[state.WINDOW_PAGES] = 1
     view.user_bubble(prompt)
-elif pending and conversation is not None and not read_only and str(conversation.id) == pending:
-    try:
-        reply = chat.regenerate(principal, conversation.id, model)
-        reply.start()
-    except UserError as exc:
-        view.input_error(exc.message)
+elif prompt:
+    # Typed while an edit was being answered: kept in the input box for the next run, never dropped.
+    st.session_state[state.DRAFT] = prompt
+    prompt = None
+if action_error is not None:
+    view.input_error(action_error)
 
 if reply is None and conversation is not None and not read_only:
     view.last_message_actions(last, str(conversation.id), regenerate)
@@ -148,12 +248,16 @@ if reply is None and conversation is not None and not read_only:
 
 with st.sidebar:
     try:
-        items, more = chat.recent_conversations(principal, st.session_state.get(state.CONVERSATION_PAGES, 1))
+        items, more = chat.recent_conversations(
+            principal, st.session_state.get(state.CONVERSATION_PAGES, 1), title_filter=title_filter
+        )
     except UserError as exc:
         st.error(exc.message)
     else:
         current = str(reply.conversation_id) if reply else (str(conversation.id) if conversation else None)
-        view.conversation_list(items, current, open_conversation, more, load_more_conversations, user_timezone())
+        view.conversation_list(
+            items, current, open_conversation, more, load_more_conversations, user_timezone(), title_filter
+        )
 
 if flash := st.session_state.pop(state.FLASH, None):
     view.input_error(flash)  # last in the page, just above the input box that holds the text again

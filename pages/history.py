@@ -79,7 +79,7 @@ try:
         view.notices([shown.notice] if shown.notice else [])
         if shown.query != query:
             show(shown.query)
-        view.message_table(shown.page, tz, show_user=query.all_users, names=shown.names)
+        view.message_table(shown.page, tz, show_user=query.all_users, names=shown.names, on_path=shown.on_path)
         view.pager(shown.page, shown.query, go_to)
         view.detail(shown.page.items, principal.user_id, tz, export_markdown=export_markdown, names=shown.names)
     elif picked == "Usage":

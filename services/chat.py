@@ -12,9 +12,9 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from services.auth import AuthError, Principal
 from services.config import Settings
@@ -24,14 +24,16 @@ from services.providers import ProviderError, ReplyStream, Turn, Usage
 from services.providers.catalogue import Catalogue, ModelOption
 from services.ratelimit import RateLimiter
 from services.store import (
-    MAX_PAGE,
+    MAX_PATH,
     MAX_STORED_CHARS,
     ChatStore,
     Conversation,
     InvalidInput,
     Message,
     StoreError,
+    Versions,
     check_text,
+    clean_instructions,
     parse_uuid,
 )
 from services.streaming import Pump
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TITLE = "New chat"
 TITLE_CHARS = 60
 WINDOW = 50  # messages the chat page renders at once; "Show earlier" adds another window
-CONTEXT_MESSAGES = 100  # most recent messages considered for the model's context (then the size budget)
+CONTEXT_MESSAGES = 100  # last messages of the current path considered for the context (then the size budget)
 # Not settings: how often a streaming reply is saved, and the longest a received chunk waits to be shown.
 CHECKPOINT_S = 1.0
 RENDER_INTERVAL_S = 0.05
@@ -79,8 +81,12 @@ class ReplyObserver(Protocol):
 
 @dataclass(frozen=True)
 class Window:
-    messages: list[Message]  # oldest first
+    """The end of a conversation's current path (root -> current leaf), oldest first, and the versions of
+    each shown message that has siblings (`‹ 2 / 3 ›`)."""
+
+    messages: list[Message]
     has_more: bool
+    versions: Mapping[uuid.UUID, Versions] = field(default_factory=dict)
 
 
 class Reply:
@@ -155,6 +161,7 @@ class _TurnState:
     conversation_id: uuid.UUID
     option: ModelOption
     started: float  # time.monotonic() when the turn began; latency and time to first token count from here
+    parent_id: uuid.UUID | None = None  # the user message this reply answers
     parts: list[str] = field(default_factory=list)
     status: FinalStatus = "interrupted"  # until the stream ends or fails
     error: ProviderError | None = None
@@ -172,11 +179,12 @@ def title_from(text: str) -> str:
 
 
 def build_context(messages: Sequence[Message], budget_chars: int) -> list[Turn]:
-    """Turns for the model from stored messages (oldest first), newest kept first within the budget.
+    """Turns for the model from one path of stored messages (root first), newest kept first within the
+    budget. Callers pass a path (`ChatStore.path_messages`), so other branches never reach the model.
 
     Consecutive user messages (a reply that failed, then a new question) are merged; of consecutive
-    assistant messages (a regenerated reply) only the latest is kept; empty ones are skipped. The context
-    starts with a user turn, as Anthropic requires.
+    assistant messages only the latest is kept; empty ones are skipped. The context starts with a user
+    turn, as Anthropic requires.
     """
     turns: list[Turn] = []
     for m in messages:
@@ -227,12 +235,18 @@ class ChatService:
     # --- reading ---------------------------------------------------------------------------------
 
     def recent_conversations(
-        self, principal: Principal, pages: int = 1, per_page: int = 20
+        self, principal: Principal, pages: int = 1, per_page: int = 20, *, title_filter: str = ""
     ) -> tuple[list[Conversation], bool]:
         """The user's conversations, most recently active first, `pages` keyset pages deep; and whether
-        there are more."""
+        there are more. `title_filter` keeps titles containing it (case-insensitive, in the database).
+
+        Every call walks from the top: a chat that became active while the user read page 1 moves to the
+        top of this walk instead of being skipped by (or repeated after) a cursor taken before it moved."""
         items, cursor = collect_pages(
-            lambda before: self.store.list_conversations(principal, limit=per_page, before=before), pages
+            lambda before: self.store.list_conversations(
+                principal, limit=per_page, before=before, title_filter=title_filter
+            ),
+            pages,
         )
         return items, cursor is not None
 
@@ -240,22 +254,36 @@ class ChatService:
         return self.store.get_conversation(principal, conversation_id)
 
     def window(self, principal: Principal, conversation: Conversation, pages: int = 1) -> Window:
-        """The last `pages` * WINDOW messages of a conversation, oldest first, and whether older ones exist."""
-        pages = max(1, pages)
-        if conversation.user_id != principal.user_id:
-            # Read-only view of another user's conversation (reviewers): page_messages lists only the
-            # caller's own rows, recent_messages lets RLS decide.
-            n = min(WINDOW * pages, MAX_PAGE - 1)
-            rows = self.store.recent_messages(principal, conversation.id, limit=n + 1)
-            return Window(rows[-n:], len(rows) > n)
-        newest_first, cursor = collect_pages(
-            lambda before: self.store.page_messages(
-                principal, limit=WINDOW, before=before, conversation_id=conversation.id
-            ),
-            pages,
-        )
-        newest_first.reverse()
-        return Window(newest_first, cursor is not None)
+        """The last `pages` * WINDOW messages of the conversation's current path, oldest first, whether
+        older ones exist, and the versions of those shown. Reviewers read others' paths the same way (RLS
+        decides what is visible)."""
+        n = min(WINDOW * max(1, pages), MAX_PATH - 1)
+        rows = self.store.path_messages(principal, conversation.id, limit=n + 1)
+        shown = rows[-n:]
+        versions = self.store.versions(principal, conversation.id, [m.id for m in shown]) if shown else {}
+        return Window(shown, len(rows) > n, versions)
+
+    # --- managing conversations --------------------------------------------------------------------
+
+    def rename(self, principal: Principal, conversation_id: uuid.UUID | str, title: str) -> Conversation:
+        self._own_conversation(principal, conversation_id)
+        return self.store.rename_conversation(principal, conversation_id, title)
+
+    def delete(self, principal: Principal, conversation_id: uuid.UUID | str) -> None:
+        self._own_conversation(principal, conversation_id)
+        self.store.delete_conversation(principal, conversation_id)
+
+    def set_instructions(self, principal: Principal, conversation_id: uuid.UUID | str, text: str) -> Conversation:
+        """Replace a conversation's standing instructions; they apply from the next reply on."""
+        self._own_conversation(principal, conversation_id)
+        return self.store.set_instructions(principal, conversation_id, text)
+
+    def switch(self, principal: Principal, message_id: uuid.UUID | str) -> Conversation:
+        """Show another version: the newest leaf under `message_id` becomes the current leaf (stored, so a
+        reload or another tab shows the same branch). Raises NotFound for a message that is not the
+        caller's own (a reviewer may read another user's versions but not choose between them)."""
+        principal.ensure_fresh()
+        return self.store.choose_branch(principal, message_id)
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -280,17 +308,20 @@ class ChatService:
         model: str,
         *,
         revoked: Callable[[], bool] | None = None,
+        instructions: str | None = None,
         context: Sequence[Turn] | None = None,
     ) -> Reply:
-        """Store the user's message and return the reply to stream. Raises InvalidInput (bad text or
-        model), RateLimited, NotFound (no such conversation of this user), StoreError or AuthError, and
-        then nothing is stored.
+        """Store the user's message under the conversation's current leaf and return the reply to stream.
+        Raises InvalidInput (bad text or model), RateLimited, NotFound (no such conversation of this
+        user), StoreError or AuthError, and then nothing is stored.
 
-        `context`, when given, is sent to the provider instead of the stored conversation (the
-        OpenAI-compatible door sends what its client sent, system prompt included); it must end with `text`.
+        Only what the provider request needs runs before it (rate limit, insert, context read). A new
+        conversation is created titled from its first message, with `instructions` (default: the
+        CHAT_DEFAULT_INSTRUCTIONS setting); for an existing one `instructions` is ignored.
 
-        Only what the provider request needs runs before it (rate limit, insert, context read: three
-        short transactions). A new conversation is created titled from its first message. `revoked` is
+        `context`, when given, is sent to the provider instead of the stored path and instructions (the
+        OpenAI-compatible door sends what its client sent, system prompt included; it must end with `text`),
+        and a conversation it creates gets no standing instructions. `revoked` is
         asked while the reply streams: once it says yes (signed out, account disabled) the reply ends at
         once, stored as `interrupted`.
         """
@@ -298,11 +329,14 @@ class ChatService:
         option = self.model_option(model)
         principal.ensure_fresh()
         cid = parse_uuid(conversation_id) if conversation_id is not None else None
+        standing = ""  # a door turn (`context`) brings its own system prompt and stores none
+        if cid is None and context is None:
+            standing = clean_instructions(self.settings.default_instructions if instructions is None else instructions)
         if self.limiter is not None:
             self.limiter.check(principal)
         created = cid is None
         if cid is None:
-            cid = self.store.create_conversation(principal, title_from(text)).id
+            cid = self.store.create_conversation(principal, title_from(text), instructions=standing).id
         try:
             # RLS refuses the insert into a conversation that is not the caller's (NotFound).
             user_message = self.store.add_message(principal, cid, "user", text, option.id, "complete")
@@ -313,8 +347,36 @@ class ChatService:
         if created or context is not None:
             history: Sequence[Message] = [user_message]
         else:
-            history = self.store.recent_messages(principal, cid, limit=CONTEXT_MESSAGES)
-        return self._reply(principal, cid, user_message, option, history, created, revoked, context)
+            history = self.store.path_messages(principal, cid, to=user_message.id, limit=CONTEXT_MESSAGES)
+            standing = self.store.get_conversation(principal, cid).instructions
+        return self._reply(principal, cid, user_message, option, history, created, revoked, standing, context)
+
+    def edit(
+        self,
+        principal: Principal,
+        message_id: uuid.UUID | str,
+        new_text: str,
+        model: str,
+        *,
+        revoked: Callable[[], bool] | None = None,
+    ) -> Reply:
+        """Store `new_text` as a new version of one of the user's own messages (a sibling: the original and
+        everything after it stay) and return the reply to stream on that new branch."""
+        text = self.validate(new_text)
+        option = self.model_option(model)
+        principal.ensure_fresh()
+        original = self.store.get_message(principal, message_id)
+        if original.role != "user":
+            raise InvalidInput("Only your own messages can be edited; regenerate a reply instead.")
+        conversation = self._own_conversation(principal, original.conversation_id)
+        if self.limiter is not None:
+            self.limiter.check(principal)
+        edited = self.store.add_message(
+            principal, conversation.id, "user", text, option.id, "complete", parent_id=original.parent_id
+        )
+        history = self.store.path_messages(principal, conversation.id, to=edited.id, limit=CONTEXT_MESSAGES)
+        standing = conversation.instructions
+        return self._reply(principal, conversation.id, edited, option, history, False, revoked, standing)
 
     def regenerate(
         self,
@@ -324,17 +386,18 @@ class ChatService:
         *,
         revoked: Callable[[], bool] | None = None,
     ) -> Reply:
-        """Answer the conversation's last user message again (Retry after an error, or Regenerate). The
-        earlier reply stays stored; the context uses the newest one."""
+        """Answer the last user message of the current path again (Retry after an error, or Regenerate).
+        The new reply is a sibling of the earlier ones, which stay stored as other versions."""
         option = self.model_option(model)
         conversation = self._own_conversation(principal, conversation_id)
-        history = self.store.recent_messages(principal, conversation.id, limit=CONTEXT_MESSAGES)
+        history = self.store.path_messages(principal, conversation.id, limit=CONTEXT_MESSAGES)
         last_user = max((i for i, m in enumerate(history) if m.role == "user"), default=None)
         if last_user is None:
             raise InvalidInput("There is no message to answer in this conversation yet.")
         if self.limiter is not None:
             self.limiter.check(principal)
-        return self._reply(principal, conversation.id, None, option, history[: last_user + 1], False, revoked)
+        context = history[: last_user + 1]
+        return self._reply(principal, conversation.id, None, option, context, False, revoked, conversation.instructions)
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -359,6 +422,7 @@ class ChatService:
         history: Sequence[Message],
         created: bool,
         revoked: Callable[[], bool] | None,
+        instructions: str = "",
         context: Sequence[Turn] | None = None,
     ) -> Reply:
         provider, option = self.catalogue.resolve(option.id)
@@ -366,6 +430,10 @@ class ChatService:
             turns = list(context)
         else:
             turns = build_context(history, max(self.settings.context_chars, self.settings.max_message_chars))
+        # The reply answers the last message of its context path, whatever the current leaf becomes.
+        parent_id = history[-1].id if history else None
+        # Only when set: a provider without instructions gets exactly the call it always got.
+        system: dict[str, Any] = {"system": instructions} if instructions else {}
         # The turn's own writes (checkpoints, the final state) run under this principal: checked fresh now,
         # then accepted for as long as the turn may last, so an expiry mid-reply cannot cut it off.
         turn_principal = principal.for_turn(self.settings.provider_timeout_s + LONGEST_REPLY_S + FINAL_WRITE_S)
@@ -375,8 +443,8 @@ class ChatService:
             user_message,
             option,
             created,
-            run=lambda reply: self._observed(reply, self._stream(reply, turn_principal, revoked)),
-            open_stream=lambda: provider.stream(option.model, turns, max_tokens=max_tokens),
+            run=lambda reply: self._observed(reply, self._stream(reply, turn_principal, revoked, parent_id)),
+            open_stream=lambda: provider.stream(option.model, turns, max_tokens=max_tokens, **system),
         )
         reply.pace = lambda: self.render_interval_s  # until the page paces it by what it redraws
         return reply
@@ -386,12 +454,13 @@ class ChatService:
         reply: Reply,
         principal: Principal,
         revoked: Callable[[], bool] | None,
+        parent_id: uuid.UUID | None,
     ) -> Generator[str, None, None]:
         pump = reply.pump()
         assert reply.started_at is not None  # set by pump()
         # Latency and time to first token count from the provider request, which start() may have opened
         # while the page was still drawing.
-        turn = _TurnState(principal, reply.conversation_id, reply.option, started=reply.started_at)
+        turn = _TurnState(principal, reply.conversation_id, reply.option, started=reply.started_at, parent_id=parent_id)
         # The turn may not outlive the provider's own limits: a silent provider fails at its timeout, and a
         # reply that keeps talking is cut off here. The identity that started the turn is accepted as long.
         deadline = turn.started + self.settings.provider_timeout_s + LONGEST_REPLY_S
@@ -420,7 +489,13 @@ class ChatService:
                     content = _joined(turn.parts)
                     if turn.message is None:
                         turn.message = self.store.add_message(
-                            turn.principal, turn.conversation_id, "assistant", content, turn.option.id, "streaming"
+                            turn.principal,
+                            turn.conversation_id,
+                            "assistant",
+                            content,
+                            turn.option.id,
+                            "streaming",
+                            parent_id=turn.parent_id,
                         )
                     else:
                         turn.message = self.store.update_message(
@@ -476,21 +551,33 @@ class ChatService:
         text = _joined(turn.parts)
         usage = turn.stream.usage if turn.stream is not None and turn.status == "complete" else None
         latency_ms = int((time.monotonic() - turn.started) * 1000)
-        columns: dict[str, int | None] = {
-            "input_tokens": usage.input_tokens if usage else None,
-            "output_tokens": usage.output_tokens if usage else None,
-            "latency_ms": latency_ms,
-        }
+        input_tokens = usage.input_tokens if usage else None
+        output_tokens = usage.output_tokens if usage else None
         status, error = turn.status, turn.error
         stored: Message | None = None
         try:
             if turn.message is None:
                 stored = self.store.add_message(
-                    turn.principal, turn.conversation_id, "assistant", text, turn.option.id, status, **columns
+                    turn.principal,
+                    turn.conversation_id,
+                    "assistant",
+                    text,
+                    turn.option.id,
+                    status,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    latency_ms=latency_ms,
+                    parent_id=turn.parent_id,
                 )
             else:
                 stored = self.store.update_message(
-                    turn.principal, turn.message.id, content=text, status=status, **columns
+                    turn.principal,
+                    turn.message.id,
+                    content=text,
+                    status=status,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    latency_ms=latency_ms,
                 )
         except (StoreError, AuthError) as exc:
             log.error("could not store the final state of a reply (%s): %s", status, exc)

@@ -64,7 +64,7 @@ def redact(text: str, settings: Settings) -> str:
     return text
 
 
-Kind = Literal["int", "float", "bool", "list", "secret", "url", "path", "choice"]
+Kind = Literal["int", "float", "bool", "list", "secret", "url", "path", "choice", "text"]
 
 
 @dataclass(frozen=True)
@@ -235,6 +235,11 @@ class Settings:
         lo=1_000, hi=2_000_000,
     )
 
+    default_instructions: str = setting(
+        "CHAT_DEFAULT_INSTRUCTIONS", "text", "", "Instructions a new conversation starts with.", hi=20_000,
+        shown="—",
+    )
+
     rate_limit_per_minute: int = setting(
         "CHAT_RATE_LIMIT_PER_MINUTE", "int", 20, "Messages per user per minute; 0 turns the limit off.",
         lo=0, hi=100_000,
@@ -358,7 +363,15 @@ def _choice(d: Declaration, raw: str) -> str:
     return value
 
 
+def _text(d: Declaration, raw: str) -> str:
+    value = raw.strip()
+    if "\x00" in value or (d.hi is not None and len(value) > d.hi):
+        raise ConfigError(f"Config '{d.name}' must be text of at most {d.hi:,.0f} characters without NUL bytes.")
+    return value
+
+
 _PARSERS: dict[Kind, Callable[[Declaration, str], Any]] = {
+    "text": _text,
     "int": _int,
     "float": _float,
     "bool": _bool,

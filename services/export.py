@@ -36,6 +36,9 @@ def _message_json(row: HistoryRow) -> dict[str, Any]:
     return {
         "id": str(row.id),
         "conversation_id": str(row.conversation_id),
+        # The message this one follows or answers (null for a first message): enough to rebuild the tree,
+        # edits and regenerated versions included.
+        "parent_id": str(row.parent_id) if row.parent_id else None,
         "role": row.role,
         "content": row.content,
         "model": row.model,
@@ -53,6 +56,8 @@ def _conversation_json(conversation: Conversation) -> dict[str, Any]:
         "title": conversation.title,
         "created_at": utc_text(conversation.created_at),
         "updated_at": utc_text(conversation.updated_at),
+        "current_leaf_id": str(conversation.current_leaf_id) if conversation.current_leaf_id else None,
+        "instructions": conversation.instructions,
     }
 
 

@@ -65,6 +65,9 @@ class HistoryView:
     query: HistoryQuery
     notice: str | None = None
     names: Mapping[str, str] = field(default_factory=dict)  # user id -> display name (all-users view)
+    # Messages of this page on their conversation's current path (what the chat shows); the others are
+    # versions of another branch (edited away, regenerated, or switched from).
+    on_path: frozenset[uuid.UUID] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,16 @@ class HistoryService:
         conversations = self.store.list_conversations(principal, limit=PICKER_CONVERSATIONS).items
         return FilterOptions(conversations, self.store.message_models(principal, all_users=all_users))
 
+    def _on_path(self, principal: Principal, page: HistoryPage) -> frozenset[uuid.UUID]:
+        try:
+            found = self.store.current_path_ids(principal, sorted({r.conversation_id for r in page.items}))
+        except StoreError:
+            return frozenset()  # a label: without it every row is still listed
+        return frozenset(r.id for r in page.items if r.id in found)
+
     def page(self, principal: Principal, query: HistoryQuery, tz: ZoneInfo) -> HistoryView:
-        """The page the query names; a cursor that is damaged or from another listing gives the first page."""
+        """The page the query names; a cursor that is damaged or from another listing gives the first page.
+        Every stored message is listed, all branches; `on_path` marks those on the current path."""
         where = query.message_filter(tz)
         try:
             page = self.store.search_messages(principal, where, query.limit, before=query.before, after=query.after)
@@ -107,11 +118,14 @@ class HistoryService:
             first = query.first_page()
             page = self.store.search_messages(principal, where, first.limit)
             names = self._names(principal, [r.user_id for r in page.items]) if query.all_users else {}
-            return HistoryView(page, first, f"{exc.message} Showing the first page.", names)
+            notice = f"{exc.message} Showing the first page."
+            return HistoryView(page, first, notice, names, self._on_path(principal, page))
         names = self._names(principal, [r.user_id for r in page.items]) if query.all_users else {}
+        on_path = self._on_path(principal, page)
         if query.after and page.prev_cursor is None:
-            return HistoryView(page, query.first_page(), names=names)  # back at the top: the canonical first page
-        return HistoryView(page, query, names=names)
+            # back at the top: the canonical first page
+            return HistoryView(page, query.first_page(), names=names, on_path=on_path)
+        return HistoryView(page, query, names=names, on_path=on_path)
 
     def usage(self, principal: Principal, query: HistoryQuery, tz: ZoneInfo, today: date | None = None) -> Usage:
         since, until = usage_range(query, tz, today or datetime.now(tz).date())

@@ -217,7 +217,8 @@ class OpenAIDoor:
         wanted = (earlier, transcript([*earlier, ("user", request.text)]))
         limit = min(len(wanted[1]) + FAILED_REPLIES_TOLERATED, MAX_PAGE)
         for conversation in self.chat.store.list_conversations(principal, limit=MATCH_CONVERSATIONS).items:
-            rows = self.chat.store.recent_messages(principal, conversation.id, limit=limit)
+            # The current branch only: what the chat page shows and the model was last given.
+            rows = self.chat.store.path_messages(principal, conversation.id, limit=limit)
             seen = stored_transcript(rows)
             if len(rows) < limit:
                 if seen in wanted:

@@ -186,6 +186,7 @@ def params_for(world: World) -> dict[str, object]:
         "other": world.other,
         "nobody": world.nobody,
         "my_message": world.my_message,
+        "my_conversation": world.my_conversation,
         "my_empty_conversation": world.my_empty_conversation,
         "other_conversation": world.other_conversation,
         "other_message": world.other_message,
@@ -363,6 +364,44 @@ def rate_limit_delete_problems(as_user: AsUser, world: World) -> list[str]:
     return problems
 
 
+# The message tree (migration 20261128001100): a parent or a current leaf may only name a message of the
+# same conversation and user. The policies pin each row's user_id to the caller; the composite foreign
+# keys do the rest, and foreign-key checks see every row whatever RLS hides. Each statement, as `me`,
+# with what must happen: "refused" (an error), or the number of rows it may touch.
+TREE: list[tuple[str, str | int]] = [
+    (  # branch from another user's message in my own conversation
+        "insert into public.messages (conversation_id, role, content, model, parent_id)"
+        " values (%(my_conversation)s, 'user', 'branching', 'demo', %(other_message)s)",
+        "refused",
+    ),
+    ("update public.conversations set current_leaf_id = %(other_message)s where id = %(my_conversation)s", "refused"),
+    ("update public.conversations set current_leaf_id = null where id = %(other_conversation)s", 0),
+    (  # my message as the leaf of another user's conversation
+        "update public.conversations set current_leaf_id = %(my_message)s where id = %(other_conversation)s",
+        0,
+    ),
+    (  # my message as the leaf of my other conversation
+        "update public.conversations set current_leaf_id = %(my_message)s where id = %(my_empty_conversation)s",
+        "refused",
+    ),
+    ("update public.messages set parent_id = %(my_message)s where id = %(my_message)s", "refused"),
+    ("update public.conversations set current_leaf_id = %(my_message)s where id = %(my_conversation)s", 1),
+]
+
+
+def tree_problems(as_user: AsUser, world: World) -> list[str]:
+    problems: list[str] = []
+    for statement, expected in TREE:
+        try:
+            with as_user(world.me) as conn, conn.transaction(force_rollback=True):
+                outcome: str | int = conn.execute(statement, params_for(world)).rowcount
+        except psycopg.Error:
+            outcome = "refused"
+        if outcome != expected:
+            problems.append(f"message tree: `{statement}` gave {outcome!r}, expected {expected!r}")
+    return problems
+
+
 def behaviour_problems(as_user: AsUser, world: World) -> list[str]:
     return (
         move_problems(as_user, world)
@@ -370,6 +409,7 @@ def behaviour_problems(as_user: AsUser, world: World) -> list[str]:
         + own_rows_problems(as_user, world)
         + rate_limit_delete_problems(as_user, world)
         + api_key_privilege_problems(as_user, world)
+        + tree_problems(as_user, world)
     )
 
 

@@ -314,3 +314,28 @@ def test_any_body_is_taken_or_refused_with_a_named_reason(body: object) -> None:
         return
     assert request.turns and request.turns[-1].role == "user"
     assert all(isinstance(t.content, str) for t in request.turns)
+
+
+def test_a_call_continues_the_branch_the_conversation_is_on(door: OpenAIDoor, store: PostgresStore) -> None:
+    # Two turns through the door, then the user edits the second question on the chat page: the current
+    # branch is now [q0, a0, q1-edited, a1']. A client that resends that branch continues it, under its leaf.
+    alice = user("alice")
+    history: list[dict[str, Any]] = []
+    for q in ("q0", "q1"):
+        history.append({"role": "user", "content": q})
+        cid, text = call(door, alice, history)
+        history.append({"role": "assistant", "content": text})
+    second = [m for m in store.path_messages(alice, cid) if m.content == "q1"][0]
+    edited = door.chat.edit(alice, second.id, "q1 edited", DEMO_MODEL)
+    try:
+        edited_text = "".join(edited)
+    finally:
+        edited.close()
+    branch = [*history[:2], {"role": "user", "content": "q1 edited"}, {"role": "assistant", "content": edited_text}]
+    again, _ = call(door, alice, [*branch, {"role": "user", "content": "q2"}])
+    assert again == cid
+    path = [(m.role, m.content) for m in store.path_messages(alice, cid)]
+    assert [c for r, c in path if r == "user"] == ["q0", "q1 edited", "q2"]
+    # The branch the user left is kept, and resending it (the client's old history) matches nothing now.
+    old, _ = call(door, alice, [*history, {"role": "user", "content": "q2"}])
+    assert old != cid

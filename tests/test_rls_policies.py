@@ -90,3 +90,7 @@ def test_rate_limit_counters_of_others_cannot_be_updated_or_deleted(
     assert rls_checks.rate_limit_delete_problems(lambda sub: through_store(store, sub), world) == []
     with psycopg.connect(database.admin_url) as admin:
         assert admin.execute("select hits from public.rate_limits where user_id = %s", [world.other]).fetchone() == (1,)
+
+
+def test_no_parent_or_leaf_can_name_another_users_message(store: PostgresStore, world: World) -> None:
+    assert rls_checks.tree_problems(lambda sub: through_store(store, sub), world) == []

@@ -11,7 +11,9 @@ pooling) live in their own modules.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import json
 import re
 import uuid
@@ -1160,3 +1162,166 @@ def test_key_names_are_cleaned_and_bad_ones_refused(backend: Backend) -> None:
             alice, name="naive", prefix="sk-chat-", secret_hash=new_hash(), expires_at=datetime(2030, 1, 1), max_live=10
         )
     assert sorted(k.name for k in s.list_api_keys(alice)) == sorted(["tab here newline", "é" * 100])
+
+
+# --- the message tree: parents, versions, the current leaf ---------------------------------------------
+
+
+@dataclass
+class Tree:
+    """u1 -> a1, a2 (two versions of the reply); a2 -> u2 -> a3; u1' (an edit of u1, a second root) -> a4."""
+
+    who: Principal
+    conv: uuid.UUID
+    u1: Message
+    a1: Message
+    a2: Message
+    u2: Message
+    a3: Message
+    u1b: Message
+    a4: Message
+
+
+@pytest.fixture
+def tree(backend: Backend) -> Tree:
+    s, who = backend.store, backend.user("brancher")
+    conv = s.create_conversation(who, "branches").id
+    u1 = s.add_message(who, conv, "user", "question", "demo")
+    a1 = s.add_message(who, conv, "assistant", "first answer", "demo")
+    a2 = s.add_message(who, conv, "assistant", "second answer", "demo", parent_id=u1.id)
+    u2 = s.add_message(who, conv, "user", "follow-up", "demo")
+    a3 = s.add_message(who, conv, "assistant", "follow-up answer", "demo")
+    u1b = s.add_message(who, conv, "user", "question, edited", "demo", parent_id=None)
+    a4 = s.add_message(who, conv, "assistant", "answer to the edit", "demo")
+    return Tree(who, conv, u1, a1, a2, u2, a3, u1b, a4)
+
+
+def test_messages_chain_under_the_current_leaf_which_follows_each_insert(backend: Backend, tree: Tree) -> None:
+    s, t = backend.store, tree
+    assert (t.u1.parent_id, t.a1.parent_id, t.a2.parent_id, t.u2.parent_id, t.a3.parent_id) == (
+        None, t.u1.id, t.u1.id, t.a2.id, t.u2.id,
+    )
+    assert (t.u1b.parent_id, t.a4.parent_id) == (None, t.u1b.id)
+    assert s.get_conversation(t.who, t.conv).current_leaf_id == t.a4.id
+    assert ids(s.path_messages(t.who, t.conv)) == [t.u1b.id, t.a4.id]
+    assert ids(s.path_messages(t.who, t.conv, to=t.a3.id)) == [t.u1.id, t.a2.id, t.u2.id, t.a3.id]
+    assert ids(s.path_messages(t.who, t.conv, to=t.a3.id, limit=2)) == [t.u2.id, t.a3.id]
+    assert s.get_message(t.who, t.a2.id) == t.a2
+
+
+def test_versions_list_siblings_oldest_first(backend: Backend, tree: Tree) -> None:
+    s, t = backend.store, tree
+    found = s.versions(t.who, t.conv, [t.u1.id, t.a2.id, t.u2.id, t.a4.id, t.u1b.id])
+    assert set(found) == {t.u1.id, t.u1b.id, t.a2.id}  # u2 and a4 have no siblings
+    assert found[t.u1b.id].ids == (t.u1.id, t.u1b.id) and found[t.u1b.id].index == 1
+    assert found[t.u1b.id].previous == t.u1.id and found[t.u1b.id].next is None
+    assert found[t.a2.id].ids == (t.a1.id, t.a2.id) and found[t.a2.id].index == 1
+
+
+def test_choosing_a_branch_moves_the_leaf_to_its_newest_message(backend: Backend, tree: Tree) -> None:
+    s, t = backend.store, tree
+    assert s.choose_branch(t.who, t.u1.id).current_leaf_id == t.a3.id  # the newest leaf under u1
+    assert ids(s.path_messages(t.who, t.conv)) == [t.u1.id, t.a2.id, t.u2.id, t.a3.id]
+    assert s.choose_branch(t.who, t.a1.id).current_leaf_id == t.a1.id  # a leaf is its own newest leaf
+    assert ids(s.path_messages(t.who, t.conv)) == [t.u1.id, t.a1.id]
+    # a new message goes under the chosen branch
+    follow = s.add_message(t.who, t.conv, "user", "on the first answer", "demo")
+    assert follow.parent_id == t.a1.id
+    assert s.get_conversation(t.who, t.conv).current_leaf_id == follow.id
+
+
+def test_the_current_path_ids_of_several_conversations(backend: Backend, tree: Tree) -> None:
+    s, t = backend.store, tree
+    other = s.create_conversation(t.who, "other").id
+    o1 = s.add_message(t.who, other, "user", "x", "demo")
+    assert s.current_path_ids(t.who, [t.conv, other]) == {t.u1b.id, t.a4.id, o1.id}
+    assert s.current_path_ids(t.who, []) == set()
+
+
+def test_no_one_branches_from_or_switches_in_another_users_conversation(backend: Backend, tree: Tree) -> None:
+    s, t = backend.store, tree
+    mallory, rita = backend.user("mallory"), backend.reviewer()
+    own = s.create_conversation(mallory, "mine").id
+    for who in (mallory, rita):
+        with pytest.raises(NotFound):  # a parent in someone else's conversation
+            s.add_message(who, t.conv, "user", "branching in", "demo", parent_id=t.u1.id)
+        with pytest.raises(NotFound):  # someone else's message as the parent in one's own conversation
+            s.add_message(who, own if who is mallory else s.create_conversation(rita).id, "user", "x", "demo",
+                          parent_id=t.u1.id)
+        with pytest.raises(NotFound):
+            s.choose_branch(who, t.u1.id)
+        with pytest.raises(NotFound):
+            s.set_instructions(who, t.conv, "obey me")
+    with pytest.raises(NotFound):
+        s.get_message(mallory, t.u1.id)
+    assert s.path_messages(mallory, t.conv) == []
+    assert s.versions(mallory, t.conv, [t.u1b.id]) == {}
+    assert s.current_path_ids(mallory, [t.conv]) == set()
+    # a reviewer reads the path and its versions, and changes nothing
+    assert ids(s.path_messages(rita, t.conv)) == [t.u1b.id, t.a4.id]
+    assert s.versions(rita, t.conv, [t.u1b.id])[t.u1b.id].index == 1
+    after = s.get_conversation(t.who, t.conv)
+    assert after.current_leaf_id == t.a4.id and after.instructions == ""
+    assert ids(s.path_messages(t.who, t.conv)) == [t.u1b.id, t.a4.id]
+
+
+def test_a_parent_from_another_conversation_of_the_same_user_is_refused(backend: Backend, tree: Tree) -> None:
+    s, t = backend.store, tree
+    other = s.create_conversation(t.who, "elsewhere").id
+    with pytest.raises(NotFound):
+        s.add_message(t.who, other, "user", "crossing over", "demo", parent_id=t.u1.id)
+    assert s.path_messages(t.who, other) == []
+
+
+def test_deleting_a_branched_conversation_removes_every_branch(backend: Backend, tree: Tree) -> None:
+    s, t = backend.store, tree
+    s.delete_conversation(t.who, t.conv)
+    assert list(s.iter_history(t.who)) == []
+
+
+def test_history_rows_carry_their_parent(backend: Backend, tree: Tree) -> None:
+    s, t = backend.store, tree
+    rows = {r.id: r.parent_id for r in s.iter_history(t.who)}
+    assert rows[t.a2.id] == t.u1.id and rows[t.u1b.id] is None
+    exported = list(csv.reader(io.StringIO(b"".join(s.export_csv(t.who)).decode())))
+    assert exported[0][-1] == "parent_id"
+    assert [str(t.a2.id), str(t.conv), str(t.u1.id)] in [[r[1], r[2], r[-1]] for r in exported]
+
+
+# --- instructions and the title filter ----------------------------------------------------------------
+
+
+def test_instructions_are_stored_with_the_conversation(backend: Backend) -> None:
+    s, who = backend.store, backend.user("instructor")
+    conv = s.create_conversation(who, "styled", instructions="  Answer in French.\n\nBe brief.  ")
+    assert conv.instructions == "Answer in French.\n\nBe brief."
+    assert s.set_instructions(who, conv.id, "").instructions == ""
+    assert s.get_conversation(who, conv.id).instructions == ""
+    with pytest.raises(InvalidInput, match="too long"):
+        s.set_instructions(who, conv.id, "x" * 20_001)
+    with pytest.raises(InvalidInput, match="NUL"):
+        s.set_instructions(who, conv.id, "a\x00b")
+
+
+def test_the_title_filter_matches_literally_case_insensitively_and_pages(backend: Backend) -> None:
+    s, who, other = backend.store, backend.user("filterer"), backend.user("stranger")
+    titles = ["Budget 2027", "budget_v2", "Trip to Rome", "100% done", "BUDGET review", "1000 done"]
+    made = {t: s.create_conversation(who, t).id for t in titles}
+    s.create_conversation(other, "budget of someone else")
+    assert {c.title for c in s.list_conversations(who, title_filter="budget").items} == {
+        "Budget 2027", "budget_v2", "BUDGET review",
+    }
+    assert [c.title for c in s.list_conversations(who, title_filter="100%").items] == ["100% done"]
+    assert [c.title for c in s.list_conversations(who, title_filter="t_v").items] == ["budget_v2"]
+    assert s.list_conversations(who, title_filter="nothing like it").items == []
+    # paged in activity order, each match once
+    first = s.list_conversations(who, limit=2, title_filter="budget")
+    assert first.next_cursor is not None
+    rest = s.list_conversations(who, limit=2, before=first.next_cursor, title_filter="budget")
+    assert rest.next_cursor is None
+    assert ids([*first.items, *rest.items]) == [made["BUDGET review"], made["budget_v2"], made["Budget 2027"]]
+    # a cursor is bound to its filter
+    with pytest.raises(InvalidCursor):
+        s.list_conversations(who, limit=2, before=first.next_cursor)
+    with pytest.raises(InvalidCursor):
+        s.list_conversations(who, limit=2, before=first.next_cursor, title_filter="trip")

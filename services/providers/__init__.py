@@ -61,7 +61,12 @@ class Provider(Protocol):
 
     name: str
 
-    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> ReplyStream: ...
+    def stream(
+        self, model: str, turns: Sequence[Turn], *, max_tokens: int, system: str | None = None
+    ) -> ReplyStream:
+        """`system`: the conversation's standing instructions, sent in the provider's own form (OpenAI: a
+        leading system message; Anthropic: the `system` parameter). Callers pass it only when set."""
+        ...
 
 
 def error_for_status(status: int, provider_label: str) -> ProviderError:

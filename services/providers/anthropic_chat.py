@@ -87,9 +87,12 @@ class AnthropicProvider:
             api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
         )
 
-    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> _AnthropicReply:
-        # The Messages API takes the system prompt as a parameter, not as a message.
-        system = "\n\n".join(t.content for t in turns if t.role == "system")
+    def stream(
+        self, model: str, turns: Sequence[Turn], *, max_tokens: int, system: str | None = None
+    ) -> _AnthropicReply:
+        # Anthropic takes instructions as the top-level `system` parameter, never as a message: the
+        # conversation's own and any system turns a client sent (the OpenAI-compatible door), in order.
+        system = "\n\n".join([*([system] if system else []), *(t.content for t in turns if t.role == "system")])
         extra: dict[str, Any] = {"system": system} if system else {}
         reply = _AnthropicReply(
             self._client.messages.stream(

@@ -67,8 +67,13 @@ def as_code_span(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def demo_reply(prompt: str) -> str:
-    """The full reply to `prompt`; a pure function, so tests can compare what was streamed and stored."""
+def demo_reply(prompt: str, instructions: str | None = None) -> str:
+    """The full reply to `prompt`; a pure function, so tests can compare what was streamed and stored.
+    Standing instructions cannot steer a canned model, so it says it received them (first line quoted)."""
+    if instructions:
+        first = " ".join(instructions.split())
+        first = first if len(first) <= 120 else first[:120] + " …"
+        return f"(Instructions received: {as_code_span(first)})\n\n" + demo_reply(prompt)
     if (answer := ANSWERS.get(prompt.strip())) is not None:
         return answer
     echoed = " ".join(prompt.split())
@@ -127,7 +132,9 @@ class DemoProvider:
     def __init__(self, chars_per_s: float = Settings.demo_chars_per_s) -> None:
         self.chars_per_s = chars_per_s
 
-    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> _DemoReply:
+    def stream(
+        self, model: str, turns: Sequence[Turn], *, max_tokens: int, system: str | None = None
+    ) -> _DemoReply:
         prompt = next((t.content for t in reversed(turns) if t.role == "user"), "")
-        input_tokens = sum(_approx_tokens(t.content) for t in turns)
-        return _DemoReply(demo_reply(prompt), input_tokens, self.chars_per_s)
+        input_tokens = sum(_approx_tokens(t.content) for t in turns) + _approx_tokens(system or "")
+        return _DemoReply(demo_reply(prompt, system), input_tokens, self.chars_per_s)

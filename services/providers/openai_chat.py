@@ -96,11 +96,17 @@ class OpenAIProvider:
             max_retries=max_retries,
         )
 
-    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> _OpenAIReply:
+    def stream(
+        self, model: str, turns: Sequence[Turn], *, max_tokens: int, system: str | None = None
+    ) -> _OpenAIReply:
+        messages = [_message(t) for t in turns]
+        if system:
+            # "system" rather than the newer "developer" role: every OpenAI-compatible server knows it.
+            messages.insert(0, ChatCompletionSystemMessageParam(role="system", content=system))
         try:
             stream = self._client.chat.completions.create(
                 model=model,
-                messages=[_message(t) for t in turns],
+                messages=messages,
                 stream=True,
                 stream_options={"include_usage": True},
                 max_completion_tokens=max_tokens,

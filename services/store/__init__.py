@@ -7,8 +7,10 @@ Callers import from here; the names below are the package's public surface.
 from __future__ import annotations
 
 from services.store.checks import (
+    MAX_INSTRUCTIONS_CHARS,
     MAX_MODEL_CHARS,
     MAX_PAGE,
+    MAX_PATH,
     MAX_QUERY_CHARS,
     MAX_STORED_CHARS,
     MAX_TITLE_CHARS,
@@ -19,6 +21,7 @@ from services.store.checks import (
     check_status,
     check_text,
     clean_display_name,
+    clean_instructions,
     clean_model,
     clean_title,
     parse_uuid,
@@ -34,6 +37,7 @@ from services.store.protocols import (
     Store,
 )
 from services.store.types import (
+    AT_LEAF,
     ROLES,
     STATUSES,
     ApiKey,
@@ -54,6 +58,7 @@ from services.store.types import (
     StoreUnavailable,
     UsageRow,
     UserUsage,
+    Versions,
 )
 
 __all__ = [
@@ -62,6 +67,7 @@ __all__ = [
     "ApiKeyStore",
     "MAX_MODEL_CHARS",
     "MAX_PAGE",
+    "MAX_PATH",
     "MAX_QUERY_CHARS",
     "MAX_STORED_CHARS",
     "MAX_TITLE_CHARS",
@@ -89,6 +95,10 @@ __all__ = [
     "StoreUnavailable",
     "UsageRow",
     "UserUsage",
+    "Versions",
+    "AT_LEAF",
+    "MAX_INSTRUCTIONS_CHARS",
+    "clean_instructions",
     "ProfileStore",
     "check_instant",
     "check_limit",

@@ -13,11 +13,13 @@ from datetime import datetime
 from services.store.types import ROLES, STATUSES, InvalidInput, NotFound, Role, Status
 
 MAX_PAGE = 200
+MAX_PATH = 10_000  # most messages of one conversation path read at once (the chat page's window)
 MAX_TITLE_CHARS = 200
 MAX_MODEL_CHARS = 200
 MAX_QUERY_CHARS = 1_000
 MAX_NAME_CHARS = 200
 MAX_KEY_NAME_CHARS = 100
+MAX_INSTRUCTIONS_CHARS = 20_000  # the database's check on conversations.instructions says the same
 MAX_NAME_LOOKUP = 1_000  # user ids per display-name lookup: a page of history names far fewer
 # Hard ceiling for stored text (assistant replies included); user input has the configured, lower limit.
 MAX_STORED_CHARS = 1_000_000
@@ -54,6 +56,12 @@ def clean_title(title: str) -> str:
     if not title:
         raise InvalidInput("A conversation title cannot be empty.")
     return title[:MAX_TITLE_CHARS]
+
+
+def clean_instructions(text: str) -> str:
+    """Standing instructions as stored: surrounding blank space dropped (inner lines kept), "" = none."""
+    check_text(text, max_chars=MAX_INSTRUCTIONS_CHARS, what="Instructions")
+    return text.strip()
 
 
 def clean_display_name(name: str) -> str:

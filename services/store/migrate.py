@@ -59,9 +59,10 @@ def apply_shim(conn: psycopg.Connection) -> None:
         conn.execute(SHIM.read_text(encoding="utf-8"))
 
 
-def migrate(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply pending migrations; return the versions applied by this call."""
-    migrations = discover(directory)
+def migrate(conninfo: str, directory: Path = MIGRATIONS_DIR, *, up_to: str | None = None) -> list[str]:
+    """Apply pending migrations; return the versions applied by this call. `up_to` stops after that
+    version (inclusive): tests use it to write data in an older schema before migrating it."""
+    migrations = [m for m in discover(directory) if up_to is None or m.version <= up_to]
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("select pg_advisory_lock(%s)", [LOCK_KEY])

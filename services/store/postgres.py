@@ -10,7 +10,9 @@ user's transaction. The policies in supabase/migrations/ then decide what each s
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ from services.auth import Principal
 from services.config import Settings
 from services.store.checks import (
     MAX_NAME_LOOKUP,
+    MAX_PATH,
     MAX_STORED_CHARS,
     check_instant,
     check_limit,
@@ -34,6 +37,7 @@ from services.store.checks import (
     check_status,
     check_text,
     clean_display_name,
+    clean_instructions,
     clean_key_name,
     clean_model,
     clean_title,
@@ -41,6 +45,7 @@ from services.store.checks import (
 )
 from services.store.cursors import CursorCodec
 from services.store.types import (
+    AT_LEAF,
     ApiKey,
     ApiKeyMatch,
     Conversation,
@@ -52,24 +57,30 @@ from services.store.types import (
     MessageFilter,
     NotFound,
     Page,
+    ParentRef,
     RequestCount,
     Role,
     Status,
     StoreUnavailable,
     UsageRow,
     UserUsage,
+    Versions,
 )
 
 MESSAGE_COLUMNS = (
-    "id, conversation_id, user_id, role, content, model, status, input_tokens, output_tokens, latency_ms, created_at"
+    "id, conversation_id, user_id, role, content, model, status, input_tokens, output_tokens, latency_ms,"
+    " created_at, parent_id"
 )
-CONVERSATION_COLUMNS = "id, user_id, title, created_at, updated_at"
+CONVERSATION_COLUMNS = "id, user_id, title, created_at, updated_at, current_leaf_id, instructions"
+# The same columns qualified by a table alias, for joins and recursive walks.
+M_MESSAGE_COLUMNS = ", ".join("m." + c.strip() for c in MESSAGE_COLUMNS.split(","))
+C_CONVERSATION_COLUMNS = ", ".join("c." + c.strip() for c in CONVERSATION_COLUMNS.split(","))
 API_KEY_COLUMNS = "id, user_id, name, prefix, created_at, last_used_at, expires_at, revoked_at"
 # The pre-sign-in role (migration 20261128000600); the key lookup runs as it, before anyone is known.
 SIGNIN_ROLE = "chat_signin"
 HISTORY_COLUMNS = (
     "m.id, m.conversation_id, c.title as conversation_title, m.user_id, m.role, m.content, m.model, m.status,"
-    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at"
+    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, m.parent_id"
 )
 HISTORY_FROM = "public.messages m join public.conversations c on c.id = m.conversation_id"
 # The same columns from public.search_messages(...) m, which already carries the title.
@@ -201,22 +212,28 @@ class PostgresStore:
     # --- conversations ---------------------------------------------------------------------------
 
     def create_conversation(
-        self, principal: Principal, title: str = "New chat", conversation_id: uuid.UUID | None = None
+        self,
+        principal: Principal,
+        title: str = "New chat",
+        conversation_id: uuid.UUID | None = None,
+        *,
+        instructions: str = "",
     ) -> Conversation:
         title = clean_title(title)
+        instructions = clean_instructions(instructions)
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
             if conversation_id is None:
                 cur.execute(
-                    f"insert into public.conversations (user_id, title) values (%s, %s) "
-                    f"returning {CONVERSATION_COLUMNS}",
-                    [principal.user_id, title],
+                    "insert into public.conversations (user_id, title, instructions) values (%s, %s, %s)"
+                    f" returning {CONVERSATION_COLUMNS}",
+                    [principal.user_id, title, instructions],
                 )
             else:
                 # `do nothing` on a taken id: the row is then read below, through RLS like any other read.
                 cur.execute(
-                    f"insert into public.conversations (id, user_id, title) values (%s, %s, %s) "
-                    f"on conflict (id) do nothing returning {CONVERSATION_COLUMNS}",
-                    [conversation_id, principal.user_id, title],
+                    "insert into public.conversations (id, user_id, title, instructions) values (%s, %s, %s, %s)"
+                    f" on conflict (id) do nothing returning {CONVERSATION_COLUMNS}",
+                    [conversation_id, principal.user_id, title, instructions],
                 )
             row = cur.fetchone()
         if row is None and conversation_id is not None:
@@ -234,13 +251,22 @@ class PostgresStore:
         return row
 
     def list_conversations(
-        self, principal: Principal, limit: int = 20, before: str | None = None
+        self, principal: Principal, limit: int = 20, before: str | None = None, *, title_filter: str = ""
     ) -> Page[Conversation]:
+        """Newest activity first, keyset paged. The title filter is a condition on the same index walk
+        (see migration 20261128001200 for why no trigram index); its text is matched literally."""
         limit = check_limit(limit)
+        title_filter = " ".join(check_query(title_filter).split())
         params: dict[str, Any] = {"uid": principal.user_id, "n": limit + 1}
         where = "user_id = %(uid)s"
+        scope = "conversations"
+        if title_filter:
+            # LIKE's own metacharacters are escaped: "50%" finds titles with "50%", not every title with "50".
+            params["pattern"] = "%" + re.sub(r"([\\%_])", r"\\\1", title_filter) + "%"
+            where += " and title ilike %(pattern)s"
+            scope = "conversations:" + hashlib.sha256(title_filter.casefold().encode()).hexdigest()[:16]
         if before:
-            params["ts"], params["id"] = self.cursors.decode(principal, "conversations", before)
+            params["ts"], params["id"] = self.cursors.decode(principal, scope, before)
             where += " and (updated_at, id) < (%(ts)s, %(id)s)"
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
             cur.execute(
@@ -249,7 +275,7 @@ class PostgresStore:
                 params,
             )
             rows = cur.fetchall()
-        return self._page(principal, "conversations", rows, limit, lambda c: (c.updated_at, c.id))
+        return self._page(principal, scope, rows, limit, lambda c: (c.updated_at, c.id))
 
     def rename_conversation(self, principal: Principal, conversation_id: uuid.UUID | str, title: str) -> Conversation:
         cid = parse_uuid(conversation_id)
@@ -258,6 +284,19 @@ class PostgresStore:
             cur.execute(
                 f"update public.conversations set title = %s where id = %s returning {CONVERSATION_COLUMNS}",
                 [title, cid],
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound("That conversation does not exist.")
+        return row
+
+    def set_instructions(self, principal: Principal, conversation_id: uuid.UUID | str, text: str) -> Conversation:
+        cid = parse_uuid(conversation_id)
+        text = clean_instructions(text)
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
+            cur.execute(
+                f"update public.conversations set instructions = %s where id = %s returning {CONVERSATION_COLUMNS}",
+                [text, cid],
             )
             row = cur.fetchone()
         if row is None:
@@ -285,8 +324,11 @@ class PostgresStore:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         latency_ms: int | None = None,
+        parent_id: ParentRef = AT_LEAF,
     ) -> Message:
         cid = parse_uuid(conversation_id)
+        at_leaf = parent_id is AT_LEAF
+        parent = None if parent_id is None or parent_id is AT_LEAF else parse_uuid(parent_id, "message")
         check_role(role)
         check_status(status)
         limit = self.max_message_chars if role == "user" else MAX_STORED_CHARS
@@ -294,15 +336,33 @@ class PostgresStore:
         if role == "user" and not content.strip():
             raise InvalidInput("Message is empty.")
         model = clean_model(model)
+        values = {
+            "cid": cid,
+            "uid": principal.user_id,
+            "role": role,
+            "content": content,
+            "model": model,
+            "status": status,
+            "inp": input_tokens,
+            "out": output_tokens,
+            "lat": latency_ms,
+            "parent": parent,
+            "at_leaf": at_leaf,
+        }
         with self._tx(principal) as conn:
+            # The parent (explicit or the current leaf) must be a message of this conversation and this
+            # user: the composite foreign key refuses anything else, whatever RLS lets the caller see.
             row = self._one_message(
                 conn,
                 "insert into public.messages (conversation_id, user_id, role, content, model, status,"
-                " input_tokens, output_tokens, latency_ms)"
-                f" values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning {MESSAGE_COLUMNS}",
-                [cid, principal.user_id, role, content, model, status, input_tokens, output_tokens, latency_ms],
+                " input_tokens, output_tokens, latency_ms, parent_id)"
+                " values (%(cid)s, %(uid)s, %(role)s, %(content)s, %(model)s, %(status)s, %(inp)s, %(out)s, %(lat)s,"
+                " case when %(at_leaf)s then (select current_leaf_id from public.conversations where id = %(cid)s)"
+                f" else %(parent)s::uuid end) returning {MESSAGE_COLUMNS}",
+                values,
             )
-        assert row is not None
+            assert row is not None
+            conn.execute("update public.conversations set current_leaf_id = %s where id = %s", [row.id, cid])
         return row
 
     def update_message(
@@ -382,6 +442,99 @@ class PostgresStore:
                 )
                 rows = cur.fetchall()
         return self._page(principal, scope, rows, limit, lambda m: (m.created_at, m.id))
+
+    def get_message(self, principal: Principal, message_id: uuid.UUID | str) -> Message:
+        mid = parse_uuid(message_id, "message")
+        with self._tx(principal) as conn:
+            row = self._one_message(conn, f"select {MESSAGE_COLUMNS} from public.messages where id = %s", [mid])
+        if row is None:
+            raise NotFound("That message does not exist.")
+        return row
+
+    def path_messages(
+        self,
+        principal: Principal,
+        conversation_id: uuid.UUID | str,
+        *,
+        to: uuid.UUID | str | None = None,
+        limit: int = 50,
+    ) -> list[Message]:
+        """Walks parent links up from `to` (or the current leaf), one primary-key lookup a step; the LIMIT
+        stops the recursive walk early, so a long conversation costs the window, not its length."""
+        cid = parse_uuid(conversation_id)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PATH:
+            raise InvalidInput(f"A path is read at most {MAX_PATH:,} messages at a time.")
+        start = None if to is None else parse_uuid(to, "message")
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Message)) as cur:
+            cur.execute(
+                "with recursive path as ("
+                f" select {MESSAGE_COLUMNS}, 0 as depth from public.messages"
+                " where conversation_id = %(cid)s and id = coalesce(%(start)s::uuid,"
+                " (select current_leaf_id from public.conversations where id = %(cid)s))"
+                " union all"
+                f" select {M_MESSAGE_COLUMNS}, p.depth + 1"
+                " from public.messages m join path p on m.id = p.parent_id"
+                f") select {MESSAGE_COLUMNS} from path order by depth limit %(n)s",
+                {"cid": cid, "start": start, "n": limit},
+            )
+            rows = cur.fetchall()
+            if not rows and start is not None:
+                raise NotFound("That message does not exist.")
+        rows.reverse()
+        return rows
+
+    def versions(
+        self, principal: Principal, conversation_id: uuid.UUID | str, message_ids: Sequence[uuid.UUID]
+    ) -> Mapping[uuid.UUID, Versions]:
+        cid = parse_uuid(conversation_id)
+        wanted = [parse_uuid(m, "message") for m in message_ids]
+        if not wanted:
+            return {}
+        with self._tx(principal) as conn:
+            # Siblings share a parent (roots: no parent, same conversation); one query for the whole window.
+            rows = conn.execute(
+                "select w.id, array_agg(s.id order by s.created_at, s.id)"
+                " from public.messages w join public.messages s on s.conversation_id = w.conversation_id"
+                " and s.parent_id is not distinct from w.parent_id"
+                " where w.conversation_id = %s and w.id = any(%s) group by w.id having count(*) > 1",
+                [cid, wanted],
+            ).fetchall()
+        return {mid: Versions(tuple(siblings), list(siblings).index(mid)) for mid, siblings in rows}
+
+    def choose_branch(self, principal: Principal, message_id: uuid.UUID | str) -> Conversation:
+        mid = parse_uuid(message_id, "message")
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
+            # The newest message under the chosen one is a leaf (a reply is always newer than what it
+            # answers), so "the newest leaf of the branch" is the newest message of the subtree.
+            cur.execute(
+                "with recursive subtree as ("
+                " select id, conversation_id, created_at from public.messages where id = %(mid)s"
+                " union all select m.id, m.conversation_id, m.created_at"
+                " from public.messages m join subtree s on m.parent_id = s.id)"
+                " update public.conversations c set current_leaf_id = leaf.id"
+                " from (select id, conversation_id from subtree order by created_at desc, id desc limit 1) leaf"
+                f" where c.id = leaf.conversation_id returning {C_CONVERSATION_COLUMNS}",
+                {"mid": mid},
+            )
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound("That message does not exist.")
+        return row
+
+    def current_path_ids(self, principal: Principal, conversation_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        cids = sorted({parse_uuid(c) for c in conversation_ids})
+        if not cids:
+            return set()
+        with self._tx(principal) as conn:
+            rows = conn.execute(
+                "with recursive path as ("
+                " select m.id, m.parent_id from public.conversations c"
+                " join public.messages m on m.id = c.current_leaf_id where c.id = any(%s)"
+                " union all select m.id, m.parent_id from public.messages m join path p on m.id = p.parent_id)"
+                " select id from path",
+                [cids],
+            ).fetchall()
+        return {row[0] for row in rows}
 
     def delete_all_user_data(self, principal: Principal) -> int:
         """Delete every conversation and message of this user (GDPR erasure). Returns messages deleted."""
@@ -592,7 +745,9 @@ class PostgresStore:
             "copy (select to_char(m.created_at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
             " as created_at, m.id, m.conversation_id,"
             f" {guard('c.title')} as conversation_title, m.role, {guard('m.model')} as model, m.status,"
-            f" m.input_tokens, m.output_tokens, m.latency_ms, {guard('m.content')} as content"
+            f" m.input_tokens, m.output_tokens, m.latency_ms, {guard('m.content')} as content,"
+            # last, so readers that take the earlier columns by position keep working
+            " m.parent_id"
             f" from {HISTORY_FROM} where m.user_id = %(uid)s order by m.created_at, m.id)"
             " to stdout (format csv, header true)"
         )

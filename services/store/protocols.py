@@ -16,6 +16,7 @@ from typing import Protocol
 
 from services.auth import Principal
 from services.store.types import (
+    AT_LEAF,
     ApiKey,
     ApiKeyMatch,
     Conversation,
@@ -24,11 +25,13 @@ from services.store.types import (
     Message,
     MessageFilter,
     Page,
+    ParentRef,
     RequestCount,
     Role,
     Status,
     UsageRow,
     UserUsage,
+    Versions,
 )
 
 
@@ -38,8 +41,11 @@ class ConversationReader(Protocol):
     def get_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> Conversation: ...
 
     def list_conversations(
-        self, principal: Principal, limit: int = 20, before: str | None = None
-    ) -> Page[Conversation]: ...
+        self, principal: Principal, limit: int = 20, before: str | None = None, *, title_filter: str = ""
+    ) -> Page[Conversation]:
+        """The caller's conversations, most recently active first; `title_filter` keeps those whose title
+        contains it (case-insensitive). A cursor is valid only for the filter it was made with."""
+        ...
 
     def delete_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> None: ...
 
@@ -48,10 +54,19 @@ class ChatStore(ConversationReader, Protocol):
     """Conversations, messages and the checkpoints of a streaming reply."""
 
     def create_conversation(
-        self, principal: Principal, title: str = "New chat", conversation_id: uuid.UUID | None = None
+        self,
+        principal: Principal,
+        title: str = "New chat",
+        conversation_id: uuid.UUID | None = None,
+        *,
+        instructions: str = "",
     ) -> Conversation:
         """A new conversation; with `conversation_id`, that one, created if missing (the caller's own,
         else NotFound), so a client-chosen id maps to one conversation even when two requests race."""
+        ...
+
+    def set_instructions(self, principal: Principal, conversation_id: uuid.UUID | str, text: str) -> Conversation:
+        """Replace the conversation's standing instructions ("" removes them)."""
         ...
 
     def rename_conversation(
@@ -70,7 +85,11 @@ class ChatStore(ConversationReader, Protocol):
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         latency_ms: int | None = None,
-    ) -> Message: ...
+        parent_id: ParentRef = AT_LEAF,
+    ) -> Message:
+        """Store a message under `parent_id` (a message of the same conversation, None for a new root, or
+        AT_LEAF: under the current leaf) and make it the conversation's current leaf, in one transaction."""
+        ...
 
     def update_message(
         self,
@@ -96,6 +115,31 @@ class ChatStore(ConversationReader, Protocol):
         conversation_id: uuid.UUID | str | None = None,
     ) -> Page[Message]: ...
 
+    def get_message(self, principal: Principal, message_id: uuid.UUID | str) -> Message: ...
+
+    def path_messages(
+        self,
+        principal: Principal,
+        conversation_id: uuid.UUID | str,
+        *,
+        to: uuid.UUID | str | None = None,
+        limit: int = 50,
+    ) -> list[Message]:
+        """The last `limit` messages of the path from the root to `to` (default: the current leaf), oldest
+        first. Messages of other branches never appear."""
+        ...
+
+    def versions(
+        self, principal: Principal, conversation_id: uuid.UUID | str, message_ids: Sequence[uuid.UUID]
+    ) -> Mapping[uuid.UUID, Versions]:
+        """For each of `message_ids` that has siblings: it and its siblings, oldest first."""
+        ...
+
+    def choose_branch(self, principal: Principal, message_id: uuid.UUID | str) -> Conversation:
+        """Make the newest leaf under `message_id` (itself if it has no replies) the current leaf of its
+        conversation, and return the conversation."""
+        ...
+
 
 class ReviewStore(ConversationReader, Protocol):
     """Search, filters, usage, exports and erasure: what reviewing stored history needs."""
@@ -120,6 +164,11 @@ class ReviewStore(ConversationReader, Protocol):
     def message_models(self, principal: Principal, all_users: bool = False) -> list[str]: ...
 
     def export_csv(self, principal: Principal) -> Iterator[bytes]: ...
+
+    def current_path_ids(self, principal: Principal, conversation_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Ids of the messages on the current path (root to current leaf) of each of these conversations
+        that the caller may read."""
+        ...
 
     def delete_all_user_data(self, principal: Principal) -> int: ...
 

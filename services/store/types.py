@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Generic, Literal, TypeVar
 
@@ -44,6 +45,9 @@ class Conversation:
     title: str
     created_at: datetime
     updated_at: datetime
+    # Keyword-only with defaults, so callers that build a Conversation by hand keep working.
+    current_leaf_id: uuid.UUID | None = field(default=None, kw_only=True)  # the chosen branch's last message
+    instructions: str = field(default="", kw_only=True)  # standing instructions (system prompt); "" = none
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,34 @@ class Message:
     output_tokens: int | None
     latency_ms: int | None
     created_at: datetime
+    # The message this one follows or answers (None for a root). Keyword-only with a default: HistoryRow
+    # adds a field after it, and rows from the search function (which has no such column) leave it None.
+    parent_id: uuid.UUID | None = field(default=None, kw_only=True)
 
+
+@dataclass(frozen=True)
+class Versions:
+    """A message and its siblings (the versions of one turn), oldest first: `‹ index+1 / len(ids) ›`."""
+
+    ids: tuple[uuid.UUID, ...]
+    index: int
+
+    @property
+    def previous(self) -> uuid.UUID | None:
+        return self.ids[self.index - 1] if self.index > 0 else None
+
+    @property
+    def next(self) -> uuid.UUID | None:
+        return self.ids[self.index + 1] if self.index + 1 < len(self.ids) else None
+
+
+class _Leaf(enum.Enum):
+    AT_LEAF = "at the current leaf"
+
+
+# `add_message(parent_id=AT_LEAF)`: append under the conversation's current leaf (a root if it has none).
+AT_LEAF: Literal[_Leaf.AT_LEAF] = _Leaf.AT_LEAF
+ParentRef = uuid.UUID | str | None | Literal[_Leaf.AT_LEAF]
 
 T = TypeVar("T")
 
