@@ -124,6 +124,14 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+# One Server-Sent Event as a client reads it (OpenAPI before 3.2: a text/event-stream `schema` describes each
+# event): `data` is one JSON object, or the final `[DONE]`.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
+}
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api/health": {
         "get": {
@@ -181,7 +189,7 @@ PATHS: dict[str, dict[str, Any]] = {
                     "description": "Server-Sent Events: start, text-start, text-delta..., text-end, [error], "
                     "finish (with conversationId, messageId, status, usage), [DONE].",
                     "headers": {"x-vercel-ai-ui-message-stream": {"schema": {"const": "v1"}}},
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "content": {"text/event-stream": {"schema": SSE_EVENT}},
                 },
                 "400": _error("Invalid message, model, conversation id or JSON."),
                 **AUTH_ERRORS,

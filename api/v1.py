@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from api.chat import sse
 from api.credentials import authenticate
 from api.errors import Endpoint, read_json, response_for
-from api.openapi import PATHS, SCHEMAS, SERVER_ERRORS
+from api.openapi import PATHS, SCHEMAS, SERVER_ERRORS, SSE_EVENT
 from api.streaming import LiveReply, stream_pool
 from services.auth import Principal
 from services.chat import Outcome
@@ -280,7 +280,7 @@ PATHS.update(
                         "headers": _CONVERSATION,
                         "content": {
                             "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
-                            "text/event-stream": {"schema": {"type": "string"}},
+                            "text/event-stream": {"schema": SSE_EVENT},
                         },
                     },
                     "400": _openai_error("Invalid body, message or model."),
