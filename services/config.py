@@ -73,6 +73,7 @@ Kind = Literal["int", "float", "bool", "list", "secret", "url", "path", "choice"
 RESERVED_SERVER_NAMES = ("openai", "anthropic", "demo", "compat")
 _SERVER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 _SERVER_FIELDS = ("name", "url", "key", "key_env", "models")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -383,13 +384,13 @@ def _server(d: Declaration, i: int, entry: object) -> CompatServer:
         raise ConfigError(f'{where} ({name}): "key" must be a non-empty string.')
     if key is not None and key_env is not None:
         raise ConfigError(f'{where} ({name}): give "key" or "key_env", not both.')
-    if key_env is not None and (not isinstance(key_env, str) or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env) is None):
+    if key_env is not None and (not isinstance(key_env, str) or _VARIABLE.fullmatch(key_env) is None):
         raise ConfigError(f'{where} ({name}): "key_env" must name a variable, such as GROQ_API_KEY.')
     models = entry.get("models", [])
     if isinstance(models, str):
-        models = [m for m in models.split(",")]
+        models = models.split(",")
     if not isinstance(models, list) or not all(isinstance(m, str) and m.strip() for m in models):
-        raise ConfigError(f'{where} ({name}): "models" must be a list of model names (or leave it out to discover them).')
+        raise ConfigError(f'{where} ({name}): "models" must be a list of model names (or absent: discovered).')
     return CompatServer(
         name, url, Secret(key.strip()) if key else None, tuple(m.strip() for m in models), key_env=key_env
     )
