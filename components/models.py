@@ -56,6 +56,6 @@ def model_picker(principal: Principal, chat: ChatService) -> str:
             on_click=_refresh,
             args=(chat,),
             help="Ask the model servers again which models they offer.",
-            width="stretch",
+            type="tertiary",  # beside New chat, the page's main sidebar action, it stays quiet
         )
     return model
