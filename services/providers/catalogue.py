@@ -11,6 +11,7 @@ unavailable (`statuses`) and offers nothing until it answers, while every other 
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -151,6 +152,9 @@ class Catalogue:
         names = list(dict.fromkeys([*order, *(o.provider for o in self._fixed), *self._discoveries]))
         self._order = tuple(names)
         self._default = default
+        # (the discovered lists it was built from, the options, the options by id); replaced whole, so a
+        # page run reading it while another rebuilds it sees one consistent snapshot.
+        self._snapshot: tuple[tuple[_Found, ...], tuple[ModelOption, ...], dict[str, ModelOption]] | None = None
 
     # --- what is offered now -----------------------------------------------------------------------
 
@@ -165,16 +169,26 @@ class Catalogue:
                 t.join()
         return {name: d.current() for name, (d, _) in self._discoveries.items()}
 
-    @property
-    def options(self) -> tuple[ModelOption, ...]:
+    def _offered(self) -> tuple[tuple[ModelOption, ...], dict[str, ModelOption]]:
         found = self._found()
+        # The meta line of every message on the page asks for its option: rebuild only when a list changed.
+        key = tuple(found.values())
+        snapshot = self._snapshot
+        if snapshot is not None and len(snapshot[0]) == len(key) and all(map(operator.is_, snapshot[0], key)):
+            return snapshot[1], snapshot[2]
         result: list[ModelOption] = []
         for name in self._order:
             result += [o for o in self._fixed if o.provider == name]
             if name in found:
                 label = self._discoveries[name][1]
                 result += [_option(name, m, label) for m in found[name].models]
-        return tuple(result)
+        options, by_id = tuple(result), {o.id: o for o in result}
+        self._snapshot = (key, options, by_id)
+        return options, by_id
+
+    @property
+    def options(self) -> tuple[ModelOption, ...]:
+        return self._offered()[0]
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -191,13 +205,11 @@ class Catalogue:
         return any(not o.offline for o in self._fixed) or bool(self._discoveries)
 
     def option(self, model_id: str) -> ModelOption | None:
-        return next((o for o in self.options if o.id == model_id), None)
+        return self._offered()[1].get(model_id)
 
     def resolve(self, model_id: str) -> tuple[Provider, ModelOption]:
         """The provider and option for a model id; KeyError when it is not offered."""
-        option = self.option(model_id)
-        if option is None:
-            raise KeyError(model_id)
+        option = self._offered()[1][model_id]
         return self._providers[option.provider], option
 
     # --- discovery ---------------------------------------------------------------------------------
