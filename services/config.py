@@ -237,7 +237,7 @@ class Settings:
     )
     models_cache_s: float = setting(
         "CHAT_MODELS_CACHE_S", "float", 300.0, "How long a server's discovered model list is kept.",
-        lo=0.0, hi=86_400.0,
+        lo=1.0, hi=86_400.0,  # not 0: every model lookup (one per message on the page) would ask the server
     )
     models_timeout_s: float = setting(
         "CHAT_MODELS_TIMEOUT_S", "float", 2.0, "How long model discovery waits for a server.", lo=0.1, hi=60.0
