@@ -51,3 +51,4 @@ ADMIN_LINK = "admin.link"
 # account page, API keys: a one-shot notice, and the key whose revocation waits for confirmation
 API_KEY_FLASH = "apikeys.flash"
 API_KEY_PENDING_REVOKE = "apikeys.pending_revoke"
+REFRESH_MODELS = "chat.refresh_models"

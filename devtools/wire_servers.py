@@ -5,6 +5,8 @@ with empty `choices`, then `data: [DONE]`); `WireServer("anthropic")` answers PO
 Messages SSE (message_start ... message_stop). Each request takes the next queued `Script` (or the
 default one), so a test can script faults: an error event before the first token, a connection dropped
 mid-stream, HTTP 429/500, a stream that stalls, a body that ends cleanly but early.
+An "openai" server also answers GET /v1/models with `models` (as Ollama, vLLM and llama.cpp do), or with
+`models_status`, recording each such request in `model_requests`.
 Bodies use chunked transfer encoding, as the real APIs
 do, so a dropped connection is a protocol error for the client and not a clean end of body.
 """
@@ -55,6 +57,11 @@ class WireServer:
         self.requests: list[Recorded] = []
         self.release = threading.Event()  # ends stalls and pauses (set on stop)
         self.disconnects = 0  # streams whose client went away before the end
+        # GET /v1/models: what it lists, or the error status it answers with, and the requests it got
+        self.models: list[str] = ["wire-model"]
+        self.models_status = 200
+        self.models_delay_s = 0.0
+        self.model_requests: list[Recorded] = []
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"wire": self})
         self._httpd = _QuietServer(("127.0.0.1", 0), handler)
@@ -224,6 +231,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
         pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        recorded = Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, {})
+        if self.wire.kind != "openai" or self.path.split("?")[0] != "/v1/models":
+            self._json(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        with self.wire._lock:
+            self.wire.model_requests.append(recorded)
+            status, models, delay = self.wire.models_status, list(self.wire.models), self.wire.models_delay_s
+        try:
+            self._pause(delay)
+        except _ClientGone:
+            self.close_connection = True
+            return
+        if status != 200:
+            self._json(status, OpenAIFormat.status_body(status))
+            return
+        data = [{"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "wire"} for m in models]
+        self._json(200, {"object": "list", "data": data})
 
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
         length = int(self.headers.get("content-length") or 0)

@@ -17,6 +17,7 @@ from components import conversation_tools as tools
 from components import state
 from components.auth_gate import require_principal
 from components.history import user_timezone
+from components.models import model_picker
 from components.shell import page_services
 from services.auth import Principal
 from services.chat import Reply
@@ -110,14 +111,7 @@ def save_instructions(cid: str) -> None:
 # --- sidebar: model picker and New chat ------------------------------------------------------------
 
 with st.sidebar:
-    if st.session_state.get(state.MODEL) not in catalogue.ids:
-        st.session_state[state.MODEL] = catalogue.default
-    model: str = st.selectbox(
-        "Model",
-        catalogue.ids,
-        key=state.MODEL,
-        format_func=lambda mid: option.label if (option := catalogue.option(mid)) else mid,
-    )
+    model: str = model_picker(principal, chat)
     st.button("New chat", icon=":material/add:", on_click=new_chat, width="stretch")
     title_filter = tools.conversation_filter(filter_changed)
 

@@ -399,6 +399,21 @@ class ChatService:
         context = history[: last_user + 1]
         return self._reply(principal, conversation.id, None, option, context, False, revoked, conversation.instructions)
 
+    # --- the picker's remembered model ----------------------------------------------------------
+
+    def preferred_model(self, principal: Principal) -> str:
+        """The model this user last picked when it is still offered, else the catalogue's default."""
+        try:
+            stored = self.store.model_choice(principal)
+        except (StoreError, AuthError):
+            log.warning("could not read the remembered model; offering the default", exc_info=True)
+            stored = None
+        return stored if stored is not None and self.catalogue.option(stored) is not None else self.catalogue.default
+
+    def remember_model(self, principal: Principal, model: str) -> None:
+        """Keep the user's pick for their next session (any device). Raises InvalidInput, StoreError."""
+        self.store.save_model_choice(principal, self.model_option(model).id)
+
     # --- internals -------------------------------------------------------------------------------
 
     def _own_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> Conversation:

@@ -9,6 +9,7 @@ masked, so printing or logging a Settings object never leaks a key.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -57,14 +58,35 @@ class Secret:
 
 def redact(text: str, settings: Settings) -> str:
     """Replace every secret value that occurs in `text` by the mask (for error messages and logs)."""
-    for f in fields(settings):
-        value = getattr(settings, f.name)
+    secrets = [getattr(settings, f.name) for f in fields(settings)]
+    secrets += [server.key for server in settings.openai_servers]
+    for value in secrets:
         if isinstance(value, Secret) and value.reveal():
             text = text.replace(value.reveal(), MASK)
     return text
 
 
-Kind = Literal["int", "float", "bool", "list", "secret", "url", "path", "choice", "text"]
+Kind = Literal["int", "float", "bool", "list", "secret", "url", "path", "choice", "text", "servers"]
+
+# Model ids are "<provider>/<model>": a compatible server's name is the prefix of its models' ids, so it
+# may not be one of the fixed providers', and it stays a plain word that reads well in a URL and a log.
+RESERVED_SERVER_NAMES = ("openai", "anthropic", "demo", "compat")
+_SERVER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
+_SERVER_FIELDS = ("name", "url", "key", "key_env", "models")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class CompatServer:
+    """One OpenAI-compatible server of CHAT_OPENAI_SERVERS (or OPENAI_BASE_URL, named "compat").
+    `models` empty: they are discovered from the server's `GET /v1/models`."""
+
+    name: str
+    url: str
+    key: Secret | None = None
+    models: tuple[str, ...] = ()
+    # The variable (env or secrets.toml) that holds the key, resolved by settings_from.
+    key_env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,7 +236,18 @@ class Settings:
         "OPENAI_MODELS", "list", ("gpt-4o-mini", "gpt-4o"), "OpenAI models in the picker."
     )
     openai_compat_models: tuple[str, ...] = setting(
-        "OPENAI_COMPAT_MODELS", "list", (), "The models of the OPENAI_BASE_URL server (required with it)."
+        "OPENAI_COMPAT_MODELS", "list", (), "The models of the OPENAI_BASE_URL server.",
+        shown="discovered from the server",
+    )
+    openai_servers: tuple[CompatServer, ...] = setting(
+        "CHAT_OPENAI_SERVERS", "servers", (), "OpenAI-compatible servers, each with a name, URL and optional key."
+    )
+    models_cache_s: float = setting(
+        "CHAT_MODELS_CACHE_S", "float", 300.0, "How long a server's discovered model list is kept.",
+        lo=1.0, hi=86_400.0,  # not 0: every model lookup (one per message on the page) would ask the server
+    )
+    models_timeout_s: float = setting(
+        "CHAT_MODELS_TIMEOUT_S", "float", 2.0, "How long model discovery waits for a server.", lo=0.1, hi=60.0
     )
     anthropic_api_key: Secret | None = setting("ANTHROPIC_API_KEY", "secret", None, "Offers ANTHROPIC_MODELS.")
     anthropic_models: tuple[str, ...] = setting(
@@ -286,12 +319,26 @@ SETTING_NAMES: dict[str, Declaration] = {d.name: d for d in SETTINGS}
 Reader = Callable[[str], str | None]
 
 
+def _plain_text(raw: Any) -> str:
+    """A secrets.toml value as a setting's text: tables and arrays (CHAT_OPENAI_SERVERS written as TOML)
+    become the JSON they stand for; other values their str()."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return json.dumps(plain(raw)) if isinstance(raw, Mapping | list | tuple) else str(raw)
+
+
 def _reader(environ: Mapping[str, str], secrets: Mapping[str, Any] | None) -> Reader:
     def read(name: str) -> str | None:
         value = environ.get(name)
         if value is None and secrets is not None:
             raw = secrets.get(name)
-            value = None if raw is None else str(raw)
+            value = None if raw is None else raw if isinstance(raw, str) else _plain_text(raw)
         if value is not None and value.strip() == "":
             return None
         return value
@@ -356,6 +403,61 @@ def _url(d: Declaration, raw: str) -> str:
     return value.rstrip("/")
 
 
+def _server(d: Declaration, i: int, entry: object) -> CompatServer:
+    where = f"Config '{d.name}' entry {i + 1}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f'{where} must be an object like {{"name": "local", "url": "http://localhost:11434/v1"}}.')
+    unknown = sorted(set(entry) - set(_SERVER_FIELDS))
+    if unknown:
+        raise ConfigError(f"{where} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_SERVER_FIELDS)}.")
+    name, url = entry.get("name"), entry.get("url")
+    if not isinstance(name, str) or _SERVER_NAME.fullmatch(name) is None:
+        raise ConfigError(
+            f"{where} needs a \"name\": 1-32 lowercase letters, digits, '.', '_' or '-' (got {name!r}); "
+            "it prefixes the ids of the server's models."
+        )
+    if name in RESERVED_SERVER_NAMES:
+        raise ConfigError(f"{where}: the name {name!r} is taken; reserved: {', '.join(RESERVED_SERVER_NAMES)}.")
+    if not isinstance(url, str):
+        raise ConfigError(f'{where} ({name}) needs a "url", such as http://localhost:11434/v1.')
+    url = _url(Declaration(f"{d.name}' entry '{name}", "url", None, ""), url)
+    key, key_env = entry.get("key"), entry.get("key_env")
+    if key is not None and (not isinstance(key, str) or not key.strip()):
+        raise ConfigError(f'{where} ({name}): "key" must be a non-empty string.')
+    if key is not None and key_env is not None:
+        raise ConfigError(f'{where} ({name}): give "key" or "key_env", not both.')
+    if key_env is not None and (not isinstance(key_env, str) or _VARIABLE.fullmatch(key_env) is None):
+        raise ConfigError(f'{where} ({name}): "key_env" must name a variable, such as GROQ_API_KEY.')
+    models = entry.get("models", [])
+    if isinstance(models, str):
+        models = models.split(",")
+    if not isinstance(models, list) or not all(isinstance(m, str) and m.strip() for m in models):
+        raise ConfigError(f'{where} ({name}): "models" must be a list of model names (or absent: discovered).')
+    return CompatServer(
+        name, url, Secret(key.strip()) if key else None, tuple(m.strip() for m in models), key_env=key_env
+    )
+
+
+def _servers(d: Declaration, raw: str) -> tuple[CompatServer, ...]:
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        # Never echo the value: it may hold keys.
+        raise ConfigError(
+            f"Config '{d.name}' must be a JSON list, such as "
+            '[{"name": "local", "url": "http://localhost:11434/v1"}] (it is not valid JSON).'
+        ) from None
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list):
+        raise ConfigError(f"Config '{d.name}' must be a JSON list of servers.")
+    servers = tuple(_server(d, i, entry) for i, entry in enumerate(entries))
+    names = [s.name for s in servers]
+    if dupes := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f"Config '{d.name}' names a server twice: {', '.join(dupes)}.")
+    return servers
+
+
 def _choice(d: Declaration, raw: str) -> str:
     value = raw.strip().lower()
     if value not in d.choices:
@@ -380,6 +482,7 @@ _PARSERS: dict[Kind, Callable[[Declaration, str], Any]] = {
     "url": _url,
     "path": lambda d, raw: Path(raw),
     "choice": _choice,
+    "servers": _servers,
 }
 
 _POSTGRES_URL = re.compile(r"^postgres(ql)?://")
@@ -411,19 +514,27 @@ def settings_from(environ: Mapping[str, str], secrets: Mapping[str, Any] | None 
     if s.database_admin_url is not None and not _POSTGRES_URL.match(s.database_admin_url.reveal()):
         raise ConfigError("Config 'DATABASE_ADMIN_URL' must be a postgresql:// URL.")
 
-    if s.openai_base_url is not None and not s.openai_compat_models:
-        raise ConfigError(
-            "Config 'OPENAI_COMPAT_MODELS' is missing: with OPENAI_BASE_URL set, list the models your server "
-            "offers, separated by commas (e.g. llama3.2,qwen2.5:7b)."
-        )
     if s.metrics_token is not None and s.metrics == "off":
         raise ConfigError("Config 'CHAT_METRICS_TOKEN' is set but metrics are off: set CHAT_METRICS=on as well.")
+    if any(server.key_env for server in s.openai_servers):
+        s = replace(s, openai_servers=tuple(_with_key(server, read) for server in s.openai_servers))
     if s.cursor_key is not None and len(s.cursor_key.reveal()) < MIN_CURSOR_KEY_CHARS:
         raise ConfigError(
             f"Config 'CHAT_CURSOR_KEY' is too short: use a random string of at least {MIN_CURSOR_KEY_CHARS} "
             "characters (python -c \"import secrets; print(secrets.token_urlsafe(32))\")."
         )
     return s
+
+
+def _with_key(server: CompatServer, read: Reader) -> CompatServer:
+    if server.key_env is None:
+        return server
+    key = read(server.key_env)
+    if key is None:
+        raise ConfigError(
+            f"Config '{server.key_env}' is missing: CHAT_OPENAI_SERVERS server '{server.name}' takes its key from it."
+        )
+    return replace(server, key=Secret(key.strip()))
 
 
 def _streamlit_secrets() -> Mapping[str, Any] | None:

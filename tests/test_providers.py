@@ -192,9 +192,9 @@ def test_compat_provider_talks_to_the_configured_base_url(openai_wire: WireServe
     assert request.body["model"] == "qwen2.5:7b"
 
 
-def test_base_url_without_models_is_a_config_error_naming_the_variable() -> None:
-    from services.config import ConfigError
-
-    with pytest.raises(ConfigError, match="OPENAI_COMPAT_MODELS"):
-        settings_from({"OPENAI_BASE_URL": "http://localhost:11434/v1"})
+def test_base_url_without_models_discovers_them_from_the_server(openai_wire: WireServer) -> None:
+    # OPENAI_COMPAT_MODELS was required with OPENAI_BASE_URL; unset, the server's /v1/models now says.
+    settings = settings_from({"OPENAI_BASE_URL": openai_wire.base_url})
+    assert settings.openai_compat_models == ()
+    assert build_catalogue(settings).ids == ("compat/wire-model", "demo/echo-1")
     assert settings_from({"OPENAI_API_KEY": "sk-1"}).openai_api_key == Secret("sk-1")

@@ -50,8 +50,9 @@ ANSWERS = {
         "Set one of these before starting the app, then pick the model in the sidebar:\n\n"
         "1. `OPENAI_API_KEY` for OpenAI models;\n"
         "2. `ANTHROPIC_API_KEY` for Claude models;\n"
-        "3. `OPENAI_BASE_URL` (and `OPENAI_COMPAT_MODELS`) for any OpenAI-compatible server, such as "
-        "Ollama, vLLM or llama.cpp.\n\n"
+        "3. `CHAT_OPENAI_SERVERS` for OpenAI-compatible servers, such as Ollama, vLLM or llama.cpp, "
+        "beside the others (their models are found by asking the server), or `OPENAI_BASE_URL` for one "
+        "server in place of OpenAI.\n\n"
         "The variables can also go in `.streamlit/secrets.toml`; the README lists every setting."
     ),
 }

@@ -115,5 +115,13 @@ class OpenAIProvider:
             raise _error(exc, self.label) from exc
         return _OpenAIReply(stream, self.label)
 
+    def list_models(self, timeout_s: float) -> list[str]:
+        """The model ids the server lists at `GET <base_url>/models`; ProviderError when it cannot say."""
+        try:
+            page = self._client.with_options(timeout=timeout_s).models.list()
+            return [model.id for model in page.data if isinstance(model.id, str) and model.id]
+        except Exception as exc:
+            raise _error(exc, self.label) from exc
+
     def close(self) -> None:
         self._client.close()

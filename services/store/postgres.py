@@ -565,9 +565,30 @@ class PostgresStore:
             raise InvalidInput(f"At most {MAX_NAME_LOOKUP:,} users can be named at once.")
         with self._tx(principal) as conn:
             rows = conn.execute(
-                "select user_id, display_name from public.profiles where user_id = any(%s)", [wanted]
+                "select user_id, display_name from public.profiles"
+                " where user_id = any(%s) and display_name is not null",
+                [wanted],
             ).fetchall()
         return {str(user_id): str(name) for user_id, name in rows}
+
+    # --- the picker's remembered model ------------------------------------------------------------------
+
+    def save_model_choice(self, principal: Principal, model_id: str) -> None:
+        model_id = clean_model(model_id)
+        with self._tx(principal) as conn:
+            conn.execute(
+                "insert into public.profiles (user_id, last_model) values (%s, %s) on conflict (user_id) do update"
+                " set last_model = excluded.last_model, updated_at = now()"
+                " where profiles.last_model is distinct from excluded.last_model",
+                [principal.user_id, model_id],
+            )
+
+    def model_choice(self, principal: Principal) -> str | None:
+        with self._tx(principal) as conn:
+            row = conn.execute(
+                "select last_model from public.profiles where user_id = %s", [principal.user_id]
+            ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
 
     # --- rate-limit counter ---------------------------------------------------------------------------
 

@@ -140,6 +140,14 @@ class ChatStore(ConversationReader, Protocol):
         conversation, and return the conversation."""
         ...
 
+    def save_model_choice(self, principal: Principal, model_id: str) -> None:
+        """Remember the model the principal last picked (on their own profile row)."""
+        ...
+
+    def model_choice(self, principal: Principal) -> str | None:
+        """The model the principal last picked, if any (it may no longer be offered)."""
+        ...
+
 
 class ReviewStore(ConversationReader, Protocol):
     """Search, filters, usage, exports and erasure: what reviewing stored history needs."""
