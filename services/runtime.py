@@ -25,6 +25,7 @@ from services.sessions import SessionService
 from services.store import Store, embedded
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
+from services.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,12 @@ class Services:
     identity: Identity
     # CHAT_AUTH=local only: sessions, sign-in throttling, account and admin actions (services/sessions.py).
     sessions: SessionService | None = None
+    # Finalises replies left `streaming` by a server that died (services/sweeper.py).
+    sweeper: Sweeper | None = None
 
     def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.stop()
         if self.sessions is not None:
             self.sessions.store.close()
         self.store.close()
@@ -104,6 +109,7 @@ def build_services(settings: Settings) -> Services:
             store.close()
             raise StartupError(f"Could not set up sign-in sessions: {redact(str(exc), settings)}") from None
         sessions.announce_setup_code()
+    sweeper = Sweeper(store, settings.stale_reply_s).start()
     log.info("services built (auth %s, %d models)", settings.auth_mode, len(catalogue.ids))
     return Services(
         settings=settings,
@@ -113,6 +119,7 @@ def build_services(settings: Settings) -> Services:
         catalogue=catalogue,
         identity=identity,
         sessions=sessions,
+        sweeper=sweeper,
     )
 
 
