@@ -122,7 +122,9 @@ def test_a_reply_whose_server_died_is_swept_as_interrupted_with_its_text(
     assert store.recent_messages(bob, bobs.conversation_id)[-1].status == "interrupted"
 
 
-def test_a_swept_reply_whose_turn_comes_back_is_streaming_again(store: PostgresStore, database: EmbeddedDatabase) -> None:
+def test_a_swept_reply_whose_turn_comes_back_is_streaming_again(
+    store: PostgresStore, database: EmbeddedDatabase
+) -> None:
     # A turn cut off from the database for longer than the limit is swept; its next write revives the row.
     alice = user()
     conv = store.create_conversation(alice, "revived")
@@ -133,9 +135,7 @@ def test_a_swept_reply_whose_turn_comes_back_is_streaming_again(store: PostgresS
     assert heartbeat(database, message.id)[0] == "streaming"
 
 
-def test_the_sweep_is_only_for_its_role_and_has_a_floor(
-    store: PostgresStore, database: EmbeddedDatabase
-) -> None:
+def test_the_sweep_is_only_for_its_role_and_has_a_floor(store: PostgresStore, database: EmbeddedDatabase) -> None:
     with psycopg.connect(database.app_url, autocommit=True) as conn:
         for role in ("authenticated", "anon"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
