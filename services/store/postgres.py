@@ -73,6 +73,15 @@ SEARCH_COLUMNS = (
 )
 
 
+# While the database is down (issue 17 drill): a request waits at most POOL_WAIT_S for a connection, then
+# fails with a plain "cannot be reached" (psycopg_pool's default is 30 s, half the provider timeout, a
+# frozen page). The pool retries a lost connection with a doubling delay; RECONNECT_S caps how long one
+# series of retries runs, after which the next request starts a fresh one at once. With the default
+# (5 minutes) the delay grows past a minute, and the app stays down that long after the database is back.
+POOL_WAIT_S = 10.0
+RECONNECT_S = 10.0
+
+
 def _configure(conn: psycopg.Connection) -> None:
     # A runaway query must not hold a pooled connection (and a browser tab) forever.
     conn.execute("set statement_timeout = '15s'")
@@ -132,6 +141,8 @@ class PostgresStore:
             configure=_configure,
             open=True,
             name="chat-store",
+            timeout=POOL_WAIT_S,
+            reconnect_timeout=RECONNECT_S,
         )
         self._pool.wait(timeout=30)
 
@@ -367,9 +378,10 @@ class PostgresStore:
             params["ts"], params["id"] = self.cursors.decode(principal, scope, before)
             where.append("(created_at, id) < (%(ts)s, %(id)s)")
         with self._tx(principal) as conn:
-            if cid is not None and not conn.execute(
-                "select 1 from public.conversations where id = %(cid)s", params
-            ).fetchone():
+            if (
+                cid is not None
+                and not conn.execute("select 1 from public.conversations where id = %(cid)s", params).fetchone()
+            ):
                 raise NotFound("That conversation does not exist.")
             with conn.cursor(row_factory=class_row(Message)) as cur:
                 cur.execute(
