@@ -378,10 +378,9 @@ class PostgresStore:
             params["ts"], params["id"] = self.cursors.decode(principal, scope, before)
             where.append("(created_at, id) < (%(ts)s, %(id)s)")
         with self._tx(principal) as conn:
-            if (
-                cid is not None
-                and not conn.execute("select 1 from public.conversations where id = %(cid)s", params).fetchone()
-            ):
+            if cid is not None and not conn.execute(
+                "select 1 from public.conversations where id = %(cid)s", params
+            ).fetchone():
                 raise NotFound("That conversation does not exist.")
             with conn.cursor(row_factory=class_row(Message)) as cur:
                 cur.execute(
