@@ -55,6 +55,7 @@ class WireServer:
         self.requests: list[Recorded] = []
         self.release = threading.Event()  # ends stalls and pauses (set on stop)
         self.disconnects = 0  # streams whose client went away before the end
+        self.sent_chunks = 0  # text chunks written by the latest stream (what a client may have received)
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"wire": self})
         self._httpd = _QuietServer(("127.0.0.1", 0), handler)
@@ -292,6 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(OpenAIFormat.stream_error() if openai else AnthropicFormat.stream_error())
             self._write(b"")  # the terminating zero-length chunk
             return
+        self.wire.sent_chunks = 0
         for i, text in enumerate(script.chunks):
             if script.fault is not None and i == script.fault_after:
                 self._fault(script.fault)
@@ -302,6 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
             if i in script.gate_before:
                 script.gate_before[i].wait(30)
             self._write(OpenAIFormat.text(model, text) if openai else AnthropicFormat.text(text))
+            self.wire.sent_chunks = i + 1
         if script.fault is not None:
             self._fault(script.fault)
             return
