@@ -4,7 +4,8 @@
 with empty `choices`, then `data: [DONE]`); `WireServer("anthropic")` answers POST /v1/messages with
 Messages SSE (message_start ... message_stop). Each request takes the next queued `Script` (or the
 default one), so a test can script faults: an error event before the first token, a connection dropped
-mid-stream, HTTP 429/500, a stream that stalls, a body that ends cleanly but early.
+mid-stream, HTTP 429/500, a stream that stalls, a body that ends cleanly but early, a server that takes
+the request and never answers ("silent": not even response headers).
 Bodies use chunked transfer encoding, as the real APIs
 do, so a dropped connection is a protocol error for the client and not a clean end of body.
 """
@@ -22,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 Kind = Literal["openai", "anthropic"]
-Fault = Literal["error_first", "drop", "stall", "truncate"]
+Fault = Literal["error_first", "drop", "stall", "truncate", "silent"]
 
 
 @dataclass
@@ -234,6 +235,13 @@ class _Handler(BaseHTTPRequestHandler):
         fmt = OpenAIFormat if self.wire.kind == "openai" else AnthropicFormat
         if self.path.split("?")[0] != fmt.path:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        if script.fault == "silent":
+            try:
+                self._pause(60.0)  # until the client gives up (its timeout) or stop()
+            except _ClientGone:
+                self.wire.disconnects += 1
+            self.close_connection = True
             return
         if script.status != 200:
             self._json(script.status, fmt.status_body(script.status), script.retry_after)
