@@ -130,7 +130,8 @@ def main() -> int:
         )
     growth = last.rss_mb - warm.rss_mb
     print(f"RSS growth after warm-up ({args.warmup} replies): {growth:+.1f} MB (target < {TARGET_MB:.0f} MB)")
-    print(f"threads {warm.threads} -> {last.threads}; fds {warm.fds} -> {last.fds} ({after_close} after the pool closed)")
+    print(f"threads {warm.threads} -> {last.threads}; fds {warm.fds} -> {last.fds}", end="")
+    print(f" ({after_close} after the pool closed)")
     print(f"replies not complete or not equal to what was sent: {errors}")
     print(f"throughput: {args.replies / last.seconds:.1f} replies/s")
 

