@@ -4,7 +4,8 @@
 with empty `choices`, then `data: [DONE]`); `WireServer("anthropic")` answers POST /v1/messages with
 Messages SSE (message_start ... message_stop). Each request takes the next queued `Script` (or the
 default one), so a test can script faults: an error event before the first token, a connection dropped
-mid-stream, HTTP 429/500, a stream that stalls, a body that ends cleanly but early.
+mid-stream, HTTP 429/500, a stream that stalls, a body that ends cleanly but early, a server that takes
+the request and never answers ("silent": not even response headers).
 An "openai" server also answers GET /v1/models with `models` (as Ollama, vLLM and llama.cpp do), or with
 `models_status`, recording each such request in `model_requests`.
 Bodies use chunked transfer encoding, as the real APIs
@@ -24,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 Kind = Literal["openai", "anthropic"]
-Fault = Literal["error_first", "drop", "stall", "truncate"]
+Fault = Literal["error_first", "drop", "stall", "truncate", "silent"]
 
 
 @dataclass
@@ -62,6 +63,7 @@ class WireServer:
         self.models_status = 200
         self.models_delay_s = 0.0
         self.model_requests: list[Recorded] = []
+        self.sent_chunks = 0  # text chunks written by the latest stream (what a client may have received)
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"wire": self})
         self._httpd = _QuietServer(("127.0.0.1", 0), handler)
@@ -264,6 +266,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] != fmt.path:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
             return
+        if script.fault == "silent":
+            try:
+                self._pause(60.0)  # until the client gives up (its timeout) or stop()
+            except _ClientGone:
+                self.wire.disconnects += 1
+            self.close_connection = True
+            return
         if script.status != 200:
             self._json(script.status, fmt.status_body(script.status), script.retry_after)
             return
@@ -322,6 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(OpenAIFormat.stream_error() if openai else AnthropicFormat.stream_error())
             self._write(b"")  # the terminating zero-length chunk
             return
+        self.wire.sent_chunks = 0
         for i, text in enumerate(script.chunks):
             if script.fault is not None and i == script.fault_after:
                 self._fault(script.fault)
@@ -332,6 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
             if i in script.gate_before:
                 script.gate_before[i].wait(30)
             self._write(OpenAIFormat.text(model, text) if openai else AnthropicFormat.text(text))
+            self.wire.sent_chunks = i + 1
         if script.fault is not None:
             self._fault(script.fault)
             return

@@ -49,6 +49,9 @@ CHECKPOINT_S = 1.0
 RENDER_INTERVAL_S = 0.05
 # How often the stream wakes while the provider is silent (to checkpoint, notice a stop, hang up).
 TICK_S = 0.2
+# How often a streaming reply's heartbeat is refreshed while nothing new is saved (at most; a third of
+# CHAT_STALE_REPLY_S when that is shorter), so the sweep never takes a live reply for a dead one.
+HEARTBEAT_S = 5.0
 # The longest a reply may keep streaming; with the provider timeout it bounds how long a started turn
 # writes under the identity that started it, and a little more for the final write.
 LONGEST_REPLY_S = 600
@@ -222,6 +225,7 @@ class ChatService:
         render_interval_s: float = RENDER_INTERVAL_S,
         tick_s: float = TICK_S,
         observer: ReplyObserver | None = None,
+        heartbeat_s: float | None = None,
     ) -> None:
         self.store = store
         self.catalogue = catalogue
@@ -231,6 +235,7 @@ class ChatService:
         self.render_interval_s = render_interval_s
         self.tick_s = tick_s
         self.observer = observer
+        self.heartbeat_s = heartbeat_s if heartbeat_s is not None else min(HEARTBEAT_S, settings.stale_reply_s / 3)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -517,6 +522,10 @@ class ChatService:
                             turn.principal, turn.message.id, content=content, status="streaming"
                         )
                     saved, last_checkpoint = length, now
+                elif turn.message is not None and now - last_checkpoint >= self.heartbeat_s:
+                    # Nothing new to save (the provider is silent): still say this reply is alive.
+                    self.store.touch_message(turn.principal, turn.message.id)
+                    last_checkpoint = now
             else:
                 turn.status = "complete"
         except ProviderError as exc:

@@ -257,6 +257,10 @@ class Settings:
         "CHAT_PROVIDER_TIMEOUT_S", "float", 60.0, "Seconds a provider may stay silent before the reply fails.",
         lo=1.0, hi=600.0,
     )
+    stale_reply_s: int = setting(
+        "CHAT_STALE_REPLY_S", "int", 30, "A reply still `streaming` with no heartbeat for this long is finalised"
+        " as `interrupted` (its server died).", lo=5, hi=3600,
+    )
     demo_chars_per_s: float = setting(
         "CHAT_DEMO_CHARS_PER_S", "float", 400.0, "Streaming pace of the offline demo model.", lo=1.0, hi=1_000_000.0
     )

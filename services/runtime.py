@@ -29,6 +29,7 @@ from services.sessions import SessionService
 from services.store import Store, embedded
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
+from services.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,12 @@ class Services:
     client_chats: ClientChats | None = None
     # Personal API keys (CHAT_API_KEYS): the Account page manages them, the HTTP API authenticates with them.
     api_keys: ApiKeyService | None = None
+    # Finalises replies left `streaming` by a server that died (services/sweeper.py).
+    sweeper: Sweeper | None = None
 
     def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.stop()
         if self.sessions is not None:
             self.sessions.store.close()
         self.store.close()
@@ -133,6 +138,7 @@ def build_services(settings: Settings, metrics: Metrics | None = None) -> Servic
             principal_ttl_s=settings.token_ttl_s,
             accounts=identity.accounts,
         )
+    sweeper = Sweeper(store, settings.stale_reply_s).start()
     log.info("services built (auth %s, %d models)", settings.auth_mode, len(catalogue.ids))
     return Services(
         settings=settings,
@@ -144,6 +150,7 @@ def build_services(settings: Settings, metrics: Metrics | None = None) -> Servic
         sessions=sessions,
         client_chats=ClientChats(store),
         api_keys=api_keys,
+        sweeper=sweeper,
     )
 
 

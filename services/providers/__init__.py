@@ -7,8 +7,11 @@ provider can have reaches the caller as a `ProviderError` with a user-safe messa
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol
 
 from services.errors import UserError
@@ -69,12 +72,30 @@ class Provider(Protocol):
         ...
 
 
-def error_for_status(status: int, provider_label: str) -> ProviderError:
-    """The user-facing error for an HTTP status from a provider (bodies are not shown: they can echo input)."""
+def retry_after_s(headers: Mapping[str, str] | None) -> int | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date); None when absent or unusable."""
+    value = (headers or {}).get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return max(1, math.ceil(seconds)) if seconds <= 24 * 3600 else None
+
+
+def error_for_status(status: int, provider_label: str, retry_after: int | None = None) -> ProviderError:
+    """The user-facing error for an HTTP status from a provider (bodies are not shown: they can echo input).
+    `retry_after` (seconds, from the provider's Retry-After) tells a rate-limited user how long to wait."""
     if status == 429:
+        wait = "Wait a moment" if retry_after is None else f"Wait about {_duration(retry_after)}"
         return ProviderError(
             "rate_limited",
-            f"{provider_label} is rate-limiting requests right now. Wait a moment and retry.",
+            f"{provider_label} is rate-limiting requests right now. {wait} and retry.",
             status=status,
         )
     if status in (401, 403):
@@ -88,3 +109,10 @@ def error_for_status(status: int, provider_label: str) -> ProviderError:
     return ProviderError(
         "server", f"{provider_label} had a problem answering (HTTP {status}). Please retry.", status=status
     )
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minutes"

@@ -12,7 +12,7 @@ import anthropic
 from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
 
 from services.config import Settings
-from services.providers import ProviderError, Turn, Usage, error_for_status
+from services.providers import ProviderError, Turn, Usage, error_for_status, retry_after_s
 
 LABEL = "Anthropic"
 
@@ -28,7 +28,7 @@ def _error(exc: BaseException) -> ProviderError:
         if exc.status_code == 200:
             # An `error` event inside the stream (e.g. overloaded_error) after the 200 response started.
             return ProviderError("server", f"{LABEL} stopped the reply with an error. Please retry.")
-        return error_for_status(exc.status_code, LABEL)
+        return error_for_status(exc.status_code, LABEL, retry_after_s(exc.response.headers))
     name = type(exc).__name__
     # httpx2 read timeouts and dropped connections surface unwrapped from the stream body.
     if "Timeout" in name:

@@ -15,7 +15,7 @@ from openai.types.chat import (
 )
 
 from services.config import Settings
-from services.providers import ProviderError, Turn, Usage, error_for_status
+from services.providers import ProviderError, Turn, Usage, error_for_status, retry_after_s
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -28,7 +28,7 @@ def _error(exc: BaseException, label: str) -> ProviderError:
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError("connection", f"Could not reach {label} (the connection failed or dropped). Please retry.")
     if isinstance(exc, openai.APIStatusError):
-        return error_for_status(exc.status_code, label)
+        return error_for_status(exc.status_code, label, retry_after_s(exc.response.headers))
     if isinstance(exc, openai.APIError):
         # An error event inside a 200 stream: the body is the provider's, not ours to show verbatim.
         return ProviderError("server", f"{label} stopped the reply with an error. Please retry.")

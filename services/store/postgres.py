@@ -90,6 +90,15 @@ SEARCH_COLUMNS = (
 )
 
 
+# While the database is down (issue 17 drill): a request waits at most POOL_WAIT_S for a connection, then
+# fails with a plain "cannot be reached" (psycopg_pool's default is 30 s, half the provider timeout, a
+# frozen page). The pool retries a lost connection with a doubling delay; RECONNECT_S caps how long one
+# series of retries runs, after which the next request starts a fresh one at once. With the default
+# (5 minutes) the delay grows past a minute, and the app stays down that long after the database is back.
+POOL_WAIT_S = 10.0
+RECONNECT_S = 10.0
+
+
 def _configure(conn: psycopg.Connection) -> None:
     # A runaway query must not hold a pooled connection (and a browser tab) forever.
     conn.execute("set statement_timeout = '15s'")
@@ -149,6 +158,8 @@ class PostgresStore:
             configure=_configure,
             open=True,
             name="chat-store",
+            timeout=POOL_WAIT_S,
+            reconnect_timeout=RECONNECT_S,
         )
         self._pool.wait(timeout=30)
 
@@ -382,7 +393,8 @@ class PostgresStore:
         with self._tx(principal) as conn:
             row = self._one_message(
                 conn,
-                "update public.messages set content = %s, status = %s,"
+                # Every write of a reply is also its heartbeat (migration 20261128001300).
+                "update public.messages set content = %s, status = %s, heartbeat_at = now(),"
                 " input_tokens = coalesce(%s, input_tokens), output_tokens = coalesce(%s, output_tokens),"
                 f" latency_ms = coalesce(%s, latency_ms) where id = %s returning {MESSAGE_COLUMNS}",
                 [content, status, input_tokens, output_tokens, latency_ms, mid],
@@ -390,6 +402,33 @@ class PostgresStore:
         if row is None:
             raise NotFound("That message does not exist.")
         return row
+
+    def touch_message(self, principal: Principal, message_id: uuid.UUID | str) -> None:
+        mid = parse_uuid(message_id, "message")
+        with self._tx(principal) as conn:
+            touched = conn.execute(
+                "update public.messages set heartbeat_at = now(), status = 'streaming'"
+                " where id = %s and status in ('streaming', 'interrupted')",
+                [mid],
+            ).rowcount
+        if touched == 0:
+            raise NotFound("That message does not exist.")
+
+    def sweep_stale_replies(self, stale_after_s: int) -> int:
+        """Finalise as `interrupted` every reply whose heartbeat is older than `stale_after_s` (its process
+        died mid-reply); return how many. Runs as `chat_sweeper` through the one function that role may
+        call (migration 20261128001300), so the app still never bypasses row-level security."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("select set_config('role', 'chat_sweeper', true)")
+                row = conn.execute("select public.sweep_stale_replies(%s)", [int(stale_after_s)]).fetchone()
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise StoreUnavailable(
+                "The app's database role may not sweep stale replies: grant chat_sweeper to it."
+            ) from exc
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable("The database cannot be reached right now.") from exc
+        return int(row[0]) if row else 0
 
     def recent_messages(self, principal: Principal, conversation_id: uuid.UUID | str, limit: int = 50) -> list[Message]:
         """The last `limit` messages of a conversation, oldest first (what the chat page renders)."""

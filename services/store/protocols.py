@@ -103,6 +103,11 @@ class ChatStore(ConversationReader, Protocol):
         latency_ms: int | None = None,
     ) -> Message: ...
 
+    def touch_message(self, principal: Principal, message_id: uuid.UUID | str) -> None:
+        """Refresh a streaming reply's heartbeat (and mark it `streaming` again if a sweep had finalised it
+        while its turn was cut off from the database), without rewriting its text."""
+        ...
+
     def recent_messages(
         self, principal: Principal, conversation_id: uuid.UUID | str, limit: int = 50
     ) -> list[Message]: ...

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,11 +39,14 @@ def wait_until(check: Callable[[], T], timeout_s: float, what: str, interval_s: 
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class AppServer:
     url: str
     data_dir: Path
     log_path: Path
+    # Set by app_server: SIGKILL the streamlit process and start it again on the same port and data
+    # directory (the embedded PostgreSQL outlives it, as after a real crash). Returns when it is healthy.
+    crash_and_restart: Callable[[], None] = lambda: None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -62,14 +66,18 @@ def app_server(env: Mapping[str, str], *, setup: Callable[[Path], None] | None =
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "OPENAI_", "ANTHROPIC_", "CHAT_"))}
     log_path = base / "streamlit.log"
     log = log_path.open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "streamlit", "run", "app.py",
-            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-            "--browser.gatherUsageStats", "false",
-        ],
-        cwd=ROOT, env={**clean, "CHAT_DATA_DIR": str(data_dir), **env}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+
+    def launch() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "streamlit", "run", "app.py",
+                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+                "--browser.gatherUsageStats", "false",
+            ],
+            cwd=ROOT, env={**clean, "CHAT_DATA_DIR": str(data_dir), **env}, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    proc = launch()
     server = AppServer(url=f"http://127.0.0.1:{port}", data_dir=data_dir, log_path=log_path)
 
     def healthy() -> bool:
@@ -81,6 +89,14 @@ def app_server(env: Mapping[str, str], *, setup: Callable[[Path], None] | None =
         except OSError:
             return False
 
+    def crash_and_restart() -> None:
+        nonlocal proc
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+        proc = launch()
+        wait_until(healthy, 60, "streamlit to start again")
+
+    server.crash_and_restart = crash_and_restart
     try:
         wait_until(healthy, 60, "streamlit to start")
         yield server
