@@ -20,6 +20,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
 
+from components import state
 from components.blocks import BlockSplitter, close_for_display
 from components.markdown import neutralise
 from services.chat import Reply
@@ -352,6 +353,46 @@ def conversation_list(
             )
     if has_more:
         st.button("Load more", key="conversations-more", on_click=on_more, icon=":material/expand_more:")
+
+
+# Shown only on a narrow screen (a phone): there the sidebar covers the page once opened, and Streamlit 1.67
+# offers no way to close it from Python after a pick (it remembers its open state in the browser), nor does a
+# popover close after a click inside it. A select box does close on a pick, so a phone gets the conversations
+# as one at the top of the page and never has to open the sidebar to switch.
+NARROW_ONLY_CSS = (
+    "<style>.st-key-narrow-chats{display:none}"
+    "@media (max-width: 640px){.st-key-narrow-chats{display:block}}</style>"
+)
+
+
+def narrow_screen_chats(
+    place: DeltaGenerator,
+    conversations: Sequence[Conversation],
+    current: str | None,
+    on_select: Callable[[str], None],
+    on_new: Callable[[], None],
+) -> None:
+    """The newest conversations as a select box at the top of the page, for phones (see NARROW_ONLY_CSS)."""
+    titles = {str(c.id): " ".join(c.title.split()) for c in conversations}
+    if current and current not in titles:
+        titles[current] = "This conversation"
+    # The box shows the open conversation, whatever was picked in it before (a pick changes the URL).
+    st.session_state[state.NARROW_CHAT_PICK] = current or ""
+
+    def picked() -> None:
+        cid = st.session_state.get(state.NARROW_CHAT_PICK) or ""
+        on_select(cid) if cid else on_new()
+
+    with place:
+        st.html(NARROW_ONLY_CSS)
+        st.selectbox(
+            "Chat",
+            ["", *titles],
+            key=state.NARROW_CHAT_PICK,
+            format_func=lambda cid: titles.get(cid, "New chat") if cid else "New chat",
+            on_change=picked,
+            label_visibility="collapsed",
+        )
 
 
 # --- the first screen ---------------------------------------------------------------------------------

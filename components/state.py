@@ -3,6 +3,7 @@
 PRINCIPAL = "chat.principal"
 TOKEN = "chat.token"
 DRAFT = "chat.draft"
+NARROW_CHAT_PICK = "chat.narrow_pick"  # the phone-only conversation picker (components/chat.py)
 # history page: the URL state the filter widgets were last synced from, and a one-shot notice
 HISTORY_SYNCED = "history.synced"
 HISTORY_FLASH = "history.flash"

@@ -115,6 +115,8 @@ with st.sidebar:
     st.button("New chat", icon=":material/add:", on_click=new_chat, width="stretch")
     title_filter = tools.conversation_filter(filter_changed)
 
+narrow_chats = st.container(key="narrow-chats")  # filled with the sidebar's list below, for phones
+
 if not catalogue.has_real_provider:
     st.caption(
         ":material/info: Offline demo model: replies are canned and need no network. "
@@ -252,6 +254,7 @@ with st.sidebar:
         view.conversation_list(
             items, current, open_conversation, more, load_more_conversations, user_timezone(), title_filter
         )
+        view.narrow_screen_chats(narrow_chats, items, current, open_conversation, new_chat)
 
 if flash := st.session_state.pop(state.FLASH, None):
     view.input_error(flash)  # last in the page, just above the input box that holds the text again
