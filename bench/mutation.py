@@ -116,7 +116,11 @@ TARGETS: tuple[Target, ...] = (
         "services/chat.py",
         ("tests/test_chat_service.py", "tests/test_chat_service_paths.py"),
     ),
-    Target("markdown", "components/markdown.py", ("tests/test_markdown.py", "tests/test_markdown_property.py")),
+    Target(
+        "markdown",
+        "components/markdown.py",
+        ("tests/test_markdown.py", "tests/test_markdown_fidelity.py", "tests/test_markdown_property.py"),
+    ),
 )
 
 # Copied beside the mutated file so the tests can import everything they need.

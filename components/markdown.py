@@ -129,7 +129,7 @@ def _place_in_block(text: str, spans: list[tuple[int, int]], inline: Token, pos:
     content_line = content[line_start : len(content) if line_end < 0 else line_end]
     core = content_line.strip()
     lead = len(content_line) - len(content_line.lstrip())
-    if inline.map is None or not core:
+    if inline.map is None:
         raise _Unmapped
     start, source_line = _line_text(text, spans, inline.map[0] + line_in_block)
     found = source_line.rfind(core)
@@ -263,15 +263,14 @@ def _open_block(safe: str, tokens: list[Token]) -> int:
     their images do not depend on what follows. An open code fence is code to its end, so only its
     last line is still open.
     """
-    mapped = [token for token in tokens if token.map is not None]
-    if not mapped:
-        return 0
-    last = max(mapped, key=lambda token: token.map[0] if token.map else 0)
-    assert last.map is not None
+    starts = [(token.map[0], token) for token in tokens if token.map is not None]
+    if not starts:
+        return 0  # nothing but reference definitions, which make no tokens
+    start, last = max(starts, key=lambda pair: pair[0])
     last_line = len(_lines(safe)) - 1
-    if last.type == "fence" and last_line > last.map[0]:
+    if last.type == "fence" and last_line > start:
         return last_line
-    return last.map[0]
+    return start
 
 
 def _first_candidate(text: str, start: int) -> int:
