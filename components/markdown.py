@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
 from markdown_it.rules_inline import StateInline
 from markdown_it.rules_inline.html_inline import html_inline
 from markdown_it.rules_inline.image import image
@@ -29,6 +30,7 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # only bounds the work on hostile input before the blunt fallback below.
 _MAX_PASSES = 32
 _POS = "source_pos"
+_TOO_DEEP = "nesting_limit_reached"
 # A URL inside raw HTML made literal (`<img src="http://x/a.png">`) is auto-linked by Streamlit's renderer
 # with the tag's `">` inside the address; with the scheme's colon escaped (`http\://`, which shows as
 # `http://`) the renderer links only the URL itself.
@@ -50,6 +52,27 @@ def _recording(rule: Any) -> Any:
     return wrapped
 
 
+def _watch_depth(md: MarkdownIt) -> None:
+    """markdown-it stops descending at `maxNesting` levels (20: a dozen nested lists, or images inside
+    images' alt text twenty deep) and leaves what lies deeper unparsed, while Streamlit's renderer has no
+    such limit. Mark the parse's env when that happens, so the text is made literal as a whole instead."""
+    limit = md.options["maxNesting"]
+    tokenize_blocks, skip_token = md.block.tokenize, md.inline.skipToken
+
+    def watched_tokenize(state: StateBlock, startLine: int, endLine: int) -> None:  # markdown-it's names
+        if state.level >= limit:  # the block parser skips the container's lines from here
+            state.env[_TOO_DEEP] = True
+        tokenize_blocks(state, startLine, endLine)
+
+    def watched_skip_token(state: StateInline) -> None:
+        if state.level >= limit:  # the inline parser jumps to the end of the text from here
+            state.env[_TOO_DEEP] = True
+        skip_token(state)
+
+    md.block.tokenize = watched_tokenize  # type: ignore[method-assign]
+    md.inline.skipToken = watched_skip_token  # type: ignore[method-assign]
+
+
 def build_parser() -> MarkdownIt:
     """The parser both `neutralise` and its tests use: what Streamlit's renderer accepts, made strict.
 
@@ -62,6 +85,7 @@ def build_parser() -> MarkdownIt:
     dollarmath_plugin(md, allow_labels=False, allow_space=False, allow_digits=False, allow_blank_lines=False)
     md.inline.ruler.at("image", _recording(image))
     md.inline.ruler.at("html_inline", _recording(html_inline))
+    _watch_depth(md)
     return md
 
 
@@ -81,9 +105,15 @@ def parser() -> MarkdownIt:
     return _PARSER
 
 
-def parse(text: str, every_reference: bool = True) -> list[Token]:
+def _parse(text: str, every_reference: bool = True) -> tuple[list[Token], bool]:
+    """The tokens, and whether some of the text was too deeply nested for the parser to read."""
     env: dict[str, Any] = {"references": _EveryReference()} if every_reference else {}
-    return _PARSER.parse(text, env)
+    tokens = _PARSER.parse(text, env)
+    return tokens, bool(env.get(_TOO_DEEP))
+
+
+def parse(text: str, every_reference: bool = True) -> list[Token]:
+    return _parse(text, every_reference)[0]
 
 
 def unsafe_tokens(tokens: Iterable[Token]) -> list[Token]:
@@ -232,13 +262,20 @@ def _escape_everything(text: str) -> str:
 def _neutralise(text: str) -> tuple[str, list[Token]]:
     """The neutralised text and its own parse (the streaming code reads block boundaries from it)."""
     for _ in range(_MAX_PASSES):
-        tokens = parse(text)
+        tokens, too_deep = _parse(text)
         if "![" not in text and "<" not in text:
             return text, tokens
+        if too_deep:
+            break
         try:
-            # Also as parsed without definitions: `[ref][![a](u)](v)` is a reference link (the image inside
-            # its label) when `[ref]` is defined, but plain text and a linked image when it is not.
-            edits = _edits(text, tokens) or _edits(text, parse(text, every_reference=False))
+            edits = _edits(text, tokens)
+            if not edits:
+                # Also as parsed without definitions: `[ref][![a](u)](v)` is a reference link (the image
+                # inside its label) when `[ref]` is defined, but plain text and a linked image when it is not.
+                undefined, too_deep = _parse(text, every_reference=False)
+                if too_deep:
+                    break
+                edits = _edits(text, undefined)
         except _Unmapped:
             break
         if not edits:
