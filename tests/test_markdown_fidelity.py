@@ -22,12 +22,15 @@ from components.markdown import build_parser, neutralise, parse, safe_stream
 
 CODE = " `<`"  # shown as written by the precise path, as `&lt;` by the fallback
 
+# Each case ends with a line the code span can be appended to without changing what the text is (a table
+# keeps a body row after its delimiter row).
 FIDELITY = [
     # Paragraphs: every line, with the continuation's own indentation kept.
     ("first line\nsecond ![x](u) and <b>\nthird <i>", "first line\nsecond !\\[x](u) and \\<b>\nthird \\<i>"),
     ("![a](u)\n<b> ![c](u)\nlast", "!\\[a](u)\n\\<b> !\\[c](u)\nlast"),
     ("a\n   ![x](u) <b>", "a\n   !\\[x](u) \\<b>"),
     ("a\n\tb <b>\nc", "a\n\tb \\<b>\nc"),
+    ("a\0 <b>", "a\0 \\<b>"),  # markdown-it reads NUL as U+FFFD, and the source keeps it
     # Headings: ATX with a closing sequence, setext over two lines.
     ("## Title ![x](u) <b> ##", "## Title !\\[x](u) \\<b> ##"),
     ("# <b> #<b>", "# \\<b> #\\<b>"),
@@ -39,7 +42,7 @@ FIDELITY = [
     ("> 1. one\n>    - two ![x](u) <b>", "> 1. one\n>    - two !\\[x](u) \\<b>"),
     ("[^1]: note ![x](u)\n    continued <b>\n\ntext[^1]", "[^1]: note !\\[x](u)\n    continued \\<b>\n\ntext[^1]"),
     # The label holds the same text as the definition: the content is the *last* place it occurs.
-    ("[^<b>]: <b>", "[^<b>]: \\<b>"),
+    ("[^<b>x]: <b>x\n  y", "[^<b>x]: \\<b>x\n  y"),
     # Indented code and code inside a list item stay as written; the text around them does not.
     ("    indented <b> ![x](u)\n\npara <b>", "    indented <b> ![x](u)\n\npara \\<b>"),
     ("- a\n\n  b <b>\n\n      code <i>", "- a\n\n  b \\<b>\n\n      code <i>"),
@@ -52,11 +55,15 @@ FIDELITY = [
         "| `<` | <b> |\n|---|---|\n| ![a](u) ![b](v) | a \\| ![x](u) |",
         "| `<` | \\<b> |\n|---|---|\n| !\\[a](u) !\\[b](v) | a \\| !\\[x](u) |",
     ),
-    ("| <a> <b> | ![x](u) `<` ![y](v) |\n|---|---|", "| \\<a> \\<b> | !\\[x](u) `<` !\\[y](v) |\n|---|---|"),
+    (
+        "| <a> <b> | ![x](u) `<` ![y](v) |\n|---|---|\n| c | d |",
+        "| \\<a> \\<b> | !\\[x](u) `<` !\\[y](v) |\n|---|---|\n| c | d |",
+    ),
     ("| <b> ![x](u) |\n|---|\n| `<` |", "| \\<b> !\\[x](u) |\n|---|\n| `<` |"),
-    ("|<b>|\n|-|", "|\\<b>|\n|-|"),
-    ("<b> | a\n--|--", "\\<b> | a\n--|--"),
-    ("| <<b> | `<` |\n|---|---|", "| <\\<b> | `<` |\n|---|---|"),
+    ("|<b>|\n|-|\n|c|", "|\\<b>|\n|-|\n|c|"),  # a mark at the start of the line, or right after another
+    ("<b> | a\n--|--\nc | d", "\\<b> | a\n--|--\nc | d"),
+    ("| <<b> | `<` |\n|---|---|\n| c | d |", "| <\\<b> | `<` |\n|---|---|\n| c | d |"),
+    ("| < <b> |\n|---|\n| c |", "| < \\<b> |\n|---|\n| c |"),  # a `<` that is text still counts
     ("x\n\n| a |\n|---|\n| <b> ![x](u) |", "x\n\n| a |\n|---|\n| \\<b> !\\[x](u) |"),
     # Strikethrough and HTML blocks.
     ("~~<b>~~ and ~~![x](u)~~", "~~\\<b>~~ and ~~!\\[x](u)~~"),
