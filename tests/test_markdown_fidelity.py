@@ -267,3 +267,20 @@ def test_a_held_block_is_parsed_again_only_after_it_grows_enough(monkeypatch: py
 def test_a_long_held_block_is_parsed_again_after_a_sixteenth(monkeypatch: pytest.MonkeyPatch) -> None:
     # A sixteenth of the text parsed last: 62 characters after 1000.
     assert parse_lengths(monkeypatch, ["<" + "a" * 999, "a" * 61, "a", "a" * 31]) == [1000, 1062, 1093]
+
+
+@pytest.mark.parametrize(
+    ("read", "too_deep"),
+    [
+        ("> " * 19 + "x", "> " * 20 + "x"),  # each blockquote is a level
+        ("- " * 9 + "x", "- " * 10 + "x"),  # each list and each item is a level
+        ("![" * 20 + "x" + "](u)" * 20, "![" * 21 + "x" + "](u)" * 21),  # each label scanned inside a label
+    ],
+)
+def test_the_parser_marks_text_nested_past_what_it_reads(read: str, too_deep: str) -> None:
+    md = build_parser()
+    env: dict[str, object] = {}
+    md.parse(read, env)
+    assert markdown._TOO_DEEP not in env
+    md.parse(too_deep, env)
+    assert env[markdown._TOO_DEEP] is True
