@@ -6,7 +6,8 @@ where markdown puts code spans, fences and containers, so the text is parsed wit
 like Streamlit's renderer (CommonMark, GFM tables, strikethrough and footnotes, dollar math). Every image
 and every raw HTML node the parser finds is made literal by editing the *source*: a backslash before the
 image's `[` and before the HTML's `<`. Nothing else changes, so the rest renders as written. Stored text
-is never changed: only what is rendered.
+is never changed: only what is rendered. Text nested deeper than the parser reads (markdown-it stops at 20
+levels; the renderer does not) cannot be searched, so it is made literal as a whole.
 """
 
 from __future__ import annotations
