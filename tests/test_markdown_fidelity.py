@@ -219,6 +219,12 @@ def test_the_open_block_is_held_back_from_its_first_mark() -> None:
     assert parts == ["Intro\n\nsee ", "\\<b> and more"]
 
 
+def test_the_open_block_is_held_back_from_its_first_mark_not_a_later_one() -> None:
+    shown, parts = timeline(["a <b> c", " <i> d"], min_growth=1)
+    assert shown == ["a ", "a ", "a \\<b> c \\<i> d"]
+    assert parts == ["a ", "\\<b> c \\<i> d"]
+
+
 def test_only_the_last_line_of_an_open_fence_is_held() -> None:
     shown, _ = timeline(["```\n<1>\n", "<2>\n", "x"], min_growth=1)
     assert shown == ["```\n<1>\n", "```\n<1>\n<2>\n", "```\n<1>\n<2>\nx", "```\n<1>\n<2>\nx"]
