@@ -41,6 +41,9 @@ class Target:
     functions: tuple[str, ...] = ()
     # (what, old text, new text): mutants applied by hand instead of by mutmut (see the module doc)
     hand_mutants: tuple[tuple[str, str, str], ...] = ()
+    # mutmut's CPU limit per mutant is (test time + 60 s) x this x 2: a mutant that loops while its memory
+    # grows (the markdown fallback's text doubling each pass) would otherwise hold gigabytes for half an hour.
+    timeout_multiplier: float = 15.0
 
 
 _ROLE = "set_config('role', 'authenticated', true)"
@@ -120,6 +123,7 @@ TARGETS: tuple[Target, ...] = (
         "markdown",
         "components/markdown.py",
         ("tests/test_markdown.py", "tests/test_markdown_fidelity.py", "tests/test_markdown_property.py"),
+        timeout_multiplier=2.0,
     ),
 )
 
@@ -157,6 +161,7 @@ def setup_cfg(target: Target) -> str:
         f"pytest_add_cli_args_test_selection =\n    {tests}\n"
         # The database fixtures start a PostgreSQL per run: give slow mutants room before calling them hung.
         "timeout_constant = 60\n"
+        f"timeout_multiplier = {target.timeout_multiplier}\n"
     )
 
 
