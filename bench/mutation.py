@@ -15,6 +15,9 @@ runs only the test files that cover it, which is what keeps a run in minutes.
 mutmut 3 does not mutate decorated functions, and the transaction helper is two @contextmanager
 functions; so that target lists its mutants by hand (HAND_MUTANTS: the operators mutmut would apply
 there, plus the ones that matter for it), applied one at a time to the copy, with the same test run.
+
+Survivors that cannot change any output (equivalent mutants) are explained in docs/mutation-triage.md;
+any survivor not listed there is a gap in the tests.
 """
 
 from __future__ import annotations
