@@ -201,15 +201,15 @@ def _edits(text: str, tokens: list[Token]) -> dict[int, str]:
         """Make the tag at `offset` literal, and keep the URLs in it (up to `end`) from being linked with
         the tag's closing characters."""
         add(offset, "<", "\\<")
+        # An escaped colon (`http\://`, from an earlier pass or the writer) does not match: nothing to undo.
         for match in _SCHEME.finditer(text, offset, end):
-            if text[match.start(1) - 1] != "\\":
-                edits[match.start(1)] = "\\:"
+            edits[match.start(1)] = "\\:"
 
     rows: dict[int, list[Token]] = {}
     parents: dict[int, str] = {}
     for index, token in enumerate(tokens):
         if token.type == "inline":
-            parents[id(token)] = tokens[index - 1].type if index else ""
+            parents[id(token)] = tokens[index - 1].type  # an inline token always follows its block's opening
             if parents[id(token)] in ("th_open", "td_open") and token.map is not None:
                 rows.setdefault(token.map[0], []).append(token)
         elif token.type == "html_block":
@@ -217,7 +217,7 @@ def _edits(text: str, tokens: list[Token]) -> dict[int, str]:
                 raise _Unmapped
             start, source_line = _line_text(text, spans, token.map[0])
             first = token.content.split("\n", 1)[0].strip()
-            found = source_line.rfind(first) if first else -1
+            found = source_line.rfind(first)  # (an HTML block's first line starts with its `<`: never empty)
             if found < 0:
                 raise _Unmapped
             literal_html(start + found, start + len(source_line))

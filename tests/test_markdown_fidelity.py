@@ -65,9 +65,14 @@ FIDELITY = [
     ("| <<b> | `<` |\n|---|---|\n| c | d |", "| <\\<b> | `<` |\n|---|---|\n| c | d |"),
     ("| < <b> |\n|---|\n| c |", "| < \\<b> |\n|---|\n| c |"),  # a `<` that is text still counts
     ("x\n\n| a |\n|---|\n| <b> ![x](u) |", "x\n\n| a |\n|---|\n| \\<b> !\\[x](u) |"),
-    # Strikethrough and HTML blocks.
+    ("| a \\| <b> |\n|---|\n| c |", "| a \\| \\<b> |\n|---|\n| c |"),  # a header cell with an escaped pipe
+    # Strikethrough and HTML blocks (one that repeats its first tag; one in a footnote with that tag as label).
     ("~~<b>~~ and ~~![x](u)~~", "~~\\<b>~~ and ~~!\\[x](u)~~"),
     ("<div>\n<b>\n</div>\n\n<!-- c -->", "\\<div>\n\\<b>\n\\</div>\n\n\\<!-- c -->"),
+    ("<div> <div>\nx", "\\<div> \\<div>\nx"),
+    ("[^<div>]: <div>\nx", "[^<div>]: \\<div>\nx"),
+    # A URL inside a tag made literal has its colon escaped; one after the tag is left to the renderer.
+    ('<a href="http://a.test"> then http://b.test/', '\\<a href="http\\://a.test"> then http://b.test/'),
     # References: an image whose reference is not defined is still an image to the renderer once it is.
     ("![x][nope]", "!\\[x][nope]"),
     # Defined (as every label is, for the first parse), `[![a](u)]` is a label; undefined, a linked image.
