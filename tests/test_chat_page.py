@@ -188,7 +188,7 @@ def test_model_images_are_never_rendered_and_html_is_text(
     assert not at.exception
     rendered = at.chat_message[1].markdown
     assert [md.value for md in rendered] == [
-        "See !\\[pixel](http://tracker.example/p.png) \\<img src=http://tracker.example/q>"
+        "See !\\[pixel](http://tracker.example/p.png) \\<img src=http\\://tracker.example/q>"
     ]
     assert all(not md.proto.allow_html for md in rendered)
     # Stored as the model sent it; only rendering is neutralised.
