@@ -280,7 +280,7 @@ def test_safe_stream_never_renders_what_the_final_text_takes_back() -> None:
     )
     final = neutralise(text)
     assert final == (
-        "Intro !\\[a](http://x/1.png) and \\<img src=http://x/2>\n```markdown\n![literal](kept)\n```\n"
+        "Intro !\\[a](http://x/1.png) and \\<img src=http\\://x/2>\n```markdown\n![literal](kept)\n```\n"
         "tail !\\[ref][r] and `code`\n\n[r]: http://x/3.png"
     )
     for seed in range(200):
