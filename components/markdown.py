@@ -6,7 +6,8 @@ where markdown puts code spans, fences and containers, so the text is parsed wit
 like Streamlit's renderer (CommonMark, GFM tables, strikethrough and footnotes, dollar math). Every image
 and every raw HTML node the parser finds is made literal by editing the *source*: a backslash before the
 image's `[` and before the HTML's `<`. Nothing else changes, so the rest renders as written. Stored text
-is never changed: only what is rendered.
+is never changed: only what is rendered. Text nested deeper than the parser reads (markdown-it stops at 20
+levels; the renderer does not) cannot be searched, so it is made literal as a whole.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
 from markdown_it.rules_inline import StateInline
 from markdown_it.rules_inline.html_inline import html_inline
 from markdown_it.rules_inline.image import image
@@ -29,6 +31,7 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # only bounds the work on hostile input before the blunt fallback below.
 _MAX_PASSES = 32
 _POS = "source_pos"
+_TOO_DEEP = "nesting_limit_reached"
 # A URL inside raw HTML made literal (`<img src="http://x/a.png">`) is auto-linked by Streamlit's renderer
 # with the tag's `">` inside the address; with the scheme's colon escaped (`http\://`, which shows as
 # `http://`) the renderer links only the URL itself.
@@ -50,6 +53,27 @@ def _recording(rule: Any) -> Any:
     return wrapped
 
 
+def _watch_depth(md: MarkdownIt) -> None:
+    """markdown-it stops descending at `maxNesting` levels (20: a dozen nested lists, or images inside
+    images' alt text twenty deep) and leaves what lies deeper unparsed, while Streamlit's renderer has no
+    such limit. Mark the parse's env when that happens, so the text is made literal as a whole instead."""
+    limit = md.options["maxNesting"]
+    tokenize_blocks, skip_token = md.block.tokenize, md.inline.skipToken
+
+    def watched_tokenize(state: StateBlock, startLine: int, endLine: int) -> None:  # markdown-it's names
+        if state.level >= limit:  # the block parser skips the container's lines from here
+            state.env[_TOO_DEEP] = True
+        tokenize_blocks(state, startLine, endLine)
+
+    def watched_skip_token(state: StateInline) -> None:
+        if state.level >= limit:  # the inline parser jumps to the end of the text from here
+            state.env[_TOO_DEEP] = True
+        skip_token(state)
+
+    md.block.tokenize = watched_tokenize  # type: ignore[method-assign]
+    md.inline.skipToken = watched_skip_token  # type: ignore[method-assign]
+
+
 def build_parser() -> MarkdownIt:
     """The parser both `neutralise` and its tests use: what Streamlit's renderer accepts, made strict.
 
@@ -62,6 +86,7 @@ def build_parser() -> MarkdownIt:
     dollarmath_plugin(md, allow_labels=False, allow_space=False, allow_digits=False, allow_blank_lines=False)
     md.inline.ruler.at("image", _recording(image))
     md.inline.ruler.at("html_inline", _recording(html_inline))
+    _watch_depth(md)
     return md
 
 
@@ -81,9 +106,15 @@ def parser() -> MarkdownIt:
     return _PARSER
 
 
-def parse(text: str, every_reference: bool = True) -> list[Token]:
+def _parse(text: str, every_reference: bool = True) -> tuple[list[Token], bool]:
+    """The tokens, and whether some of the text was too deeply nested for the parser to read."""
     env: dict[str, Any] = {"references": _EveryReference()} if every_reference else {}
-    return _PARSER.parse(text, env)
+    tokens = _PARSER.parse(text, env)
+    return tokens, bool(env.get(_TOO_DEEP))
+
+
+def parse(text: str, every_reference: bool = True) -> list[Token]:
+    return _parse(text, every_reference)[0]
 
 
 def unsafe_tokens(tokens: Iterable[Token]) -> list[Token]:
@@ -129,7 +160,7 @@ def _place_in_block(text: str, spans: list[tuple[int, int]], inline: Token, pos:
     content_line = content[line_start : len(content) if line_end < 0 else line_end]
     core = content_line.strip()
     lead = len(content_line) - len(content_line.lstrip())
-    if inline.map is None or not core:
+    if inline.map is None:
         raise _Unmapped
     start, source_line = _line_text(text, spans, inline.map[0] + line_in_block)
     found = source_line.rfind(core)
@@ -170,15 +201,15 @@ def _edits(text: str, tokens: list[Token]) -> dict[int, str]:
         """Make the tag at `offset` literal, and keep the URLs in it (up to `end`) from being linked with
         the tag's closing characters."""
         add(offset, "<", "\\<")
+        # An escaped colon (`http\://`, from an earlier pass or the writer) does not match: nothing to undo.
         for match in _SCHEME.finditer(text, offset, end):
-            if text[match.start(1) - 1] != "\\":
-                edits[match.start(1)] = "\\:"
+            edits[match.start(1)] = "\\:"
 
     rows: dict[int, list[Token]] = {}
     parents: dict[int, str] = {}
     for index, token in enumerate(tokens):
         if token.type == "inline":
-            parents[id(token)] = tokens[index - 1].type if index else ""
+            parents[id(token)] = tokens[index - 1].type  # an inline token always follows its block's opening
             if parents[id(token)] in ("th_open", "td_open") and token.map is not None:
                 rows.setdefault(token.map[0], []).append(token)
         elif token.type == "html_block":
@@ -186,7 +217,7 @@ def _edits(text: str, tokens: list[Token]) -> dict[int, str]:
                 raise _Unmapped
             start, source_line = _line_text(text, spans, token.map[0])
             first = token.content.split("\n", 1)[0].strip()
-            found = source_line.rfind(first) if first else -1
+            found = source_line.rfind(first)  # (an HTML block's first line starts with its `<`: never empty)
             if found < 0:
                 raise _Unmapped
             literal_html(start + found, start + len(source_line))
@@ -232,13 +263,20 @@ def _escape_everything(text: str) -> str:
 def _neutralise(text: str) -> tuple[str, list[Token]]:
     """The neutralised text and its own parse (the streaming code reads block boundaries from it)."""
     for _ in range(_MAX_PASSES):
-        tokens = parse(text)
+        tokens, too_deep = _parse(text)
         if "![" not in text and "<" not in text:
             return text, tokens
+        if too_deep:
+            break
         try:
-            # Also as parsed without definitions: `[ref][![a](u)](v)` is a reference link (the image inside
-            # its label) when `[ref]` is defined, but plain text and a linked image when it is not.
-            edits = _edits(text, tokens) or _edits(text, parse(text, every_reference=False))
+            edits = _edits(text, tokens)
+            if not edits:
+                # Also as parsed without definitions: `[ref][![a](u)](v)` is a reference link (the image
+                # inside its label) when `[ref]` is defined, but plain text and a linked image when it is not.
+                undefined, too_deep = _parse(text, every_reference=False)
+                if too_deep:
+                    break
+                edits = _edits(text, undefined)
         except _Unmapped:
             break
         if not edits:
@@ -263,15 +301,14 @@ def _open_block(safe: str, tokens: list[Token]) -> int:
     their images do not depend on what follows. An open code fence is code to its end, so only its
     last line is still open.
     """
-    mapped = [token for token in tokens if token.map is not None]
-    if not mapped:
-        return 0
-    last = max(mapped, key=lambda token: token.map[0] if token.map else 0)
-    assert last.map is not None
+    starts = [(token.map[0], token) for token in tokens if token.map is not None]
+    if not starts:
+        return 0  # nothing but reference definitions, which make no tokens
+    start, last = max(starts, key=lambda pair: pair[0])
     last_line = len(_lines(safe)) - 1
-    if last.type == "fence" and last_line > last.map[0]:
+    if last.type == "fence" and last_line > start:
         return last_line
-    return last.map[0]
+    return start
 
 
 def _first_candidate(text: str, start: int) -> int:

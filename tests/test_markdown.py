@@ -109,3 +109,24 @@ def test_only_the_image_and_html_characters_change() -> None:
 )
 def test_urls_inside_literal_html_are_not_linked_with_the_tags_end(text: str, expected: str) -> None:
     assert neutralise(text) == expected
+
+
+# markdown-it stops descending at 20 levels of nesting and leaves the rest unparsed, where Streamlit's renderer
+# does not stop: each of these, one level past what markdown-it reads, made Chromium fetch the image. Such text
+# is made literal as a whole (the fallback: no `![` and no `<` left, code spans included).
+TOO_DEEP = [
+    "> " * 20 + "![x](http://evil.test/deep-quote.png)",
+    "- " * 10 + "![x](http://evil.test/deep-list.png)",  # a list and its item are a level each
+    "![" * 21 + "x" + "](u)" * 20 + "](http://evil.test/deep-image.png)",
+]
+
+
+@pytest.mark.parametrize("text", TOO_DEEP)
+def test_text_nested_too_deep_to_parse_is_made_literal_as_a_whole(text: str) -> None:
+    assert neutralise(text + " `<`") == text.replace("![", "!\\[") + " `&lt;`"
+
+
+def test_nesting_the_parser_reads_is_still_neutralised_exactly() -> None:
+    text = "- " * 9 + "![x](u) <b> `<`\n\n" + "> " * 19 + "<i>\n\n" + "![" * 20 + "x" + "](u)" * 20
+    expected = "- " * 9 + "!\\[x](u) \\<b> `<`\n\n" + "> " * 19 + "\\<i>\n\n" + "!\\[" * 20 + "x" + "](u)" * 20
+    assert neutralise(text) == expected

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, Request, expect
 
 from tests.e2e.server import app_server
 from tests.e2e.test_chat_browser import browser, idle
-from tests.test_markdown import BYPASSES
+from tests.test_markdown import BYPASSES, TOO_DEEP
 
 __all__ = ["browser"]  # the Chromium fixture, shared with the chat browser test
 pytestmark = pytest.mark.e2e
@@ -44,6 +44,8 @@ PAYLOADS = [
     f"<div>\n\n![x]({EVIL}/after-html.png)\n\n</div>",
     f"\\`![x]({EVIL}/escaped-backtick.png)`",
     *[text.replace("http://evil.test", EVIL) for text in BYPASSES],
+    # Deeper than the neutraliser's parser reads (the first line puts the host in the sidebar title).
+    *[f"{EVIL} deep\n\n" + text.replace("http://evil.test", EVIL) for text in TOO_DEEP],
 ]
 
 
@@ -90,8 +92,9 @@ def test_hostile_markdown_makes_no_request_to_another_host(server: str, browser:
     page.reload(wait_until="domcontentloaded")
     expect(page.get_by_test_id("stChatMessage")).to_have_count(2, timeout=30_000)
     idle(page)
-    # The payloads did render, as text: the sidebar holds one conversation per payload.
+    # The payloads did render, as text: the sidebar holds one conversation per payload (its first page, the
+    # 20 most recent).
     sidebar_titles = page.get_by_test_id("stSidebar").get_by_role("button").all_inner_texts()
-    assert sum("evil.test" in title for title in sidebar_titles) >= len(PAYLOADS) - 2, sidebar_titles
+    assert sum("evil.test" in title for title in sidebar_titles) >= min(len(PAYLOADS), 20) - 2, sidebar_titles
     assert not elsewhere, elsewhere
     assert page.evaluate("window.__cspViolations") == []
