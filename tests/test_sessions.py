@@ -4,6 +4,7 @@ services/sessions.py over services/store/signin.py, and the row-level security o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,8 +33,12 @@ SETUP = "setup-code-for-tests"
 
 
 class MovableClock(Clock):
+    """Time that moves only when a test moves it: the wall clock is read once, so a slow machine (bcrypt
+    under load takes seconds) cannot turn a 900 s wait into 899."""
+
     def __init__(self) -> None:
-        super().__init__()
+        start = time.time()
+        super().__init__(wall=lambda: start)
         self.moved = 0.0
 
     def offset(self) -> float:
