@@ -1,7 +1,8 @@
 """Load (issue 17): 50 concurrent streamed chats through the HTTP API against one app process, then the same
 with 10 browser sessions chatting on the chat page of that same process at once.
 
-    python bench/load.py [--n 50] [--browsers 10] [--chunks 500] [--chunk-ms 10] [--first-ms 300] [--json]
+    python bench/load.py [--n 50] [--browsers 10] [--chunks 500] [--chunk-ms 10] [--first-ms 300]
+                         [--env CHAT_DB_POOL_MAX=25 ...] [--json]
 
 The app is bench/api.py's (`bench_app`: one `streamlit run app.py`, embedded PostgreSQL, rate limit off,
 CHAT_METRICS=on here); its clients are bench/api.py's too (POST /api/chat, one thread and connection each,
@@ -50,7 +51,6 @@ from services.auth import Principal  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "load bench passphrase"
 RATIO_TARGET = 1.3
-EXTRA_ENV = dict(v.split("=", 1) for v in os.environ.get("LOAD_ENV", "").split() if "=" in v)
 POOL = "chat"  # services/runtime.py watches the chat store's pool under this name
 
 
@@ -255,8 +255,12 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=500)
     parser.add_argument("--chunk-ms", type=float, default=10.0)
     parser.add_argument("--first-ms", type=float, default=300.0)
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="app setting, e.g. CHAT_DB_POOL_MAX=25"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    extra = dict(v.split("=", 1) for v in args.env)
     if args.browsers and not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing: install Debian's chromium, or run with --browsers 0")
 
@@ -275,7 +279,7 @@ def main() -> None:
     with (
         wire_process(args.chunks, args.chunk_ms, args.first_ms) as wire_url,
         bench_app(
-            wire_url, max_streams=args.n + args.browsers, env={"CHAT_METRICS": "on", **EXTRA_ENV}, setup=setup
+            wire_url, max_streams=args.n + args.browsers, env={"CHAT_METRICS": "on", **extra}, setup=setup
         ) as app,
     ):
         url = app.server.url
