@@ -137,10 +137,18 @@ class LiveReply:
 
     async def chunks(self, idle_s: float | None = None) -> AsyncGenerator[str, None]:
         """The reply's text as it arrives; with `idle_s`, also "" whenever that long passes with nothing
-        (so the caller can send a keep-alive, which is also how a server notices a vanished client)."""
+        (so the caller can send a keep-alive, which is also how a server notices a vanished client).
+
+        Text that has piled up while the event loop was busy comes as one piece: each piece is one write
+        to the client, and with many streams in a busy process (bench/load.py: 50 at once, the loop waiting
+        for the GIL after every socket write) one write per piece left the loop further behind each time,
+        the first text reaching clients seconds after the provider sent it."""
+        held: tuple[str, Any] | None = None
         try:
             while True:
-                if idle_s is None:
+                if held is not None:
+                    (kind, value), held = held, None
+                elif idle_s is None:
                     kind, value = await self._queue.get()
                 else:
                     try:
@@ -149,7 +157,14 @@ class LiveReply:
                         yield ""
                         continue
                 if kind == _TEXT:
-                    yield value
+                    pieces = [value]
+                    while held is None and not self._queue.empty():
+                        item = self._queue.get_nowait()
+                        if item[0] == _TEXT:
+                            pieces.append(item[1])
+                        else:
+                            held = item  # the end or a failure: after this text, as it came
+                    yield "".join(pieces)
                 elif kind == _END:
                     return
                 elif kind == _FAILED:

@@ -29,8 +29,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from services.identity import build_identity  # noqa: E402
 from services.store import embedded  # noqa: E402
 from services.store.migrate import migrate  # noqa: E402
 from services.store.postgres import PostgresStore  # noqa: E402
-from tests.e2e.server import app_server  # noqa: E402
+from tests.e2e.server import AppServer, app_server  # noqa: E402
 
 USERS = 10
 MODEL = "compat/wire-model"
@@ -175,6 +176,75 @@ def direct(wire: WireServer, n: int) -> list[tuple[float, float]]:
         return list(pool.map(one, range(n)))
 
 
+# --- the app under test -----------------------------------------------------------------------------
+
+
+@dataclass
+class BenchApp:
+    server: AppServer
+    store: PostgresStore  # a small pool of the bench's own, to check what the app stored
+    accounts: list[Account]  # USERS API users; client i streams as accounts[i % USERS]
+    tokens: list[str]
+
+
+@contextmanager
+def bench_app(
+    wire_url: str,
+    *,
+    max_streams: int,
+    route: str = "api-chat",
+    env: Mapping[str, str] | None = None,
+    setup: Callable[[Path], None] | None = None,
+) -> Iterator[BenchApp]:
+    """One `streamlit run app.py` on a fresh embedded database, its compatible provider at `wire_url`, rate
+    limit off, and a sign-in token for each of USERS users. One chat has gone through it (the first request
+    builds the services: database pool, catalogue) before it is handed over. `setup(data_dir)` runs too."""
+    base = Path(tempfile.mkdtemp(prefix="benchapi-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    db = embedded.start(base / "db", database="bench_api")
+    migrate(db.admin_url)
+    accounts = [Account(f"bench{i}", f"Bench {i}", "", (), id=f"bench-user-{i}") for i in range(USERS)]
+    tokens: list[str] = []
+
+    def prepare(data_dir: Path) -> None:
+        # The app's own issuer key, in the data directory it is about to start with: tokens it accepts.
+        identity = build_identity(settings_from({"CHAT_DATA_DIR": str(data_dir), "CHAT_TOKEN_TTL_S": "3600"}))
+        assert identity.issuer is not None
+        tokens.extend(identity.issuer.issue(a) for a in accounts)
+        if setup is not None:
+            setup(data_dir)
+
+    app_env = {
+        "CHAT_AUTH": "local",
+        "DATABASE_URL": db.app_url,
+        "DATABASE_ADMIN_URL": db.admin_url,
+        "CHAT_RATE_LIMIT_PER_MINUTE": "0",
+        "CHAT_TOKEN_TTL_S": "3600",
+        "CHAT_API_MAX_STREAMS": str(max(64, max_streams)),
+        "OPENAI_BASE_URL": wire_url,
+        "OPENAI_COMPAT_MODELS": "wire-model",
+        **(env or {}),
+    }
+    store = PostgresStore(db.app_url, pool_max=4)
+    try:
+        with app_server(app_env, setup=prepare) as server:
+            warm = stream_one(server.url, route, tokens[0], 0, threading.Barrier(1))
+            if warm.error:
+                raise SystemExit(f"warm-up failed: {warm.error}\n{server.log()[-3000:]}")
+            yield BenchApp(server, store, accounts, tokens)
+    finally:
+        store.close()
+
+
+def run_streams(app: BenchApp, route: str, n: int) -> list[Result]:
+    """N clients, started together, each streaming one chat as user i % USERS."""
+    start = threading.Barrier(n)
+    with ThreadPoolExecutor(n) as pool:
+        return list(
+            pool.map(lambda i: stream_one(app.server.url, route, app.tokens[i % USERS], i % USERS, start), range(n))
+        )
+
+
 # --- the run ----------------------------------------------------------------------------------------
 
 
@@ -197,42 +267,10 @@ def main() -> None:
     ideal_first = args.first_ms / 1000
     ideal_total = ideal_first + (args.chunks - 1) * args.chunk_ms / 1000
 
-    base = Path(tempfile.mkdtemp(prefix="benchapi-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    db = embedded.start(base / "db", database="bench_api")
-    migrate(db.admin_url)
-    accounts = [Account(f"bench{i}", f"Bench {i}", "", (), id=f"bench-user-{i}") for i in range(USERS)]
-    tokens: list[str] = []
-
-    def mint(data_dir: Path) -> None:
-        # The app's own issuer key, in the data directory it is about to start with: tokens it accepts.
-        identity = build_identity(settings_from({"CHAT_DATA_DIR": str(data_dir), "CHAT_TOKEN_TTL_S": "3600"}))
-        assert identity.issuer is not None
-        tokens.extend(identity.issuer.issue(a) for a in accounts)
-
-    env = {
-        "CHAT_AUTH": "local",
-        "DATABASE_URL": db.app_url,
-        "DATABASE_ADMIN_URL": db.admin_url,
-        "CHAT_RATE_LIMIT_PER_MINUTE": "0",
-        "CHAT_TOKEN_TTL_S": "3600",
-        "CHAT_API_MAX_STREAMS": str(max(64, args.n)),
-    }
-    store = PostgresStore(db.app_url, pool_max=4)
-    with WireServer("openai", script) as wire, app_server(
-        {**env, "OPENAI_BASE_URL": wire.base_url, "OPENAI_COMPAT_MODELS": "wire-model"}, setup=mint
-    ) as server:
-        # One warm-up chat: the first request builds the services (database pool, catalogue).
-        warm = stream_one(server.url, args.route, tokens[0], 0, threading.Barrier(1))
-        if warm.error:
-            raise SystemExit(f"warm-up failed: {warm.error}\n{server.log()[-3000:]}")
-        start = threading.Barrier(args.n)
-        with ThreadPoolExecutor(args.n) as pool:
-            results = list(pool.map(lambda i: stream_one(server.url, args.route, tokens[i % USERS], i % USERS, start),
-                                    range(args.n)))  # fmt: skip
+    with WireServer("openai", script) as wire, bench_app(wire.base_url, max_streams=args.n, route=args.route) as app:
+        results = run_streams(app, args.route, args.n)
         floor = direct(wire, args.n)
-    mismatches = verify(store, accounts, results)
-    store.close()
+        mismatches = verify(app.store, app.accounts, results)
 
     ok = [r for r in results if r.error is None]
     summary = {

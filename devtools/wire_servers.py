@@ -41,6 +41,9 @@ class Script:
     # wait before chunk i until the test sets the event: ordering without racing the client's read timeout
     gate_before: dict[int, threading.Event] = field(default_factory=dict)
     retry_after: str | None = None
+    # Chunk i is due `first_delay_s + i * chunk_delay_s` after the request, however late the previous write
+    # was: a real provider keeps its own pace when this machine is busy (off: each gap is measured anew).
+    on_schedule: bool = False
 
 
 @dataclass
@@ -325,6 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
         openai = self.wire.kind == "openai"
         head = OpenAIFormat.start(model) if openai else AnthropicFormat.start(model, script.usage[0])
         self._pause(script.first_delay_s)
+        first_at = time.monotonic()
         for part in head:
             self._write(part)
         if script.fault == "error_first":
@@ -337,7 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._fault(script.fault)
                 return
             if i and script.chunk_delay_s:
-                self._pause(script.chunk_delay_s)
+                due = first_at + i * script.chunk_delay_s if script.on_schedule else None
+                self._pause(script.chunk_delay_s if due is None else due - time.monotonic())
             self._pause(script.pause_before.get(i, 0.0))
             if i in script.gate_before:
                 script.gate_before[i].wait(30)

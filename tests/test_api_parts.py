@@ -73,7 +73,7 @@ def test_the_pool_refuses_beyond_its_bound_and_frees_the_slot_when_a_reply_ends(
         second = GatedReply()
         second.gate.set()
         again = await pool.open(lambda: cast(Reply, second))  # the slot is free again
-        assert [c async for c in again.chunks()] == ["a", "b"]
+        assert "".join([c async for c in again.chunks()]) == "ab"
         pool.shutdown()
 
     asyncio.run(scenario())
@@ -93,6 +93,37 @@ def test_a_cancelled_stream_closes_its_reply_on_the_worker_thread() -> None:
         return reply
 
     assert asyncio.run(scenario()).ended == "closed early"
+
+
+class BurstReply:
+    """Yields its pieces as fast as it can, then says it has finished: all of them are queued before the
+    consumer (the event loop, as when it is busy) gets to read any."""
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+        self.finished = threading.Event()
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            yield from self.pieces
+        finally:
+            self.finished.set()
+
+    def close(self) -> None:
+        pass
+
+
+def test_text_that_piled_up_while_the_loop_was_busy_comes_as_one_piece_then_the_end() -> None:
+    async def scenario() -> list[str]:
+        pool = StreamPool(1)
+        reply = BurstReply(["one ", "two ", "three"])
+        live = await pool.open(lambda: cast(Reply, reply))
+        assert await asyncio.to_thread(reply.finished.wait, 10)
+        got = [c async for c in live.chunks(idle_s=5)]
+        pool.shutdown()
+        return got
+
+    assert asyncio.run(scenario()) == ["one two three"]
 
 
 def test_what_start_raises_reaches_the_route_and_frees_the_slot() -> None:
