@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
@@ -289,25 +289,24 @@ class PostgresStore:
         return self._page(principal, scope, rows, limit, lambda c: (c.updated_at, c.id))
 
     def rename_conversation(self, principal: Principal, conversation_id: uuid.UUID | str, title: str) -> Conversation:
-        cid = parse_uuid(conversation_id)
-        title = clean_title(title)
-        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
-            cur.execute(
-                f"update public.conversations set title = %s where id = %s returning {CONVERSATION_COLUMNS}",
-                [title, cid],
-            )
-            row = cur.fetchone()
-        if row is None:
-            raise NotFound("That conversation does not exist.")
-        return row
+        return self._set_conversation_column(principal, conversation_id, "title", clean_title(title))
 
     def set_instructions(self, principal: Principal, conversation_id: uuid.UUID | str, text: str) -> Conversation:
+        return self._set_conversation_column(principal, conversation_id, "instructions", clean_instructions(text))
+
+    def _set_conversation_column(
+        self,
+        principal: Principal,
+        conversation_id: uuid.UUID | str,
+        column: Literal["title", "instructions"],
+        value: str,
+    ) -> Conversation:
+        """One column of one of the caller's conversations (RLS hides the others: NotFound)."""
         cid = parse_uuid(conversation_id)
-        text = clean_instructions(text)
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
             cur.execute(
-                f"update public.conversations set instructions = %s where id = %s returning {CONVERSATION_COLUMNS}",
-                [text, cid],
+                f"update public.conversations set {column} = %s where id = %s returning {CONVERSATION_COLUMNS}",
+                [value, cid],
             )
             row = cur.fetchone()
         if row is None:

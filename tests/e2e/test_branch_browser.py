@@ -4,20 +4,18 @@ first version with `‹`; reload, and the chosen version is still the one shown 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from services.providers.demo import CONFIGURE_HINT
-from tests.e2e.helpers import settle
 from tests.e2e.server import ROOT, app_server
+from tests.e2e.test_chat_browser import browser, idle
 
+__all__ = ["browser"]  # the Chromium fixture, shared with the chat browser test
 pytestmark = pytest.mark.e2e
 
 SHOTS = ROOT / "tests" / "e2e" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +23,6 @@ def server() -> Iterator[str]:
     env = {"CHAT_AUTH": "none", "CHAT_DEMO_CHARS_PER_S": "100000", "CHAT_RATE_LIMIT_PER_MINUTE": "0"}
     with app_server(env) as s:
         yield s.url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (apt-get install chromium); see README"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-def idle(page: Page) -> None:
-    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_have_count(1, timeout=30_000)
-    settle(page)
 
 
 def send(page: Page, text: str, replies: int) -> None:
