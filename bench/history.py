@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg
 
 from services import export
+from services.app_tokens import APP_ISSUER, user_claims
 from services.auth import Principal
 from services.store import MessageFilter, embedded
 from services.store.migrate import migrate
@@ -190,7 +191,8 @@ def main() -> None:
         return
 
     principal = Principal(HEAVY)
-    claims = json.dumps(principal.db_claims())
+    # The claims the store sets (services/app_tokens.py): the policies trust only this app's user claims.
+    claims = json.dumps(user_claims(principal, APP_ISSUER, time.time(), lifetime=86_400))
     store = PostgresStore(db.app_url, max_message_chars=32_000, pool_max=2)
     app = psycopg.connect(db.app_url)  # the app's login role, as the store uses it
     owner = psycopg.connect(db.admin_url)  # the table owner (superuser): RLS does not apply
