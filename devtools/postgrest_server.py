@@ -73,6 +73,8 @@ class Recorded:
     query: str
     headers: dict[str, str]
     body: Any
+    status: int = 0  # what the server answered (0 while it has not)
+    answer: Any = None  # the JSON it answered, if any
 
     @property
     def params(self) -> list[tuple[str, str]]:
@@ -207,13 +209,19 @@ class PostgrestServer:
                 token,
                 RSAAlgorithm.from_jwk(json.dumps(jwk)),  # type: ignore[arg-type]
                 algorithms=["RS256"],
-                options={"verify_aud": False, "verify_exp": False},
+                # The times are checked below against this server's own clock (tests move it).
+                options={"verify_aud": False, "verify_exp": False, "verify_nbf": False, "verify_iat": False},
             )
         except jwt.PyJWTError as exc:
             raise RestError(401, "PGRST301", f"JWSError {type(exc).__name__}") from None
-        exp = claims.get("exp")
-        if isinstance(exp, int | float) and exp + self.leeway_s <= self.clock():
+        now = self.clock()
+        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+        if isinstance(exp, int | float) and exp + self.leeway_s <= now:
             raise RestError(401, "PGRST303", "JWT expired")
+        if isinstance(nbf, int | float) and nbf - self.leeway_s > now:
+            raise RestError(401, "PGRST303", "JWT not yet valid")
+        if isinstance(iat, int | float) and iat - self.leeway_s > now:
+            raise RestError(401, "PGRST303", "JWT issued at future")
         claims.setdefault("role", "anon")
         return claims
 
@@ -409,7 +417,7 @@ class PostgrestServer:
         body: Any,
         prefer: dict[str, str],
     ) -> tuple[Any, int, int | None]:
-        columns = dict(
+        columns: dict[str, str] = dict(
             conn.execute(
                 "select a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute a"
                 " where a.attrelid = to_regclass(%s) and a.attnum > 0 and not a.attisdropped",
@@ -524,7 +532,7 @@ class _Rollback(Exception):
 
 
 def _json_rows(
-    conn: psycopg.Connection, query: sql.Composable, args: list[Any], *, returning: bool = True
+    conn: psycopg.Connection, query: sql.Composed | sql.SQL, args: list[Any], *, returning: bool = True
 ) -> list[Any]:
     """Run `query`; with `returning`, its rows as JSON objects (via to_json, as PostgREST renders them)."""
     if not returning:
@@ -655,8 +663,10 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode(errors="replace")
-        fault = self.rest._record(Recorded(self.command, parts.path, parts.query, headers, body))
+        recorded = Recorded(self.command, parts.path, parts.query, headers, body)
+        fault = self.rest._record(recorded)
         if fault is not None:
+            recorded.status = fault.status
             self._fault(fault)
             return
         try:
@@ -664,6 +674,7 @@ class _Handler(BaseHTTPRequestHandler):
         except RestError as err:
             status, out_headers = err.status, {"Content-Type": "application/json; charset=utf-8"}
             payload = json.dumps(err.body).encode()
+        recorded.status, recorded.answer = status, json.loads(payload) if payload else None
         self._send(status, out_headers, payload)
 
     def _fault(self, fault: Fault) -> None:

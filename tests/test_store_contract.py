@@ -40,6 +40,7 @@ from services.store.types import (
     StoreError,
     UserUsage,
 )
+from tests.supabase_support import LIVE_SKIP, live_settings
 
 MAX_MESSAGE_CHARS = 32_000
 SetTimes = Callable[[Mapping[uuid.UUID, datetime], Mapping[uuid.UUID, datetime]], None]
@@ -91,7 +92,43 @@ def postgres_backend(request: pytest.FixtureRequest) -> Backend:
     return Backend("postgres", store, MAX_MESSAGE_CHARS, set_times)
 
 
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Backend]] = {"postgres": postgres_backend}
+def supabase_local_backend(request: pytest.FixtureRequest) -> Backend:
+    """services/store/supabase.py through supabase-py, over the local PostgREST stand-in on the same database."""
+    from tests.supabase_support import local_supabase, move_rows_in_time
+
+    database = request.getfixturevalue("database")
+    local = local_supabase(database, max_message_chars=MAX_MESSAGE_CHARS)
+    request.addfinalizer(local.close)
+    return Backend(
+        "supabase-local", local.store, MAX_MESSAGE_CHARS, lambda m, c: move_rows_in_time(database.admin_url, m, c)
+    )
+
+
+def supabase_live_backend(request: pytest.FixtureRequest) -> Backend:
+    """A real Supabase project (tests/supabase_support.py names the variables); skipped without them."""
+    import os
+
+    from tests.supabase_support import live_store, move_rows_in_time
+
+    store = live_store(MAX_MESSAGE_CHARS)
+    request.addfinalizer(store.close)
+    admin_url = os.environ.get("SUPABASE_TEST_DATABASE_URL") or None
+    return Backend("supabase-live", store, MAX_MESSAGE_CHARS, lambda m, c: move_rows_in_time(admin_url, m, c))
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Backend]] = {
+    "postgres": postgres_backend,
+    "supabase-local": supabase_local_backend,
+}
+if live_settings() is not None:
+    BACKENDS["supabase-live"] = supabase_live_backend
+
+
+def test_a_real_supabase_project_is_in_the_run_when_configured() -> None:
+    """One line in the output (`-rs`) says whether the suite also ran against a real Supabase project."""
+    if live_settings() is None:
+        pytest.skip(LIVE_SKIP)
+    assert "supabase-live" in BACKENDS
 
 
 @pytest.fixture(scope="module", params=sorted(BACKENDS))
