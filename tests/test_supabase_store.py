@@ -347,3 +347,34 @@ def test_the_stand_in_refuses_what_it_does_not_implement_and_requests_without_th
         anon = http.get("/rest/v1/conversations", headers={"apikey": ANON_KEY})
         # No bearer: the request runs as `anon`, which has no grant on any table (PostgREST: 42501 -> 401).
         assert anon.status_code == 401 and anon.json()["code"] == "42501"
+
+
+# --- the export is byte for byte the Postgres backend's COPY output ----------------------------------------
+
+
+def test_the_csv_export_has_the_same_bytes_as_the_postgres_backends_copy(local: LocalSupabase, store: Any) -> None:
+    """Same user, same rows, read by both backends: the Data API has no COPY, so the Supabase backend writes
+    the CSV itself and must match COPY's quoting, NULLs, instants and formula guard exactly."""
+    who = user("exporter")
+    conv = local.store.create_conversation(who, 'Budget, "Q3" =SUM(A1)')
+    texts = [
+        "plain",
+        "comma, inside",
+        'say "hi"',
+        "two\nlines",
+        "carriage\rreturn",
+        "=1+1",
+        "  -5",
+        "@handle",
+        "\ttabbed",
+        "é ünïcode ✓",
+        "trailing space ",
+    ]
+    for text in texts:
+        local.store.add_message(who, conv.id, "user", text, "demo")
+    local.store.add_message(who, conv.id, "assistant", "", "+model", "streaming", input_tokens=3)
+    local.store.add_message(who, conv.id, "assistant", "done", "demo", output_tokens=0, latency_ms=12)
+    ours = b"".join(local.store.export_csv(who))
+    theirs = b"".join(store.export_csv(who))
+    assert ours == theirs
+    assert ours.count(b'""') >= 1  # the empty reply is quoted, as COPY does, and not a NULL

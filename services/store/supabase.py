@@ -24,7 +24,6 @@ for a token Supabase calls expired: it is minted again and the request repeated 
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import io
@@ -707,10 +706,9 @@ class SupabaseStore:
 
     def _csv(self, principal: Principal) -> Iterator[bytes]:
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
+        out.write(",".join(CSV_COLUMNS) + "\n")
         for row in self.iter_history(principal):
-            writer.writerow(_csv_row(row))
+            out.write(_csv_line(_csv_row(row)))
             if out.tell() > 64 * 1024:
                 yield out.getvalue().encode()
                 out.seek(0)
@@ -827,10 +825,7 @@ def _guard(text: str) -> str:
     return "'" + text if _FORMULA.match(text) else text
 
 
-def _csv_row(row: HistoryRow) -> list[str]:
-    def opt(value: Any) -> str:
-        return "" if value is None else str(value)
-
+def _csv_row(row: HistoryRow) -> list[str | None]:
     return [
         row.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"),
         str(row.id),
@@ -839,12 +834,27 @@ def _csv_row(row: HistoryRow) -> list[str]:
         row.role,
         _guard(row.model),
         row.status,
-        opt(row.input_tokens),
-        opt(row.output_tokens),
-        opt(row.latency_ms),
+        None if row.input_tokens is None else str(row.input_tokens),
+        None if row.output_tokens is None else str(row.output_tokens),
+        None if row.latency_ms is None else str(row.latency_ms),
         _guard(row.content),
-        opt(row.parent_id),
+        None if row.parent_id is None else str(row.parent_id),
     ]
+
+
+def _csv_line(values: Sequence[str | None]) -> str:
+    """One line as PostgreSQL's COPY ... (format csv) writes it, so both backends export the same bytes:
+    NULL is an empty field; a text that is empty, or holds a comma, a quote, CR or LF, is quoted, with
+    quotes doubled. (Python's csv module leaves an empty string unquoted, indistinguishable from NULL.)"""
+    fields: list[str] = []
+    for value in values:
+        if value is None:
+            fields.append("")
+        elif value == "" or any(c in value for c in ',"\n\r'):
+            fields.append('"' + value.replace('"', '""') + '"')
+        else:
+            fields.append(value)
+    return ",".join(fields) + "\n"
 
 
 __all__ = ["SupabaseStore", "StoreError", "map_api_error", "from_row"]
