@@ -305,6 +305,27 @@ def test_a_key_supabase_does_not_trust_points_at_third_party_auth(local: LocalSu
         store.close()
 
 
+def test_readiness_is_one_ping_and_says_when_the_key_is_not_trusted(local: LocalSupabase) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from services.readiness import check_ready
+
+    before = len(local.server.requests)
+    assert check_ready(local.store).ready
+    (ping,) = local.server.requests[before:]
+    assert (ping.path, ping.status) == ("/rest/v1/rpc/api_key_owner", 200)
+    stranger = SupabaseStore(
+        local.server.url,
+        ANON_KEY,
+        TokenMinter(AppSigner(rsa.generate_private_key(public_exponent=65537, key_size=2048))),
+    )
+    try:
+        state = check_ready(stranger)
+        assert not state.ready and "third-party auth" in state.database
+    finally:
+        stranger.close()
+
+
 @pytest.mark.parametrize(
     ("code", "kind", "message"),
     [

@@ -223,11 +223,11 @@ class SupabaseStore:
         if self._owns_http:
             self._http.close()
 
-    def client(self, token: str) -> Client:
+    def client(self, token: str, http: httpx.Client | None = None) -> Client:
         """A fresh supabase-py client for one request under `token` (never shared: clients hold auth state)."""
         options = SyncClientOptions(
             headers={"Authorization": f"Bearer {token}"},
-            httpx_client=self._http,
+            httpx_client=http or self._http,
             postgrest_client_retry=False,
             auto_refresh_token=False,
             persist_session=False,
@@ -235,12 +235,17 @@ class SupabaseStore:
         return create_client(self.url, self._anon_key, options)
 
     def ping(self, timeout_s: float = 3.0) -> None:
-        """One request through the gateway to PostgREST (readiness): the sign-in token's key lookup of a
-        hash nobody has, which reads one index entry."""
-        try:
-            self._send(self.minter.for_signin, lambda c: c.rpc("api_key_owner", {"key_hash": "ping"}), NO_KEY)
-        except NotFound:
-            pass
+        """One request through the gateway to PostgREST within `timeout_s` (readiness): the sign-in token's
+        key lookup of a hash nobody has, which reads one index entry. Its own connection, so a probe also
+        notices a network path the pooled connections no longer have."""
+        with httpx.Client(timeout=timeout_s) as http:
+            try:
+                lookup = {"key_hash": "ping"}
+                self._execute(self.minter.for_signin(), lambda c: c.rpc("api_key_owner", lookup), NO_KEY, http)
+            except _TokenExpired:
+                raise StoreUnavailable(
+                    "Supabase does not accept the times in this app's tokens: check this server's clock."
+                ) from None
 
     # --- plumbing --------------------------------------------------------------------------------------
 
@@ -265,9 +270,11 @@ class SupabaseStore:
                 "Supabase does not accept the times in this app's fresh tokens: check this server's clock."
             ) from None
 
-    def _execute(self, token: str, build: Callable[[Client], Any], missing: str) -> Any:
+    def _execute(
+        self, token: str, build: Callable[[Client], Any], missing: str, http: httpx.Client | None = None
+    ) -> Any:
         try:
-            return build(self.client(token)).execute()
+            return build(self.client(token, http)).execute()
         except APIError as exc:
             raise map_api_error(exc, missing) from exc
         except httpx.TimeoutException as exc:
