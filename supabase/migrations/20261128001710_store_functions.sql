@@ -16,6 +16,11 @@
 -- possible position ('infinity', the largest uuid) so the row comparison is always an index condition;
 -- optional filters that change which index fits are separate statements (PL/pgSQL branches, or dynamic
 -- SQL from fixed fragments with every value a parameter), so each plan is the one the old inline query had.
+-- Whose rows: the caller's id is read once into a variable (a parameter of the query), and functions that
+-- filter by it are planned per call (plan_cache_mode = force_custom_plan), as the inline queries with a
+-- literal id were. A cached generic plan, or `user_id = (select ...)`, leaves the planner guessing how many
+-- rows the user has: for a user with half the table it picked a bitmap scan and a sort, 45 ms instead of
+-- 2 ms for message_models (measured on 200,000 messages).
 -- Row order: set-returning functions return their rows in the order stated on each; callers rely on it.
 -- Parameters are named p_*: PL/pgSQL would otherwise confuse them with columns, and PostgREST's rpc takes
 -- them as JSON keys. Page sizes are bounded here too (1..10001), whatever the caller checked.
@@ -52,12 +57,15 @@ returns setof public.conversations
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_custom_plan
 as $$
+declare
+  uid pg_catalog.text := chat_private.user_sub();
 begin
   perform chat_private.check_page_size(p_page_size);
   return query
     select c.* from public.conversations c
-    where c.user_id = (select chat_private.user_sub())
+    where c.user_id = uid
       and (c.updated_at, c.id) < (
         coalesce(p_cursor_at, 'infinity'::pg_catalog.timestamptz),
         coalesce(p_cursor_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::pg_catalog.uuid)
@@ -149,6 +157,7 @@ returns setof public.messages
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_custom_plan
 as $$
 begin
   perform chat_private.check_page_size(p_page_size);
@@ -172,21 +181,23 @@ returns setof public.messages
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   at_ts pg_catalog.timestamptz := coalesce(p_cursor_at, 'infinity'::pg_catalog.timestamptz);
   at_id pg_catalog.uuid := coalesce(p_cursor_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::pg_catalog.uuid);
+  uid pg_catalog.text := chat_private.user_sub();
 begin
   perform chat_private.check_page_size(p_page_size);
   if p_conversation is null then
     return query
       select m.* from public.messages m
-      where m.user_id = (select chat_private.user_sub()) and (m.created_at, m.id) < (at_ts, at_id)
+      where m.user_id = uid and (m.created_at, m.id) < (at_ts, at_id)
       order by m.created_at desc, m.id desc limit p_page_size;
   else
     return query
       select m.* from public.messages m
-      where m.user_id = (select chat_private.user_sub()) and m.conversation_id = p_conversation
+      where m.user_id = uid and m.conversation_id = p_conversation
         and (m.created_at, m.id) < (at_ts, at_id)
       order by m.created_at desc, m.id desc limit p_page_size;
   end if;
@@ -204,6 +215,7 @@ returns setof public.messages
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_custom_plan
 as $$
 begin
   perform chat_private.check_page_size(p_max_messages);
@@ -374,8 +386,11 @@ returns table (
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_custom_plan
 as $$
 #variable_conflict use_column
+declare
+  uid pg_catalog.text := chat_private.user_sub();
 begin
   if coalesce(p_all_users, false) then
     return query
@@ -390,7 +405,7 @@ begin
         coalesce(pg_catalog.sum(m.input_tokens), 0)::pg_catalog.int8,
         coalesce(pg_catalog.sum(m.output_tokens), 0)::pg_catalog.int8
       from public.messages m
-      where m.user_id = (select chat_private.user_sub()) and m.created_at >= p_since and m.created_at < p_until
+      where m.user_id = uid and m.created_at >= p_since and m.created_at < p_until
       group by 1, 2 order by 1, 2;
   end if;
 end
@@ -411,8 +426,11 @@ returns table (
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_custom_plan
 as $$
 #variable_conflict use_column
+declare
+  uid pg_catalog.text := chat_private.user_sub();
 begin
   if coalesce(p_all_users, false) then
     return query
@@ -425,7 +443,7 @@ begin
       select m.user_id, pg_catalog.count(*)::pg_catalog.int4, coalesce(pg_catalog.sum(m.input_tokens), 0)::pg_catalog.int8,
         coalesce(pg_catalog.sum(m.output_tokens), 0)::pg_catalog.int8
       from public.messages m
-      where m.user_id = (select chat_private.user_sub()) and m.created_at >= p_since and m.created_at < p_until
+      where m.user_id = uid and m.created_at >= p_since and m.created_at < p_until
       group by 1 order by 2 desc, 1;
   end if;
 end
@@ -438,8 +456,11 @@ returns table (model pg_catalog.text)
 language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_custom_plan
 as $$
 #variable_conflict use_column
+declare
+  uid pg_catalog.text := chat_private.user_sub();
 begin
   if coalesce(p_all_users, false) then
     return query
@@ -449,7 +470,7 @@ begin
   else
     return query
       select distinct r.model from (
-        select m.model from public.messages m where m.user_id = (select chat_private.user_sub())
+        select m.model from public.messages m where m.user_id = uid
         order by m.created_at desc, m.id desc limit 5000
       ) r order by r.model;
   end if;
