@@ -113,3 +113,18 @@ def check_instant(value: datetime, what: str) -> datetime:
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise InvalidInput(f"The {what} date needs a time zone.")
     return value
+
+
+# The store's own bounds on an attachment (the settings set lower limits, enforced by services/attachments.py).
+MAX_ATTACHMENT_BYTES = 256 * 1024 * 1024
+MAX_ATTACHMENT_NAME_CHARS = 255
+MAX_ATTACHMENTS_READ = 1_000  # messages whose attachments one call may list
+
+
+def clean_attachment_name(name: str) -> str:
+    """A file name as stored: one line, no path, at most MAX_ATTACHMENT_NAME_CHARS characters."""
+    check_text(name, max_chars=10_000, what="File name")
+    name = " ".join(name.replace("\\", "/").rsplit("/", 1)[-1].split())
+    if not name:
+        raise InvalidInput("A file needs a name.")
+    return name[:MAX_ATTACHMENT_NAME_CHARS]

@@ -27,6 +27,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from services.auth import Principal
 from services.config import Settings
 from services.store.checks import (
+    MAX_ATTACHMENT_BYTES,
+    MAX_ATTACHMENTS_READ,
     MAX_NAME_LOOKUP,
     MAX_PATH,
     MAX_STORED_CHARS,
@@ -36,6 +38,7 @@ from services.store.checks import (
     check_role,
     check_status,
     check_text,
+    clean_attachment_name,
     clean_display_name,
     clean_instructions,
     clean_key_name,
@@ -48,13 +51,18 @@ from services.store.types import (
     AT_LEAF,
     ApiKey,
     ApiKeyMatch,
+    Attachment,
+    AttachmentContent,
+    AttachmentFile,
     Conversation,
+    ExportedAttachment,
     HistoryPage,
     HistoryRow,
     InvalidCursor,
     InvalidInput,
     Message,
     MessageFilter,
+    NewAttachment,
     NotFound,
     Page,
     ParentRef,
@@ -896,6 +904,102 @@ class PostgresStore:
         if row is None:
             return None
         return ApiKeyMatch(state=row[0], user_id=row[1], key_id=row[2])
+
+
+    # --- attachments (SQL functions of migration 20261128001800, security invoker: RLS decides) ----------
+
+    def add_attachments(
+        self, principal: Principal, message_id: uuid.UUID | str, items: Sequence[NewAttachment]
+    ) -> list[Attachment]:
+        mid = parse_uuid(message_id, "message")
+        checked = [_checked_attachment(item) for item in items]
+        stored: list[Attachment] = []
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Attachment)) as cur:
+            for item in checked:
+                cur.execute(
+                    "select id, message_id, user_id, name, media_type, size, created_at"
+                    " from public.add_attachment(%s, %s, %s, %s, %s, %s)",
+                    [mid, item.name, item.media_type, item.data, item.thumbnail, item.text],
+                )
+                row = cur.fetchone()
+                if row is None:  # the function inserts nothing for a message that is not the caller's
+                    raise NotFound("That message does not exist.")
+                stored.append(row)
+        return stored
+
+    def message_attachments(
+        self, principal: Principal, message_ids: Sequence[uuid.UUID]
+    ) -> Mapping[uuid.UUID, Sequence[Attachment]]:
+        wanted = _message_ids(message_ids)
+        if not wanted:
+            return {}
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Attachment)) as cur:
+            cur.execute(
+                "select id, message_id, user_id, name, media_type, size, created_at, thumbnail"
+                " from public.message_attachments(%s)",
+                [wanted],
+            )
+            rows = cur.fetchall()
+        found: dict[uuid.UUID, list[Attachment]] = {}
+        for row in rows:
+            found.setdefault(row.message_id, []).append(row)
+        return found
+
+    def attachment_file(self, principal: Principal, attachment_id: uuid.UUID | str) -> AttachmentFile:
+        aid = parse_uuid(attachment_id, "file")
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(AttachmentFile)) as cur:
+            cur.execute("select name, media_type, data from public.attachment_data(%s)", [aid])
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound("That file does not exist.")
+        return row
+
+    def attachment_contents(self, principal: Principal, message_ids: Sequence[uuid.UUID]) -> list[AttachmentContent]:
+        wanted = _message_ids(message_ids)
+        if not wanted:
+            return []
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(AttachmentContent)) as cur:
+            cur.execute(
+                "select id, message_id, name, media_type, text, data from public.attachment_contents(%s)", [wanted]
+            )
+            return cur.fetchall()
+
+    def iter_attachments(self, principal: Principal, batch_size: int = 4) -> Iterator[ExportedAttachment]:
+        """Keyset batches, one short transaction each: at most `batch_size` originals in memory at once."""
+        if not 1 <= batch_size <= 1_000:
+            raise InvalidInput("Batch size must be between 1 and 1000.")
+        after: tuple[datetime | None, uuid.UUID | None] = (None, None)
+        while True:
+            with self._tx(principal) as conn, conn.cursor(row_factory=class_row(ExportedAttachment)) as cur:
+                cur.execute(
+                    "select id, message_id, name, media_type, size, created_at, data"
+                    " from public.export_attachments(%s, %s, %s)",
+                    [after[0], after[1], batch_size],
+                )
+                rows = cur.fetchall()
+            yield from rows
+            if len(rows) < batch_size:
+                return
+            after = (rows[-1].created_at, rows[-1].id)
+
+
+def _message_ids(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    wanted = sorted({parse_uuid(m, "message") for m in message_ids})
+    if len(wanted) > MAX_ATTACHMENTS_READ:
+        raise InvalidInput(f"Files of at most {MAX_ATTACHMENTS_READ:,} messages can be read at once.")
+    return wanted
+
+
+def _checked_attachment(item: NewAttachment) -> NewAttachment:
+    """The store's own checks (the settings' tighter limits are the service's): bounded, storable values."""
+    if not isinstance(item.data, bytes) or len(item.data) > MAX_ATTACHMENT_BYTES:
+        raise InvalidInput(f"A file can be at most {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB.")
+    media_type = item.media_type
+    if not isinstance(media_type, str) or not re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", media_type):
+        raise InvalidInput("A file's type is not a media type.")
+    if item.text is not None:
+        check_text(item.text, max_chars=10_000_000, what="A file's text")
+    return NewAttachment(clean_attachment_name(item.name), media_type, item.data, item.thumbnail, item.text)
 
 
 def _history_conditions(principal: Principal, where: MessageFilter) -> tuple[list[str], dict[str, Any]]:
