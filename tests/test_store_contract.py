@@ -1387,6 +1387,25 @@ def test_a_reviewer_reads_others_files_but_exports_and_attaches_only_their_own(b
         s.add_attachments(rita, mid, [NewAttachment("planted.txt", "text/plain", b"x", text="x")])
 
 
+def test_an_edited_message_gets_copies_of_its_files_and_no_one_else_can_copy_them(backend: Backend) -> None:
+    s, ann, bob = backend.store, backend.user("ann"), backend.user("bob")
+    mid, stored = _attached(backend, ann)
+    conversation = s.get_message(ann, mid).conversation_id
+    edited = s.add_message(ann, conversation, "user", "edited", "demo/echo-1", parent_id=None)
+    assert s.copy_attachments(ann, mid, edited.id) == 2
+    copies = s.message_attachments(ann, [edited.id])[edited.id]
+    assert [(a.name, a.size, a.thumbnail) for a in copies] == [
+        ("photo.png", 72, b"thumb-bytes"),
+        ("notes.md", 13, None),
+    ]
+    assert {a.id for a in copies}.isdisjoint(a.id for a in stored)
+    bobs = s.create_conversation(bob, "bob's")
+    target = s.add_message(bob, bobs.id, "user", "mine", "demo/echo-1")
+    assert s.copy_attachments(bob, mid, target.id) == 0  # another user's files cannot be read to copy
+    assert s.copy_attachments(ann, mid, target.id) == 0  # nor copied onto another user's message
+    assert s.message_attachments(bob, [target.id]) == {}
+
+
 def test_deleting_the_conversation_or_all_data_removes_the_files(backend: Backend) -> None:
     s, ann = backend.store, backend.user("ann")
     mid, stored = _attached(backend, ann)

@@ -927,6 +927,14 @@ class PostgresStore:
                 stored.append(row)
         return stored
 
+    def copy_attachments(
+        self, principal: Principal, from_message: uuid.UUID | str, to_message: uuid.UUID | str
+    ) -> int:
+        source, target = parse_uuid(from_message, "message"), parse_uuid(to_message, "message")
+        with self._tx(principal) as conn:
+            row = conn.execute("select public.copy_attachments(%s, %s)", [source, target]).fetchone()
+        return int(row[0]) if row else 0
+
     def message_attachments(
         self, principal: Principal, message_ids: Sequence[uuid.UUID]
     ) -> Mapping[uuid.UUID, Sequence[Attachment]]:

@@ -81,6 +81,13 @@ class AttachmentStore(AttachmentReader, Protocol):
         message that is not theirs)."""
         ...
 
+    def copy_attachments(
+        self, principal: Principal, from_message: uuid.UUID | str, to_message: uuid.UUID | str
+    ) -> int:
+        """Give `to_message` copies of the files of `from_message` (both the principal's own; an edited
+        message keeps its files); returns how many were copied."""
+        ...
+
     def attachment_contents(self, principal: Principal, message_ids: Sequence[uuid.UUID]) -> list[AttachmentContent]:
         """What the model is sent for these messages' files: documents' text, images' bytes."""
         ...

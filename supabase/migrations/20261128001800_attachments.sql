@@ -83,6 +83,25 @@ language sql volatile security invoker set search_path = pg_catalog, pg_temp as 
   returning a.id, a.message_id, a.user_id, a.name, a.media_type, a.size, a.created_at;
 $$;
 
+-- An edited message keeps the files of the version it replaces: copied inside the database, never through
+-- the app. Both messages must be the caller's own (the policies and the composite key see to it).
+create function public.copy_attachments(p_from uuid, p_to uuid)
+returns integer
+language sql volatile security invoker set search_path = pg_catalog, pg_temp as $$
+  with copied as (
+    insert into public.attachments (message_id, conversation_id, user_id, name, media_type, size, data,
+      thumbnail, text, created_at)
+    select m.id, m.conversation_id, m.user_id, a.name, a.media_type, a.size, a.data, a.thumbnail, a.text,
+      clock_timestamp()
+    from public.attachments a
+    join public.messages m on m.id = p_to and m.user_id = (select auth.jwt() ->> 'sub')
+    where a.message_id = p_from and a.user_id = (select auth.jwt() ->> 'sub')
+    order by a.created_at, a.id
+    returning 1
+  )
+  select count(*)::integer from copied;
+$$;
+
 -- What a page shows for these messages: names, types, sizes and thumbnails, never the originals.
 create function public.message_attachments(p_message_ids uuid[])
 returns table (
@@ -129,11 +148,13 @@ language sql stable security invoker set search_path = pg_catalog, pg_temp as $$
 $$;
 
 revoke all on function public.add_attachment(uuid, text, text, bytea, bytea, text) from public, anon;
+revoke all on function public.copy_attachments(uuid, uuid) from public, anon;
 revoke all on function public.message_attachments(uuid[]) from public, anon;
 revoke all on function public.attachment_data(uuid) from public, anon;
 revoke all on function public.attachment_contents(uuid[]) from public, anon;
 revoke all on function public.export_attachments(timestamptz, uuid, integer) from public, anon;
 grant execute on function public.add_attachment(uuid, text, text, bytea, bytea, text) to authenticated;
+grant execute on function public.copy_attachments(uuid, uuid) to authenticated;
 grant execute on function public.message_attachments(uuid[]) to authenticated;
 grant execute on function public.attachment_data(uuid) to authenticated;
 grant execute on function public.attachment_contents(uuid[]) to authenticated;
