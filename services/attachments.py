@@ -305,18 +305,17 @@ def for_model(files: Sequence[FileContent], room: int) -> ForModel:
         header = f"\n\n[File: {file.name}]\n"
         footer = f"\n[End of file: {file.name}]"
         if not text.strip():
-            blocks.append(f"{header}(No text could be read from this file: it may be a scanned image.){footer}")
-            continue
-        fits = max(0, room - len(header) - len(footer))
-        if fits <= 0:
-            notes.append(f"“{file.name}” was left out: the conversation fills the model's context.")
-            continue
-        if len(text) > fits:
+            text = "(No text could be read from this file: it may be a scanned image.)"
+        if len(header) + len(text) + len(footer) > room:
+            footer = f"\n[File cut here: the rest of {file.name} did not fit.]"
+            fits = room - len(header) - len(footer)
+            if fits <= 0:
+                notes.append(f"“{file.name}” was left out: the conversation fills the model's context.")
+                continue
             notes.append(
                 f"“{file.name}” was cut to its first {fits:,} of {len(text):,} characters to fit the model's context."
             )
             text = text[:fits]
-            footer = f"\n[File cut here: the rest of {file.name} did not fit.]"
         block = header + text + footer
         blocks.append(block)
         room -= len(block)
