@@ -10,6 +10,7 @@ user's transaction. The policies in supabase/migrations/ then decide what each s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -924,7 +925,7 @@ class PostgresStore:
                 row = cur.fetchone()
                 if row is None:  # the function inserts nothing for a message that is not the caller's
                     raise NotFound("That message does not exist.")
-                stored.append(row)
+                stored.append(dataclasses.replace(row, thumbnail=item.thumbnail))  # as message_attachments lists it
         return stored
 
     def copy_attachments(

@@ -78,7 +78,7 @@ class AttachmentStore(AttachmentReader, Protocol):
         self, principal: Principal, message_id: uuid.UUID | str, items: Sequence[NewAttachment]
     ) -> list[Attachment]:
         """Store files with one of the principal's own messages, all in one transaction (NotFound for a
-        message that is not theirs)."""
+        message that is not theirs); returns them as `message_attachments` lists them."""
         ...
 
     def copy_attachments(
