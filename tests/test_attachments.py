@@ -51,7 +51,7 @@ def test_the_content_decides_the_type_not_the_name() -> None:
         "notes.txt": (PNG, "“notes.txt” is not a text file: its content is a PNG image."),
         "script.py": (PDF, "“script.py” is not a text file: its content is a PDF."),
         "binary.png": (b"\x00\x01 not an image", "“binary.png” is not an image: its content is binary data."),
-        "latin1.txt": ("café".encode("latin-1"), "“latin1.txt” is not UTF-8 text; save it as UTF-8 and attach it again."),
+        "latin1.txt": ("café".encode("latin-1"), "“latin1.txt” is not UTF-8 text; save it as UTF-8 and attach it"),
         "nul.md": (b"a\x00b", "“nul.md” is not a text file: it contains NUL bytes."),
         "tool.exe": (b"MZ", "“tool.exe” cannot be attached: only images (PNG, JPEG, WebP, GIF), PDF, and text"),
         "empty.txt": (b"", "“empty.txt” is empty."),
