@@ -1,8 +1,9 @@
 """Attached files on the page: thumbnails and download chips in a message bubble (chat page, History's detail
 view), and the files waiting to be sent again after a refusal.
 
-Thumbnails are the stored thumbnail bytes, handed to `st.image`: the browser fetches them from this app's
-own media endpoint, never from a URL anyone wrote in a message, and the markdown neutraliser never sees them.
+Thumbnails are the stored thumbnail bytes, handed to `st.image` at their own size (a JPEG or PNG that fits
+is passed through without decoding): the browser fetches them from this app's own media endpoint, never from
+a URL anyone wrote in a message, and the markdown neutraliser never sees them.
 An original is read only when its download button is clicked (`st.download_button` with a callable), never
 on an ordinary rerun.
 """
@@ -19,7 +20,6 @@ from streamlit.delta_generator import DeltaGenerator
 from services.attachments import Upload, megabytes
 from services.store import Attachment
 
-THUMBNAIL_WIDTH = 160  # CSS pixels a thumbnail takes in a bubble (the stored one is 320 px: sharp on HiDPI)
 FileOpener = Callable[[uuid.UUID], bytes]
 ICONS = {"application/pdf": ":material/picture_as_pdf:", "image": ":material/image:"}
 
@@ -46,7 +46,7 @@ def files_in_bubble(place: DeltaGenerator, items: Sequence[Attachment], open_fil
             with st.container(horizontal=True, gap="small", key=f"thumbs-{images[0].id}"):
                 for image in images:
                     assert image.thumbnail is not None
-                    st.image(image.thumbnail, caption=_label(image.name), width=THUMBNAIL_WIDTH)
+                    st.image(image.thumbnail, caption=_label(image.name), width="content")
         with st.container(horizontal=True, gap="small"):
             for item in items:
                 st.download_button(

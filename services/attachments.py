@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 MAX_FILES = 10  # files one message may carry
-THUMBNAIL_PX = 320  # longest side of a stored thumbnail
-THUMBNAIL_TYPE = "image/webp"
+# Longest side of a stored thumbnail, shown at its own size: st.image passes a JPEG (or a PNG with
+# transparency) no wider than its slot through untouched, where any other format or a scaled display
+# would be decoded and re-encoded on every rerun.
+THUMBNAIL_PX = 240
 # An image is opened only below this many pixels (Pillow's own bomb guard starts warning near 89 MP).
 MAX_IMAGE_PIXELS = 50_000_000
 # What a model is sent: images larger than this (bytes or pixels) are scaled down and re-encoded first.
@@ -248,10 +250,11 @@ def _thumbnail(data: bytes) -> bytes:
         image.draft("RGB", (THUMBNAIL_PX * 2, THUMBNAIL_PX * 2))  # JPEG: decode at a reduced scale, much faster
         small = ImageOps.exif_transpose(image)
         small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-        if small.mode not in ("RGB", "RGBA"):
-            small = small.convert("RGBA" if "transparency" in small.info or small.mode in ("LA", "PA") else "RGB")
         out = io.BytesIO()
-        small.save(out, format="WEBP", quality=80)
+        if small.mode in ("RGBA", "LA", "PA") or "transparency" in small.info:
+            small.convert("RGBA").save(out, format="PNG", optimize=True)
+        else:
+            small.convert("RGB").save(out, format="JPEG", quality=85)
         return out.getvalue()
 
 
