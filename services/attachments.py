@@ -38,7 +38,9 @@ MAX_IMAGE_PIXELS = 50_000_000
 MODEL_IMAGE_BYTES = 3_750_000
 MODEL_IMAGE_PX = 2048
 MAX_PDF_PAGES = 2_000
-MAX_TEXT_CHARS = 5_000_000  # text kept from one document (the context budget cuts it further when sent)
+# Text kept from one document: the most CHAT_CONTEXT_CHARS can ever send. Extraction stops there, which bounds
+# its time (pypdf reads about 0.6 M characters a second here: bench/attachments.py).
+MAX_TEXT_CHARS = 2_000_000
 
 IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
 PDF_TYPE = "application/pdf"
