@@ -238,3 +238,30 @@ def test_a_document_longer_than_the_context_is_cut_and_the_user_is_told(
     assert content.endswith("\n[File cut here: the rest of long.pdf did not fit.]")
     (note,) = reply.notices
     assert note.startswith("“long.pdf” was cut to its first ") and "to fit the model's context" in note
+
+
+def test_an_edited_message_keeps_its_files_and_sends_them_with_the_new_text(
+    store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    chat, wire, who = service(store, wires), wires["openai"], user()
+    first = chat.send(who, None, "What is this?", "openai/gpt-4o-mini", files=[Upload("cat.png", PNG)])
+    finish(first)
+    assert first.user_message is not None
+    with pytest.raises(AttachmentRefused, match="does not take images"):
+        chat.edit(who, first.user_message.id, "And this?", "local/llama3")  # refused before storing
+    before = len(wire.requests)
+    edited = chat.edit(who, first.user_message.id, "What animal is this?", "openai/gpt-4o-mini")
+    finish(edited)
+    assert sent(wire, before)["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What animal is this?"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(PNG)}"}},
+            ],
+        }
+    ]
+    window = chat.window(who, chat.open_conversation(who, first.conversation_id))
+    assert [m.content for m in window.messages][0] == "What animal is this?"
+    assert [a.name for a in window.attachments[window.messages[0].id]] == ["cat.png"]
+    assert len(window.versions[window.messages[0].id].ids) == 2  # the refused edit stored nothing
