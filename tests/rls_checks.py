@@ -63,9 +63,12 @@ _MESSAGE_INSERT = (
     "((( SELECT (auth.jwt() ->> 'sub'::text)) = user_id) AND (EXISTS ( SELECT 1 FROM conversations c"
     " WHERE ((c.id = messages.conversation_id) AND (c.user_id = ( SELECT (auth.jwt() ->> 'sub'::text)))))))"
 )
+# The caller as the own-rows policies name it (`_OWN` without its comparison): the attachments migration writes
+# its policies in the same form as the messages policies, whichever that is.
+_CALLER = _OWN.removeprefix("(").removesuffix(" = user_id)")
 _ATTACHMENT_INSERT = (
-    "((( SELECT (auth.jwt() ->> 'sub'::text)) = user_id) AND (EXISTS ( SELECT 1 FROM messages m"
-    " WHERE ((m.id = attachments.message_id) AND (m.user_id = ( SELECT (auth.jwt() ->> 'sub'::text)))))))"
+    f"(({_CALLER} = user_id) AND (EXISTS ( SELECT 1 FROM messages m"
+    f" WHERE ((m.id = attachments.message_id) AND (m.user_id = {_CALLER})))))"
 )
 
 

@@ -41,22 +41,35 @@ create index attachments_user_created_idx on public.attachments (user_id, create
 alter table public.attachments enable row level security;
 alter table public.attachments force row level security;
 
-create policy attachments_select_own on public.attachments
-  for select to authenticated using ((select auth.jwt() ->> 'sub') = user_id);
-create policy attachments_select_reviewer on public.attachments
-  for select to authenticated using ((
-    select coalesce(auth.jwt() @? '$ ? (@.roles == "reviewer" || @.metadata.roles == "reviewer")', false)
-  ));
-create policy attachments_insert_own on public.attachments
-  for insert to authenticated with check (
-    (select auth.jwt() ->> 'sub') = user_id
-    and exists (
-      select 1 from public.messages m
-      where m.id = message_id and m.user_id = (select auth.jwt() ->> 'sub')
-    )
-  );
-create policy attachments_delete_own on public.attachments
-  for delete to authenticated using ((select auth.jwt() ->> 'sub') = user_id);
+-- The policies are those of messages, written in whichever form the database's messages policies use: the
+-- caller as `auth.jwt() ->> 'sub'`, or, once migration 20261128001700 (issue 16: only this app's own tokens
+-- reach user rows) has run, as `chat_private.user_sub()` and `chat_private.has_app_role('reviewer')`. Both
+-- migrations are written in the same session; whichever order they land in, attachments trust exactly
+-- what messages trust.
+do $$
+declare
+  app_tokens boolean := to_regprocedure('chat_private.user_sub()') is not null;
+  caller text := case when app_tokens then '(select chat_private.user_sub())'
+    else '(select auth.jwt() ->> ''sub'')' end;
+  reviewer text := case when app_tokens then '(select chat_private.has_app_role(''reviewer''))'
+    else '(select coalesce(auth.jwt() @? ''$ ? (@.roles == "reviewer" || @.metadata.roles == "reviewer")'', false))'
+  end;
+begin
+  execute format(
+    'create policy attachments_select_own on public.attachments for select to authenticated using (%s = user_id)',
+    caller);
+  execute format(
+    'create policy attachments_select_reviewer on public.attachments for select to authenticated using (%s)',
+    reviewer);
+  execute format(
+    'create policy attachments_insert_own on public.attachments for insert to authenticated with check ('
+    '%1$s = user_id and exists (select 1 from public.messages m where m.id = message_id and m.user_id = %1$s))',
+    caller);
+  execute format(
+    'create policy attachments_delete_own on public.attachments for delete to authenticated using (%s = user_id)',
+    caller);
+end
+$$;
 
 -- Attachments are never edited: no update grant and no update policy.
 revoke all on public.attachments from anon;
