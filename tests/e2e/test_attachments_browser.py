@@ -77,3 +77,37 @@ def test_an_image_and_a_pdf_show_in_the_bubble_and_again_after_a_reload(
     assert download.value.suggested_filename == "minutes.pdf"
     assert saved.read_bytes() == document.read_bytes()
     page.close()
+
+
+def test_a_refused_file_keeps_the_text_and_the_other_files_for_the_retry(
+    server: str, browser: Browser, tmp_path: Path
+) -> None:
+    fake, notes = tmp_path / "holiday.png", tmp_path / "notes.txt"
+    fake.write_bytes(pdf_bytes(["not a picture"]))
+    notes.write_bytes(b"Bring sunscreen.")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server, wait_until="domcontentloaded")
+    box = page.get_by_test_id("stChatInputTextArea")
+    expect(box).to_be_visible(timeout=60_000)
+    idle(page)
+    chat_input = page.get_by_test_id("stChatInput")
+    chat_input.locator('input[type="file"]').set_input_files([str(fake), str(notes)])
+    expect(chat_input.get_by_text("notes.txt")).to_be_visible(timeout=30_000)
+    box.fill("Packing list")
+    box.press("Enter")
+    refusal = page.get_by_test_id("stAlert").get_by_text("“holiday.png” is not an image: its content is a PDF.")
+    expect(refusal).to_be_visible(timeout=30_000)
+    idle(page)
+    expect(box).to_have_value("Packing list")
+    held = page.locator(".st-key-pending-files")
+    expect(held.get_by_role("button", name="notes.txt")).to_be_visible()
+    expect(held.get_by_role("button", name="holiday.png")).to_have_count(0)
+    expect(page.get_by_test_id("stChatMessage")).to_have_count(0)
+    page.screenshot(path=str(SHOTS / "attach-04-refused.png"))
+
+    box.press("Enter")  # send again: the held file goes with the text
+    bubble = page.get_by_test_id("stChatMessage").nth(0)
+    expect(bubble).to_contain_text("Packing list", timeout=30_000)
+    expect(bubble.get_by_test_id("stDownloadButton").get_by_role("button", name="notes.txt")).to_be_visible()
+    expect(held).to_have_count(0)
+    page.close()
