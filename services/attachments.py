@@ -161,6 +161,12 @@ def check(upload: Upload, limits: Limits) -> NewAttachment:
 def check_all(uploads: Sequence[Upload], limits: Limits) -> list[NewAttachment]:
     """Every file checked; if any fails (or together they are too many or too heavy), AttachmentRefused
     names each problem and keeps the files that passed."""
+    if len(uploads) > limits.max_files:
+        # Refused before any file is opened: the first max_files wait for the retry (checked then).
+        extra = len(uploads) - limits.max_files
+        raise AttachmentRefused(
+            f"A message may carry at most {limits.max_files} files; remove {extra}.", uploads[: limits.max_files]
+        )
     checked: list[NewAttachment] = []
     kept: list[Upload] = []
     problems: list[str] = []
@@ -170,9 +176,6 @@ def check_all(uploads: Sequence[Upload], limits: Limits) -> list[NewAttachment]:
             kept.append(upload)
         except AttachmentRefused as exc:
             problems.append(exc.message)
-    if len(uploads) > limits.max_files:
-        extra = len(uploads) - limits.max_files
-        problems.append(f"A message may carry at most {limits.max_files} files; remove {extra}.")
     total = sum(u.size for u in kept)
     if total > limits.message_bytes:
         problems.append(
