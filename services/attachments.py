@@ -20,7 +20,8 @@ from PIL import Image, ImageOps
 
 from services.errors import UserError
 from services.providers import ImagePart
-from services.store import NewAttachment
+from services.store import InvalidInput, NewAttachment
+from services.store.checks import clean_attachment_name
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,12 @@ def _described(media_type: str | None) -> str:
 
 
 def check(upload: Upload, limits: Limits) -> NewAttachment:
-    """One file checked by its content and prepared for storing; AttachmentRefused says what is wrong."""
-    name = upload.name
+    """One file checked by its content and prepared for storing; AttachmentRefused says what is wrong.
+    Everything the store checks is checked here too, so a file that passes is stored with its message."""
+    try:
+        name = clean_attachment_name(upload.name)
+    except InvalidInput as exc:
+        raise AttachmentRefused(f"A file name cannot be used: {exc.message}") from None
     extension = _extension(name)
     if extension not in FILE_TYPES:
         raise AttachmentRefused(f"“{name}” cannot be attached: only {ACCEPTED} can.")

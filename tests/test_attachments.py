@@ -63,6 +63,12 @@ def test_the_content_decides_the_type_not_the_name() -> None:
         assert refused.value.message.startswith(message), name
 
 
+def test_file_names_are_cleaned_as_the_store_keeps_them_and_unusable_ones_refused() -> None:
+    assert check(Upload("C:\\Users\\me\\a  b.txt", b"x"), LIMITS).name == "a b.txt"
+    with pytest.raises(AttachmentRefused, match="A file name cannot be used: File name contains a NUL"):
+        check(Upload("bad\x00.txt", b"x"), LIMITS)
+
+
 def test_a_damaged_image_or_pdf_is_refused_by_name() -> None:
     with pytest.raises(AttachmentRefused, match="“cut.png” could not be read as an image"):
         check(Upload("cut.png", PNG[: len(PNG) // 2]), LIMITS)
