@@ -21,12 +21,13 @@ from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
 
 from components import state
+from components.attachments import FileOpener, files_in_bubble
 from components.blocks import BlockSplitter, close_for_display
 from components.markdown import neutralise
 from services.chat import Reply
 from services.providers.catalogue import Catalogue
 from services.providers.demo import EXAMPLES
-from services.store import Conversation, Message, Versions
+from services.store import Attachment, Conversation, Message, Versions
 
 AVATARS = {"user": ":material/person:", "assistant": ":material/smart_toy:"}
 STATUS_NOTES = {
@@ -56,7 +57,8 @@ REDRAW_COST = 5
 
 class Bubble:
     """A chat bubble of a fixed shape: finished markdown blocks (each its own element, never re-sent),
-    the open block (redrawn as it grows), the meta line, the actions. Every bubble has all four slots, a
+    the open block (redrawn as it grows), the attached files, the meta line, the actions. Every bubble has
+    all these slots, a
     user bubble too: Streamlit keeps an earlier run's element at the same place until this run draws
     there, so a user bubble drawn where an assistant bubble was would otherwise show its meta line."""
 
@@ -64,6 +66,7 @@ class Bubble:
         with st.chat_message(role, avatar=AVATARS.get(role)):
             self._frozen = st.container()
             self._open = st.empty()
+            self.files = st.empty()
             self.meta = st.empty()
             self.actions = st.empty()
         self._splitter = BlockSplitter()
@@ -172,8 +175,12 @@ def message_bubble(
     catalogue: Catalogue,
     versions: Versions | None = None,
     branching: Branching | None = None,
+    files: Sequence[Attachment] = (),
+    open_file: FileOpener | None = None,
 ) -> Bubble:
     bubble = Bubble(message.role)
+    if files and open_file is not None:
+        files_in_bubble(bubble.files, files, open_file)
     mid = str(message.id)
     if branching is not None and branching.editing == mid:
         # The editor in place of the text: saving makes a new version and answers it; the original stays.
@@ -205,13 +212,26 @@ def messages(
     catalogue: Catalogue,
     versions: Mapping[uuid.UUID, Versions] | None = None,
     branching: Branching | None = None,
+    files: Mapping[uuid.UUID, Sequence[Attachment]] | None = None,
+    open_file: FileOpener | None = None,
 ) -> list[Bubble]:
-    known = versions or {}
-    return [message_bubble(message, catalogue, known.get(message.id), branching) for message in items]
+    known, attached = versions or {}, files or {}
+    return [
+        message_bubble(m, catalogue, known.get(m.id), branching, attached.get(m.id, ()), open_file) for m in items
+    ]
 
 
-def user_bubble(text: str) -> None:
-    Bubble("user").show(text)
+def user_bubble(
+    text: str, files: Sequence[Attachment] = (), open_file: FileOpener | None = None, notices: Sequence[str] = ()
+) -> None:
+    """The message just sent, with its files, and what the user should know about them (a file cut to fit
+    the model's context)."""
+    bubble = Bubble("user")
+    bubble.show(text)
+    if files and open_file is not None:
+        files_in_bubble(bubble.files, files, open_file)
+    if notices:
+        bubble.meta.caption(" ".join(plain_label(note) for note in notices))
 
 
 def streamed_reply(reply: Reply, bubble: Bubble) -> None:

@@ -23,6 +23,7 @@ HISTORY_DELETE_TYPED = "history.delete.all.typed"
 MODEL = "chat.model"
 CHAT_INPUT = "chat.input"
 FLASH = "chat.flash"
+PENDING_FILES = "chat.pending_files"  # files kept after a refused send, sent with the next message
 PENDING = "chat.pending"
 EXAMPLE = "chat.example"  # an example prompt clicked on the first screen, sent on the next run
 WINDOW_PAGES = "chat.window_pages"

@@ -290,6 +290,18 @@ class Settings:
         lo=1_000, hi=2_000_000,
     )
 
+    file_max_mb: int = setting(
+        "CHAT_FILE_MAX_MB", "int", 10, "Largest file a message may carry, in MB.", lo=1, hi=200
+    )
+    message_files_max_mb: int = setting(
+        "CHAT_MESSAGE_FILES_MAX_MB", "int", 20, "Most the files of one message may weigh together, in MB.",
+        lo=1, hi=1_000,
+    )
+    image_models: tuple[str, ...] = setting(
+        "CHAT_IMAGE_MODELS", "list", (), "Models that take images besides the known OpenAI and Anthropic ones.",
+        shown="(none)",
+    )
+
     default_instructions: str = setting(
         "CHAT_DEFAULT_INSTRUCTIONS", "text", "", "Instructions a new conversation starts with.", hi=20_000,
         shown="—",

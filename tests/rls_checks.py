@@ -37,6 +37,7 @@ AsClaims = Callable[[dict[str, object]], AbstractContextManager[psycopg.Connecti
 # flag check reports it.
 PUBLIC_TABLES = (
     "api_keys",
+    "attachments",
     "audit_log",
     "conversations",
     "messages",
@@ -49,7 +50,9 @@ PUBLIC_TABLES = (
 # are written before anyone is signed in only through the definer functions `public.signin_*` (migration
 # 20261128001710); tests/test_sessions.py checks their isolation through the sign-in service, and the
 # catalogue checks here pin their flags and policies.
-BEHAVIOUR_TABLES = ("api_keys", "conversations", "messages", "profiles", "rate_limits")
+BEHAVIOUR_TABLES = ("api_keys", "attachments", "conversations", "messages", "profiles", "rate_limits")
+# Behaviour tables users may not update at all (no grant, no update policy): checked by never_updated_problems.
+NEVER_UPDATED_TABLES = ("attachments",)
 
 # Since migration 20261128001700 every policy trusts only this app's tokens: chat_private.user_sub() is the
 # caller's id only for an app user token (iss = the app, chat_scope = 'user'), has_app_role() only for one.
@@ -59,6 +62,13 @@ _ADMIN = "( SELECT chat_private.has_app_role('admin'::text) AS has_app_role)"
 _MESSAGE_INSERT = (
     "((( SELECT chat_private.user_sub() AS user_sub) = user_id) AND (EXISTS ( SELECT 1 FROM conversations c"
     " WHERE ((c.id = messages.conversation_id) AND (c.user_id = ( SELECT chat_private.user_sub() AS user_sub))))))"
+)
+# The caller as the own-rows policies name it (`_OWN` without its comparison): the attachments migration writes
+# its policies in the same form as the messages policies, whichever that is.
+_CALLER = _OWN.removeprefix("(").removesuffix(" = user_id)")
+_ATTACHMENT_INSERT = (
+    f"(({_CALLER} = user_id) AND (EXISTS ( SELECT 1 FROM messages m"
+    f" WHERE ((m.id = attachments.message_id) AND (m.user_id = {_CALLER})))))"
 )
 
 
@@ -106,6 +116,11 @@ EXPECTED_POLICIES: dict[str, Policy] = {
     # cannot move a key, so only the catalogue check can see it. A widened `using` is seen (REACH).
     "api_keys_update_own": Policy("api_keys", "UPDATE", _OWN, _OWN, behaviour=False),
     "api_keys_delete_own": Policy("api_keys", "DELETE", _OWN, None),
+    # No update policy (and no update grant): an attachment is never edited, so it can never be moved.
+    "attachments_select_own": Policy("attachments", "SELECT", _OWN, None),
+    "attachments_select_reviewer": Policy("attachments", "SELECT", _REVIEWER, None),
+    "attachments_insert_own": Policy("attachments", "INSERT", None, _ATTACHMENT_INSERT),
+    "attachments_delete_own": Policy("attachments", "DELETE", _OWN, None),
 }
 
 
@@ -215,6 +230,7 @@ class World:
     other_conversation: uuid.UUID
     other_message: uuid.UUID
     my_key: uuid.UUID
+    my_attachment: uuid.UUID
 
 
 RLS_REFUSAL = "new row violates row-level security policy"
@@ -231,6 +247,7 @@ def params_for(world: World) -> dict[str, object]:
         "other_conversation": world.other_conversation,
         "other_message": world.other_message,
         "my_key": world.my_key,
+        "my_attachment": world.my_attachment,
         "planted_hash": "f" * 64,
     }
 
@@ -271,6 +288,9 @@ PLANTS: dict[str, str] = {
     "profiles": "insert into public.profiles (user_id, display_name) values (%(nobody)s, 'planted')",
     "api_keys": "insert into public.api_keys (user_id, name, prefix, secret_hash)"
     " values (%(nobody)s, 'planted', 'sk-chat-', %(planted_hash)s)",
+    # On the other user's own message, so the composite foreign key holds and only the policy can refuse.
+    "attachments": "insert into public.attachments (message_id, conversation_id, user_id, name, media_type, size,"
+    " data) values (%(other_message)s, %(other_conversation)s, %(other)s, 'planted', 'text/plain', 1, '\\x41')",
 }
 
 
@@ -317,6 +337,11 @@ REACH: list[tuple[str, str, int]] = [
     ("api_keys", "delete from public.api_keys where user_id <> %(me)s", 0),
     ("api_keys", "update public.api_keys set name = 'pwned'", 1),
     ("api_keys", "delete from public.api_keys", 1),
+    ("attachments", "select id from public.attachments where user_id <> %(me)s", 0),
+    ("attachments", "select data from public.attachment_data((select id from public.attachments"
+     " where user_id <> %(me)s limit 1))", 0),
+    ("attachments", "delete from public.attachments where user_id <> %(me)s", 0),
+    ("attachments", "delete from public.attachments", 1),
 ]
 
 
@@ -343,12 +368,12 @@ def own_rows_problems(as_user: AsUser, world: World) -> list[str]:
         counts = conn.execute(
             "select (select count(*) from public.messages), (select count(*) from public.conversations),"
             " (select count(*) from public.rate_limits), (select count(*) from public.profiles),"
-            " (select count(*) from public.api_keys)"
+            " (select count(*) from public.api_keys), (select count(*) from public.attachments)"
         ).fetchone()
-        if counts != (1, 2, 1, 1, 1):
+        if counts != (1, 2, 1, 1, 1, 1):
             problems.append(
-                f"my rows (messages, conversations, counters, profiles, keys) seen as {counts},"
-                " expected (1, 2, 1, 1, 1)"
+                f"my rows (messages, conversations, counters, profiles, keys, attachments) seen as {counts},"
+                " expected (1, 2, 1, 1, 1, 1)"
             )
         updated = conn.execute(
             "update public.messages set content = 'mine' where id = %(my_message)s", params_for(world)
@@ -426,6 +451,15 @@ TREE: list[tuple[str, str | int]] = [
     ),
     ("update public.messages set parent_id = %(my_message)s where id = %(my_message)s", "refused"),
     ("update public.conversations set current_leaf_id = %(my_message)s where id = %(my_conversation)s", 1),
+    (  # my attachment on another user's message (the composite foreign key refuses it)
+        "insert into public.attachments (message_id, conversation_id, user_id, name, media_type, size, data)"
+        " values (%(other_message)s, %(other_conversation)s, %(me)s, 'mine', 'text/plain', 1, '\\x41')",
+        "refused",
+    ),
+    (  # the store's own function attaches only to the caller's messages
+        "select * from public.add_attachment(%(other_message)s, 'mine', 'text/plain', '\\x41', null, null)",
+        0,
+    ),
 ]
 
 
@@ -484,6 +518,7 @@ STRANGER_READS: list[str] = [
     "select id from public.search_messages('hello', 100, all_users => true)",
     "select model from public.message_models(true)",
     "select user_id from public.usage_by_user('-infinity', 'infinity', true)",
+    "select id from public.attachments",
 ]
 # Writes that must be refused or touch nothing for a stranger token.
 STRANGER_WRITES: list[str] = [
@@ -588,6 +623,21 @@ def scope_problems(as_claims: AsClaims, world: World) -> list[str]:
     return problems
 
 
+def never_updated_problems(as_user: AsUser, world: World) -> list[str]:
+    """Rows of NEVER_UPDATED_TABLES cannot be changed by their owner either: the grant refuses it."""
+    problems: list[str] = []
+    for table in NEVER_UPDATED_TABLES:
+        try:
+            with as_user(world.me) as conn, conn.transaction(force_rollback=True):
+                n = conn.execute(f"update public.{table} set user_id = %(nobody)s", params_for(world)).rowcount
+        except psycopg.errors.InsufficientPrivilege as exc:
+            if "permission denied" not in str(exc):
+                problems.append(f"{table}: an update was refused, but not by a grant: {exc}")
+            continue
+        problems.append(f"{table}: an update was allowed ({n} rows)")
+    return problems
+
+
 def behaviour_problems(as_user: AsUser, world: World, as_claims: AsClaims | None = None) -> list[str]:
     problems = (
         move_problems(as_user, world)
@@ -596,6 +646,7 @@ def behaviour_problems(as_user: AsUser, world: World, as_claims: AsClaims | None
         + rate_limit_delete_problems(as_user, world)
         + api_key_privilege_problems(as_user, world)
         + tree_problems(as_user, world)
+        + never_updated_problems(as_user, world)
     )
     if as_claims is not None:
         problems += stranger_problems(as_claims, world) + scope_problems(as_claims, world)
@@ -626,7 +677,19 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
                 [uuid.uuid4().hex * 2],
             ).fetchone()
             assert key is not None
-            ids[sub] = {"conversation": conversation[0], "empty": empty[0], "message": message[0], "key": key[0]}
+            attachment = conn.execute(
+                "insert into public.attachments (message_id, conversation_id, name, media_type, size, data)"
+                " values (%s, %s, 'checked.txt', 'text/plain', 5, 'hello'::bytea) returning id",
+                [message[0], conversation[0]],
+            ).fetchone()
+            assert attachment is not None
+            ids[sub] = {
+                "conversation": conversation[0],
+                "empty": empty[0],
+                "message": message[0],
+                "key": key[0],
+                "attachment": attachment[0],
+            }
     with as_user(mover) as conn:
         conn.execute("insert into public.conversations (title) values ('to be moved')")
     return World(
@@ -640,6 +703,7 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
         other_conversation=ids[other]["conversation"],
         other_message=ids[other]["message"],
         my_key=ids[me]["key"],
+        my_attachment=ids[me]["attachment"],
     )
 
 

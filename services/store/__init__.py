@@ -29,6 +29,8 @@ from services.store.checks import (
 from services.store.cursors import CursorCodec
 from services.store.protocols import (
     ApiKeyStore,
+    AttachmentReader,
+    AttachmentStore,
     ChatStore,
     ConversationReader,
     ProfileStore,
@@ -42,13 +44,18 @@ from services.store.types import (
     STATUSES,
     ApiKey,
     ApiKeyMatch,
+    Attachment,
+    AttachmentContent,
+    AttachmentFile,
     Conversation,
+    ExportedAttachment,
     HistoryPage,
     HistoryRow,
     InvalidCursor,
     InvalidInput,
     Message,
     MessageFilter,
+    NewAttachment,
     NotFound,
     Page,
     RequestCount,
@@ -62,6 +69,13 @@ from services.store.types import (
 )
 
 __all__ = [
+    "Attachment",
+    "AttachmentContent",
+    "AttachmentFile",
+    "AttachmentReader",
+    "AttachmentStore",
+    "ExportedAttachment",
+    "NewAttachment",
     "ApiKey",
     "ApiKeyMatch",
     "ApiKeyStore",

@@ -10,6 +10,7 @@ user's transaction. The policies in supabase/migrations/ then decide what each s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -31,8 +32,10 @@ from services.store.checks import (
     MAX_NAME_LOOKUP,
     MAX_PATH,
     MAX_STORED_CHARS,
+    check_attachment,
     check_instant,
     check_limit,
+    check_message_ids,
     check_query,
     check_role,
     check_status,
@@ -49,13 +52,18 @@ from services.store.types import (
     AT_LEAF,
     ApiKey,
     ApiKeyMatch,
+    Attachment,
+    AttachmentContent,
+    AttachmentFile,
     Conversation,
+    ExportedAttachment,
     HistoryPage,
     HistoryRow,
     InvalidCursor,
     InvalidInput,
     Message,
     MessageFilter,
+    NewAttachment,
     NotFound,
     Page,
     ParentRef,
@@ -796,6 +804,88 @@ class PostgresStore:
         if row is None:
             return None
         return ApiKeyMatch(state=row[0], user_id=row[1], key_id=row[2])
+
+    # --- attachments (SQL functions of migration 20261128001800, security invoker: RLS decides) ----------
+
+    def add_attachments(
+        self, principal: Principal, message_id: uuid.UUID | str, items: Sequence[NewAttachment]
+    ) -> list[Attachment]:
+        mid = parse_uuid(message_id, "message")
+        checked = [check_attachment(item) for item in items]
+        stored: list[Attachment] = []
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Attachment)) as cur:
+            for item in checked:
+                cur.execute(
+                    "select id, message_id, user_id, name, media_type, size, created_at"
+                    " from public.add_attachment(%s, %s, %s, %s, %s, %s)",
+                    [mid, item.name, item.media_type, item.data, item.thumbnail, item.text],
+                )
+                row = cur.fetchone()
+                if row is None:  # the function inserts nothing for a message that is not the caller's
+                    raise NotFound("That message does not exist.")
+                stored.append(dataclasses.replace(row, thumbnail=item.thumbnail))  # as message_attachments lists it
+        return stored
+
+    def copy_attachments(self, principal: Principal, from_message: uuid.UUID | str, to_message: uuid.UUID | str) -> int:
+        source, target = parse_uuid(from_message, "message"), parse_uuid(to_message, "message")
+        with self._tx(principal) as conn:
+            row = conn.execute("select public.copy_attachments(%s, %s)", [source, target]).fetchone()
+        return int(row[0]) if row else 0
+
+    def message_attachments(
+        self, principal: Principal, message_ids: Sequence[uuid.UUID]
+    ) -> Mapping[uuid.UUID, Sequence[Attachment]]:
+        wanted = check_message_ids(message_ids)
+        if not wanted:
+            return {}
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Attachment)) as cur:
+            cur.execute(
+                "select id, message_id, user_id, name, media_type, size, created_at, thumbnail"
+                " from public.message_attachments(%s)",
+                [wanted],
+            )
+            rows = cur.fetchall()
+        found: dict[uuid.UUID, list[Attachment]] = {}
+        for row in rows:
+            found.setdefault(row.message_id, []).append(row)
+        return found
+
+    def attachment_file(self, principal: Principal, attachment_id: uuid.UUID | str) -> AttachmentFile:
+        aid = parse_uuid(attachment_id, "file")
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(AttachmentFile)) as cur:
+            cur.execute("select name, media_type, data from public.attachment_data(%s)", [aid])
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound("That file does not exist.")
+        return row
+
+    def attachment_contents(self, principal: Principal, message_ids: Sequence[uuid.UUID]) -> list[AttachmentContent]:
+        wanted = check_message_ids(message_ids)
+        if not wanted:
+            return []
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(AttachmentContent)) as cur:
+            cur.execute(
+                "select id, message_id, name, media_type, text, data from public.attachment_contents(%s)", [wanted]
+            )
+            return cur.fetchall()
+
+    def iter_attachments(self, principal: Principal, batch_size: int = 4) -> Iterator[ExportedAttachment]:
+        """Keyset batches, one short transaction each: at most `batch_size` originals in memory at once."""
+        if not 1 <= batch_size <= 1_000:
+            raise InvalidInput("Batch size must be between 1 and 1000.")
+        after: tuple[datetime | None, uuid.UUID | None] = (None, None)
+        while True:
+            with self._tx(principal) as conn, conn.cursor(row_factory=class_row(ExportedAttachment)) as cur:
+                cur.execute(
+                    "select id, message_id, name, media_type, size, created_at, data"
+                    " from public.export_attachments(%s, %s, %s)",
+                    [after[0], after[1], batch_size],
+                )
+                rows = cur.fetchall()
+            yield from rows
+            if len(rows) < batch_size:
+                return
+            after = (rows[-1].created_at, rows[-1].id)
 
 
 def _history_params(where: MessageFilter) -> dict[str, Any]:

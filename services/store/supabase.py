@@ -24,6 +24,7 @@ for a token Supabase calls expired: it is minted again and the request repeated 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -48,8 +49,10 @@ from services.store.checks import (
     MAX_NAME_LOOKUP,
     MAX_PATH,
     MAX_STORED_CHARS,
+    check_attachment,
     check_instant,
     check_limit,
+    check_message_ids,
     check_query,
     check_role,
     check_status,
@@ -66,13 +69,18 @@ from services.store.types import (
     AT_LEAF,
     ApiKey,
     ApiKeyMatch,
+    Attachment,
+    AttachmentContent,
+    AttachmentFile,
     Conversation,
+    ExportedAttachment,
     HistoryPage,
     HistoryRow,
     InvalidCursor,
     InvalidInput,
     Message,
     MessageFilter,
+    NewAttachment,
     NotFound,
     Page,
     ParentRef,
@@ -107,6 +115,7 @@ _FORMULA = re.compile(r"^ *[-=+@\t\r]")
 NO_CONVERSATION = "That conversation does not exist."
 NO_MESSAGE = "That message does not exist."
 NO_KEY = "That API key does not exist."
+NO_FILE = "That file does not exist."
 UNREACHABLE = "The database cannot be reached right now. Please try again."
 TOO_SLOW = "The database took too long to answer. Please try again."
 
@@ -170,7 +179,17 @@ def _value(hint: Any, raw: Any) -> Any:
         return date.fromisoformat(str(raw)[:10])
     if int in kinds and not isinstance(raw, bool):
         return int(raw)
+    if bytes in kinds:
+        return _bytea(raw)
     return raw
+
+
+def _bytea(raw: Any) -> bytes:
+    """PostgREST's JSON form of bytea: `\\x` and hex digits (PostgreSQL's bytea_output = hex)."""
+    text = str(raw)
+    if not text.startswith("\\x"):
+        raise StoreUnavailable("Supabase answered a file in a form this app does not read.")
+    return bytes.fromhex(text[2:])
 
 
 def from_row(cls: type[T], row: Mapping[str, Any]) -> T:
@@ -188,6 +207,8 @@ def _json(value: Any) -> Any:
         return str(value)
     if isinstance(value, list | tuple):
         return [_json(v) for v in value]
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
     return value
 
 
@@ -789,6 +810,83 @@ class SupabaseStore:
         key_id = row.get("key_id")
         return ApiKeyMatch(state=row["state"], user_id=row.get("user_id"), key_id=uuid.UUID(key_id) if key_id else None)
 
+
+    # --- attachments (the SQL functions of migration 20261128001800; RLS decides) -------------------------
+
+    def add_attachments(
+        self, principal: Principal, message_id: uuid.UUID | str, items: Sequence[NewAttachment]
+    ) -> list[Attachment]:
+        """One request a file (the Data API has no multi-statement transaction); when one fails, the files
+        already stored for this call are deleted again, so a message never keeps half its files."""
+        mid = parse_uuid(message_id, "message")
+        checked = [check_attachment(item) for item in items]
+        stored: list[Attachment] = []
+        try:
+            for item in checked:
+                args = {
+                    "p_message_id": mid,
+                    "p_name": item.name,
+                    "p_media_type": item.media_type,
+                    "p_data": item.data,
+                    "p_thumbnail": item.thumbnail,
+                    "p_text": item.text,
+                }
+                rows = self._rpc(principal, "add_attachment", args, NO_MESSAGE)
+                row = from_row(Attachment, _one(rows, NO_MESSAGE))
+                stored.append(dataclasses.replace(row, thumbnail=item.thumbnail))
+        except Exception:
+            if stored:
+                ids = [str(a.id) for a in stored]
+                try:
+                    self._as(principal, lambda c: c.table("attachments").delete().in_("id", ids), NO_MESSAGE)
+                except StoreError:
+                    log.warning("files of a failed upload could not be removed", extra={"count": len(ids)})
+            raise
+        return stored
+
+    def copy_attachments(
+        self, principal: Principal, from_message: uuid.UUID | str, to_message: uuid.UUID | str
+    ) -> int:
+        source, target = parse_uuid(from_message, "message"), parse_uuid(to_message, "message")
+        return int(self._rpc(principal, "copy_attachments", {"p_from": source, "p_to": target}, NO_MESSAGE) or 0)
+
+    def message_attachments(
+        self, principal: Principal, message_ids: Sequence[uuid.UUID]
+    ) -> Mapping[uuid.UUID, Sequence[Attachment]]:
+        wanted = check_message_ids(message_ids)
+        if not wanted:
+            return {}
+        rows = self._rpc(principal, "message_attachments", {"p_message_ids": wanted}, NO_MESSAGE)
+        found: dict[uuid.UUID, list[Attachment]] = {}
+        for raw in rows:
+            row = from_row(Attachment, raw)
+            found.setdefault(row.message_id, []).append(row)
+        return found
+
+    def attachment_file(self, principal: Principal, attachment_id: uuid.UUID | str) -> AttachmentFile:
+        aid = parse_uuid(attachment_id, "file")
+        rows = self._rpc(principal, "attachment_data", {"p_id": aid}, NO_FILE)
+        return from_row(AttachmentFile, _one(rows, NO_FILE))
+
+    def attachment_contents(self, principal: Principal, message_ids: Sequence[uuid.UUID]) -> list[AttachmentContent]:
+        wanted = check_message_ids(message_ids)
+        if not wanted:
+            return []
+        rows = self._rpc(principal, "attachment_contents", {"p_message_ids": wanted}, NO_MESSAGE)
+        return [from_row(AttachmentContent, r) for r in rows]
+
+    def iter_attachments(self, principal: Principal, batch_size: int = 4) -> Iterator[ExportedAttachment]:
+        """Keyset batches, one request each: at most `batch_size` originals in memory at once."""
+        if not 1 <= batch_size <= 1_000:
+            raise InvalidInput("Batch size must be between 1 and 1000.")
+        after: tuple[datetime | None, uuid.UUID | None] = (None, None)
+        while True:
+            args = {"p_after_at": after[0], "p_after_id": after[1], "p_limit": batch_size}
+            rows = [from_row(ExportedAttachment, r) for r in self._rpc(principal, "export_attachments", args)]
+            yield from rows
+            if len(rows) < batch_size:
+                return
+            after = (rows[-1].created_at, rows[-1].id)
 
 def _now() -> str:
     """The app's clock for the few instants a plain table write must carry (PostgREST cannot send now()):
