@@ -188,7 +188,8 @@ def message_bubble(
         note = STATUS_NOTES.get(message.status)
         bubble.meta.caption(f"{meta_line(message, catalogue)}" + (f" · {note}" if note else ""))
     editable = branching is not None and message.role == "user"
-    if versions is not None or editable:
+    copyable = message.role == "assistant" and bool(message.content)
+    if versions is not None or editable or copyable:
         with bubble.actions.container(horizontal=True, vertical_alignment="center", gap="small"):
             if versions is not None:
                 version_switcher(mid, versions, branching)
@@ -197,7 +198,25 @@ def message_bubble(
                     "Edit", key=f"edit-{mid}", icon=":material/edit:", type="tertiary",
                     on_click=branching.on_edit, args=(mid,),
                 )
+            if copyable:
+                copy_popover(message.content)
     return bubble
+
+
+def copy_popover(text: str) -> None:
+    """Copy a reply as its raw markdown: a popover holding the text as a code block, whose copy icon copies it.
+
+    Streamlit 1.67 has no copy button for arbitrary text; its code blocks (st.code, and fenced code inside
+    markdown) carry one, which copies the block's text as given (navigator.clipboard.writeText). The text
+    goes to the browser as data in the code element, never as HTML, and no script of this app's runs. The
+    content is sent with the page (a popover's content is, unless it reruns the page on opening, which would
+    stop a reply being written)."""
+    with st.popover("Copy", icon=":material/content_copy:", type="tertiary", help="This reply as markdown"):
+        # st.code drops one newline at each end of its text: padded, the copied text is `text` exactly.
+        st.code(f"\n{text}\n", language="markdown", wrap_lines=True, height=COPY_HEIGHT_PX)
+
+
+COPY_HEIGHT_PX = 320  # beyond this the code block scrolls inside the popover; its copy icon stays in view
 
 
 def messages(
@@ -250,7 +269,9 @@ def live_reply(
     # The actions row always holds two elements, before and after: a container redrawn in place keeps
     # children that this run drew earlier and does not draw again.
     with bubble.actions.container(horizontal=True):
-        st.button("Stop", key="stop-live", icon=":material/stop_circle:", type="tertiary")
+        # Escape presses it, from anywhere on the page, the chat input included (Streamlit's shortcuts let
+        # Escape through from text fields).
+        st.button("Stop", key="stop-live", icon=":material/stop_circle:", type="tertiary", shortcut="Esc")
         if from_chat_input:
             regenerate_button("regenerate-live", on_regenerate, cid)
         else:
@@ -267,7 +288,11 @@ def live_reply(
             reply_error(outcome.error or "The reply failed.", "retry-live", on_regenerate, cid)
         else:
             regenerate_button("regenerate-done", on_regenerate, cid)
-            st.empty()
+            stored = outcome.message.content if outcome is not None and outcome.message is not None else ""
+            if stored:
+                copy_popover(stored)
+            else:
+                st.empty()
 
 
 def last_message_actions(last: Message | None, cid: str, on_regenerate: Callable[[str], None]) -> None:
