@@ -177,11 +177,13 @@ def message_bubble(
     mid = str(message.id)
     if branching is not None and branching.editing == mid:
         # The editor in place of the text: saving makes a new version and answers it; the original stays.
-        with bubble._frozen:
+        # Editor and buttons sit in the open block's place: the run that answers the edit draws the new text
+        # there, which replaces them at once (anywhere else they would stay, faded, until that run ends).
+        with bubble._open.container():
             st.text_area("Edit message", value=message.content, key=edit_key(mid), label_visibility="collapsed")
-        with bubble.actions.container(horizontal=True):
-            st.button("Save", key=f"edit-save-{mid}", type="primary", on_click=branching.on_save_edit, args=(mid,))
-            st.button("Cancel", key=f"edit-cancel-{mid}", on_click=branching.on_cancel_edit)
+            with st.container(horizontal=True):
+                st.button("Save", key=f"edit-save-{mid}", type="primary", on_click=branching.on_save_edit, args=(mid,))
+                st.button("Cancel", key=f"edit-cancel-{mid}", on_click=branching.on_cancel_edit)
         return bubble
     bubble.show(message.content, unfinished=message.status != "complete")
     if message.role == "assistant":

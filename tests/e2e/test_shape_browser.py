@@ -152,6 +152,10 @@ def test_escape_stops_an_edited_messages_reply(context: BrowserContext, server: 
         reply = page.get_by_test_id("stChatMessage").nth(1)
         expect(reply).to_contain_text("Thinking aloud", timeout=60_000)
         expect(reply.get_by_role("button", name="Stop")).to_be_visible()
+        # While the edit is answered, the edited message is already drawn as text: no editor left behind.
+        expect(first).to_contain_text("A better question")
+        expect(first.get_by_role("textbox")).to_have_count(0)
+        expect(first.get_by_role("button", name="Save")).to_have_count(0)
         page.screenshot(path=str(SHOTS / "escape-01-writing.png"))
         # From the chat input, where the user's hands are: Streamlit lets Escape through from text fields.
         page.get_by_test_id("stChatInputTextArea").press("Escape")
