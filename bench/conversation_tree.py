@@ -181,7 +181,7 @@ def main() -> None:
             for _ in range(50):
                 row = conn.execute(
                     "explain (analyze, format json) select id, title from public.conversations"
-                    " where user_id = %s and title ilike %s order by updated_at desc, id desc limit 21",
+                    " where user_id = %s and title_folded like lower(%s) order by updated_at desc, id desc limit 21",
                     [LOCAL_USER.user_id, f"%{q}%"],
                 ).fetchone()
                 assert row is not None

@@ -184,18 +184,21 @@ def message_bubble(
     mid = str(message.id)
     if branching is not None and branching.editing == mid:
         # The editor in place of the text: saving makes a new version and answers it; the original stays.
-        with bubble._frozen:
+        # Editor and buttons sit in the open block's place: the run that answers the edit draws the new text
+        # there, which replaces them at once (anywhere else they would stay, faded, until that run ends).
+        with bubble._open.container():
             st.text_area("Edit message", value=message.content, key=edit_key(mid), label_visibility="collapsed")
-        with bubble.actions.container(horizontal=True):
-            st.button("Save", key=f"edit-save-{mid}", type="primary", on_click=branching.on_save_edit, args=(mid,))
-            st.button("Cancel", key=f"edit-cancel-{mid}", on_click=branching.on_cancel_edit)
+            with st.container(horizontal=True):
+                st.button("Save", key=f"edit-save-{mid}", type="primary", on_click=branching.on_save_edit, args=(mid,))
+                st.button("Cancel", key=f"edit-cancel-{mid}", on_click=branching.on_cancel_edit)
         return bubble
     bubble.show(message.content, unfinished=message.status != "complete")
     if message.role == "assistant":
         note = STATUS_NOTES.get(message.status)
         bubble.meta.caption(f"{meta_line(message, catalogue)}" + (f" · {note}" if note else ""))
     editable = branching is not None and message.role == "user"
-    if versions is not None or editable:
+    copyable = message.role == "assistant" and bool(message.content)
+    if versions is not None or editable or copyable:
         with bubble.actions.container(horizontal=True, vertical_alignment="center", gap="small"):
             if versions is not None:
                 version_switcher(mid, versions, branching)
@@ -204,7 +207,25 @@ def message_bubble(
                     "Edit", key=f"edit-{mid}", icon=":material/edit:", type="tertiary",
                     on_click=branching.on_edit, args=(mid,),
                 )
+            if copyable:
+                copy_popover(message.content)
     return bubble
+
+
+def copy_popover(text: str) -> None:
+    """Copy a reply as its raw markdown: a popover holding the text as a code block, whose copy icon copies it.
+
+    Streamlit 1.67 has no copy button for arbitrary text; its code blocks (st.code, and fenced code inside
+    markdown) carry one, which copies the block's text as given (navigator.clipboard.writeText). The text
+    goes to the browser as data in the code element, never as HTML, and no script of this app's runs. The
+    content is sent with the page (a popover's content is, unless it reruns the page on opening, which would
+    stop a reply being written)."""
+    with st.popover("Copy", icon=":material/content_copy:", type="tertiary", help="This reply as markdown"):
+        # st.code drops one newline at each end of its text: padded, the copied text is `text` exactly.
+        st.code(f"\n{text}\n", language="markdown", wrap_lines=True, height=COPY_HEIGHT_PX)
+
+
+COPY_HEIGHT_PX = 320  # beyond this the code block scrolls inside the popover; its copy icon stays in view
 
 
 def messages(
@@ -270,7 +291,9 @@ def live_reply(
     # The actions row always holds two elements, before and after: a container redrawn in place keeps
     # children that this run drew earlier and does not draw again.
     with bubble.actions.container(horizontal=True):
-        st.button("Stop", key="stop-live", icon=":material/stop_circle:", type="tertiary")
+        # Escape presses it, from anywhere on the page, the chat input included (Streamlit's shortcuts let
+        # Escape through from text fields).
+        st.button("Stop", key="stop-live", icon=":material/stop_circle:", type="tertiary", shortcut="Esc")
         if from_chat_input:
             regenerate_button("regenerate-live", on_regenerate, cid)
         else:
@@ -287,7 +310,11 @@ def live_reply(
             reply_error(outcome.error or "The reply failed.", "retry-live", on_regenerate, cid)
         else:
             regenerate_button("regenerate-done", on_regenerate, cid)
-            st.empty()
+            stored = outcome.message.content if outcome is not None and outcome.message is not None else ""
+            if stored:
+                copy_popover(stored)
+            else:
+                st.empty()
 
 
 def last_message_actions(last: Message | None, cid: str, on_regenerate: Callable[[str], None]) -> None:

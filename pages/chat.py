@@ -52,6 +52,7 @@ def open_conversation(cid: str) -> None:
 def new_chat() -> None:
     st.query_params.pop("c", None)
     st.session_state[state.WINDOW_PAGES] = 1
+    st.session_state.pop(state.NEW_INSTRUCTIONS, None)  # a new chat starts from the default instructions
 
 
 def show_earlier() -> None:
@@ -210,10 +211,22 @@ if conversation is not None:
     last = shown[-1] if shown else None
 
 first_screen = st.empty()
-if conversation is None:
+if conversation is not None:
+    # What was typed for a chat that started is its own: the next new chat starts from the default again.
+    st.session_state.pop(state.NEW_INSTRUCTIONS, None)
+else:
+    if state.NEW_INSTRUCTIONS not in st.session_state:
+        # Read once per new chat, not on every run: the run that sends the first message does not wait for it.
+        try:
+            st.session_state[state.NEW_INSTRUCTIONS] = chat.default_instructions(principal)
+        except UserError as exc:
+            st.warning(f"Your default instructions could not be read, so the server's are shown. {exc.message}")
     with first_screen.container():
         tools.instructions_box(
-            services.settings.default_instructions, state.NEW_INSTRUCTIONS, read_only=False, on_save=None
+            st.session_state.get(state.NEW_INSTRUCTIONS, services.settings.default_instructions),
+            state.NEW_INSTRUCTIONS,
+            read_only=False,
+            on_save=None,
         )
         view.welcome(send_example, offline=not catalogue.has_real_provider)
 

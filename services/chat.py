@@ -346,8 +346,9 @@ class ChatService:
         user), StoreError or AuthError, and then nothing is stored.
 
         Only what the provider request needs runs before it (rate limit, insert, context read). A new
-        conversation is created titled from its first message, with `instructions` (default: the
-        CHAT_DEFAULT_INSTRUCTIONS setting); for an existing one `instructions` is ignored.
+        conversation is created titled from its first message, with `instructions` (when None: the
+        user's own default, else the CHAT_DEFAULT_INSTRUCTIONS setting; see `default_instructions`); for an
+        existing one `instructions` is ignored.
 
         `context`, when given, is sent to the provider instead of the stored path and instructions (the
         OpenAI-compatible door sends what its client sent, system prompt included; it must end with `text`),
@@ -367,7 +368,10 @@ class ChatService:
         cid = parse_uuid(conversation_id) if conversation_id is not None else None
         standing = ""  # a door turn (`context`) brings its own system prompt and stores none
         if cid is None and context is None:
-            standing = clean_instructions(self.settings.default_instructions if instructions is None else instructions)
+            # What the user typed for this chat wins, even typed empty; else their default, else the setting.
+            standing = clean_instructions(
+                self.default_instructions(principal) if instructions is None else instructions
+            )
         if self.limiter is not None:
             self.limiter.check(principal)
         created = cid is None
@@ -467,6 +471,23 @@ class ChatService:
     def remember_model(self, principal: Principal, model: str) -> None:
         """Keep the user's pick for their next session (any device). Raises InvalidInput, StoreError."""
         self.store.save_model_choice(principal, self.model_option(model).id)
+
+    # --- the instructions a new conversation starts with ----------------------------------------
+
+    def default_instructions(self, principal: Principal) -> str:
+        """What a new conversation starts with when nothing is typed for it: the user's own default (set on
+        the Account page) when they have one, else the CHAT_DEFAULT_INSTRUCTIONS setting."""
+        own = self.store.default_instructions(principal)
+        return self.settings.default_instructions if own is None else own
+
+    def own_default_instructions(self, principal: Principal) -> str | None:
+        """The user's own default instructions, None when they set none (the setting applies then)."""
+        return self.store.default_instructions(principal)
+
+    def set_default_instructions(self, principal: Principal, text: str) -> str | None:
+        """Keep `text` as the user's default instructions for new conversations ("" clears it, and the
+        setting applies again). Raises InvalidInput (too long, NUL), StoreError."""
+        return self.store.save_default_instructions(principal, text)
 
     # --- internals -------------------------------------------------------------------------------
 

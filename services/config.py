@@ -303,7 +303,8 @@ class Settings:
     )
 
     default_instructions: str = setting(
-        "CHAT_DEFAULT_INSTRUCTIONS", "text", "", "Instructions a new conversation starts with.", hi=20_000,
+        "CHAT_DEFAULT_INSTRUCTIONS", "text", "", "Instructions a new conversation starts with, unless the user "
+        "set their own default (Account page).", hi=20_000,
         shown="—",
     )
 

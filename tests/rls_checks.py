@@ -330,6 +330,10 @@ REACH: list[tuple[str, str, int]] = [
     ("profiles", "update public.profiles set display_name = 'pwned' where user_id <> %(me)s", 0),
     ("profiles", "delete from public.profiles where user_id <> %(me)s", 0),
     ("profiles", "update public.profiles set display_name = 'pwned'", 1),
+    ("profiles", "update public.profiles set default_instructions = 'pwned' where user_id <> %(me)s", 0),
+    ("profiles", "update public.profiles set default_instructions = 'mine'", 1),
+    # the store's function for it takes no user id and runs as the caller (security invoker): own row only
+    ("profiles", "select from public.set_my_default_instructions('mine') d where d = 'mine'", 1),
     ("profiles", "delete from public.profiles", 1),
     ("api_keys", "select id from public.api_keys where user_id <> %(me)s", 0),
     ("api_keys", "update public.api_keys set name = 'pwned' where user_id <> %(me)s", 0),

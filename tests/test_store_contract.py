@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from services.auth import AuthError, Principal
+from services.store import MAX_INSTRUCTIONS_CHARS
 from services.store.protocols import Store
 from services.store.types import (
     ApiKey,
@@ -1078,6 +1079,42 @@ def test_a_reviewer_cannot_write_someone_elses_name(backend: Backend) -> None:
     assert s.display_names(rita, [alice.user_id, rita.user_id]) == {alice.user_id: "Alice", rita.user_id: "Rita"}
 
 
+# --- default instructions for new chats (issue 14) ----------------------------------------------------
+
+
+def test_default_instructions_are_each_users_own(backend: Backend) -> None:
+    s = backend.store
+    alice, bob, rita = backend.user("alice"), backend.user("bob"), backend.reviewer()
+    assert s.default_instructions(alice) is None  # no profile row yet
+    s.save_display_name(alice, "Alice")
+    s.save_model_choice(alice, "demo/echo-1")
+    assert s.default_instructions(alice) is None  # a profile row without a default
+    text = "  Answer in French.\n\n- briefly\n  "
+    assert s.save_default_instructions(alice, text) == "Answer in French.\n\n- briefly"  # cleaned as stored
+    assert s.default_instructions(alice) == "Answer in French.\n\n- briefly"
+    # the rest of her profile row is left as it was
+    assert s.display_names(alice, [alice.user_id]) == {alice.user_id: "Alice"}
+    assert s.model_choice(alice) == "demo/echo-1"
+    # others (a reviewer too, who may read every profile) get only their own
+    assert s.default_instructions(bob) is None
+    assert s.default_instructions(rita) is None
+    assert s.save_default_instructions(bob, "Be terse.") == "Be terse."
+    assert s.default_instructions(alice) == "Answer in French.\n\n- briefly"
+    # the limit and the text checks of a conversation's instructions; a refusal changes nothing
+    for bad in ("x" * (MAX_INSTRUCTIONS_CHARS + 1), "nul\x00byte"):
+        with pytest.raises(InvalidInput):
+            s.save_default_instructions(alice, bad)
+    assert s.default_instructions(alice) == "Answer in French.\n\n- briefly"
+    assert s.save_default_instructions(alice, "y" * MAX_INSTRUCTIONS_CHARS) == "y" * MAX_INSTRUCTIONS_CHARS
+    # "" or blank clears it
+    assert s.save_default_instructions(alice, " \n ") is None
+    assert s.default_instructions(alice) is None
+    assert s.display_names(alice, [alice.user_id]) == {alice.user_id: "Alice"}
+    assert s.default_instructions(bob) == "Be terse."
+    s.delete_all_user_data(bob)  # erasure takes it too
+    assert s.default_instructions(bob) is None
+
+
 def test_usage_by_user_counts_each_users_messages(backend: Backend, pair: Pair) -> None:
     s = backend.store
     rita = backend.reviewer()
@@ -1364,6 +1401,10 @@ def test_the_title_filter_matches_literally_case_insensitively_and_pages(backend
         s.list_conversations(who, limit=2, before=first.next_cursor)
     with pytest.raises(InvalidCursor):
         s.list_conversations(who, limit=2, before=first.next_cursor, title_filter="trip")
+    # the lowered title follows a rename
+    s.rename_conversation(who, made["Trip to Rome"], "Reise nach ÖSTERREICH")
+    assert [c.title for c in s.list_conversations(who, title_filter="reise NACH").items] == ["Reise nach ÖSTERREICH"]
+    assert s.list_conversations(who, title_filter="trip").items == []
 
 
 # --- attachments (issue 15) ----------------------------------------------------------------------------

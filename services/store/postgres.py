@@ -283,9 +283,9 @@ class PostgresStore:
     def list_conversations(
         self, principal: Principal, limit: int = 20, before: str | None = None, *, title_filter: str = ""
     ) -> Page[Conversation]:
-        """Newest activity first, keyset paged, by public.list_conversations. The title filter is a
-        condition on the same index walk (see migration 20261128001200 for why no trigram index); its
-        text is matched literally ("50%" finds titles with "50%", not every title with "50")."""
+        """Newest activity first, keyset paged. The title filter is a condition on the same index walk
+        (see migration 20261128001200 for why no trigram index), over the lowered title kept beside the
+        title (migration 20261128002000); its text is matched literally, case-insensitively."""
         limit = check_limit(limit)
         title_filter = " ".join(check_query(title_filter).split())
         scope = "conversations"
@@ -565,6 +565,19 @@ class PostgresStore:
             row = conn.execute(
                 "select last_model from public.profiles where user_id = %s", [principal.user_id]
             ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    # --- the per-user default instructions (SQL functions of migration 20261128002000) ---------------
+
+    def default_instructions(self, principal: Principal) -> str | None:
+        with self._tx(principal) as conn:
+            row = conn.execute("select d from public.my_default_instructions() d").fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def save_default_instructions(self, principal: Principal, text: str) -> str | None:
+        text = clean_instructions(text)
+        with self._tx(principal) as conn:
+            row = conn.execute("select d from public.set_my_default_instructions(%s) d", [text]).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
     # --- rate-limit counter ---------------------------------------------------------------------------

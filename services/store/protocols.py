@@ -196,6 +196,15 @@ class ChatStore(ConversationReader, AttachmentStore, Protocol):
         """The model the principal last picked, if any (it may no longer be offered)."""
         ...
 
+    def default_instructions(self, principal: Principal) -> str | None:
+        """The principal's own default instructions for new conversations; None when they set none."""
+        ...
+
+    def save_default_instructions(self, principal: Principal, text: str) -> str | None:
+        """Store the principal's own default instructions, cleaned ("" clears them); returns what is
+        stored (None: none). Their display name and model choice stay as they were."""
+        ...
+
 
 class ReviewStore(ConversationReader, AttachmentReader, Protocol):
     """Search, filters, usage, exports and erasure: what reviewing stored history needs."""

@@ -604,6 +604,14 @@ class SupabaseStore:
         rows = self._as(principal, lambda c: c.table("profiles").select("last_model").eq("user_id", principal.user_id))
         return str(rows[0]["last_model"]) if rows and rows[0]["last_model"] is not None else None
 
+    def default_instructions(self, principal: Principal) -> str | None:
+        value = self._rpc(principal, "my_default_instructions", {})
+        return None if value is None else str(value)
+
+    def save_default_instructions(self, principal: Principal, text: str) -> str | None:
+        value = self._rpc(principal, "set_my_default_instructions", {"instructions": clean_instructions(text)})
+        return None if value is None else str(value)
+
     # --- rate-limit counter --------------------------------------------------------------------------------
 
     def count_request(self, principal: Principal, window_s: int) -> RequestCount:
