@@ -16,7 +16,7 @@ from services.providers.openai_chat import OpenAIProvider
 from services.providers.sse import sse_data
 
 # A line's text: no CR or LF (those end lines), anything else, including ":" and non-ASCII.
-LINE = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12)
+LINE = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), max_size=12)
 OTHER_LINE = st.one_of(
     LINE.map(lambda t: ":" + t),  # a comment
     LINE.map(lambda t: "event: " + t),
