@@ -29,16 +29,16 @@ class Pump:
     """Opens the provider stream and reads it on a helper thread; `batches` hands over everything received
     since the last hand-over (at most once per interval), or "" when a tick passes with nothing new.
 
-    `gather` (seconds, asked as it goes; off by default): once text waits for a later hand-over, the reader
+    `gather_s` (off by default; may be changed while it runs): once text waits for a later hand-over, the reader
     leaves the connection alone for up to that long (until just before the hand-over), so the chunks that
     arrive meanwhile are read in one go. A provider sends a chunk every few milliseconds, and each read
     costs the process a wake-up, system calls and a turn at the GIL; with 50 replies at once (the HTTP API
     under bench/load.py) that was much of its work. The price: the provider's last chunk may wait up to
     that much longer."""
 
-    def __init__(self, open_stream: Callable[[], ReplyStream], gather: Callable[[], float] | None = None) -> None:
+    def __init__(self, open_stream: Callable[[], ReplyStream], gather_s: float = 0.0) -> None:
         self._open = open_stream
-        self._gather = gather
+        self.gather_s = gather_s
         self._cond = threading.Condition()
         self._buf: list[str] = []
         self._done = False
@@ -70,9 +70,9 @@ class Pump:
                     self._buf.append(chunk)
                     if len(self._buf) == 1:  # the consumer only ever waits for "something" or "done"
                         self._cond.notify()
-                    if self._gather is not None and (gather_s := self._gather()) > 0:
+                    if self.gather_s > 0:
                         # Wake a little before the hand-over, so what arrived meanwhile still goes with it.
-                        until = min(time.monotonic() + gather_s, self._next_at - _GATHER_MARGIN_S)
+                        until = min(time.monotonic() + self.gather_s, self._next_at - _GATHER_MARGIN_S)
                         while not self._closed and (wait := until - time.monotonic()) > 0:
                             self._cond.wait(wait)
                         if self._closed:

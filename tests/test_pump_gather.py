@@ -37,7 +37,7 @@ class GatedStream:
 
 def _after_first_hand_over(gather: float | None) -> tuple[Pump, GatedStream, threading.Thread]:
     stream = GatedStream()
-    pump = Pump(lambda: stream, None if gather is None else (lambda: gather))
+    pump = Pump(lambda: stream, gather or 0.0)
     batches = pump.batches(lambda: 30.0, 0.01)  # the next hand-over is 30 s after the first
     assert next(batches) == "a"
     # The consumer goes on (it learns its next hand-over time by asking `interval` when it resumes).
@@ -86,7 +86,7 @@ class SteadyStream:
 
 def test_a_gathering_reader_hands_over_every_chunk_in_order_and_the_end() -> None:
     chunks = [f"w{i} " for i in range(300)]
-    pump = Pump(lambda: SteadyStream(chunks, threading.Event()), lambda: 0.02)
+    pump = Pump(lambda: SteadyStream(chunks, threading.Event()), 0.02)
     got = list(pump.batches(lambda: 0.01, 0.05))
     assert "".join(got) == "".join(chunks)
     assert len([g for g in got if g]) < len(chunks)  # handed over in batches, as before
