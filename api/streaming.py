@@ -32,6 +32,16 @@ BUSY_RETRY_AFTER_S = 5
 
 _STARTED, _TEXT, _END, _FAILED = "started", "text", "end", "failed"
 
+# How often a streamed reply hands text to the HTTP response (its first text goes at once, its end as soon
+# as the provider has ended). The chat page's 50 ms is for a person watching words appear; an HTTP client
+# renders as it likes, and every hand-over costs a wake-up of the worker, one of the event loop, an SSE
+# event through the middleware and a socket write: with 50 streams at once (bench/load.py) those were the
+# bulk of the process's work once the provider's chunks were parsed cheaply.
+HANDOVER_S = 0.1
+# And the provider's chunks are read in gulps of up to this long (services.streaming.Pump's gather_s): a
+# reply's end may reach the client that much later, its first text never does.
+GATHER_S = 0.05
+
 
 class StreamPool:
     """At most `max_streams` replies in flight, each on its own thread of this pool."""
@@ -98,6 +108,8 @@ class StreamPool:
             self._release()
             post(_FAILED, exc)
             return
+        reply.pace = lambda: HANDOVER_S
+        reply.gather_s = GATHER_S
         post(_STARTED, reply)
         last: tuple[str, Any] = (_END, None)
         try:

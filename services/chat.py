@@ -127,6 +127,7 @@ class Reply:
         self.outcome: Outcome | None = None
         # Seconds until the next hand-over after one was shown; the page sets it from what it re-sends.
         self.pace: Callable[[], float] = lambda: RENDER_INTERVAL_S
+        self._gather_s = 0.0
         self._open_stream = open_stream
         self._pump: Pump | None = None
         self.started_at: float | None = None  # time.monotonic() when the provider request was opened
@@ -139,9 +140,22 @@ class Reply:
         """Open the provider request now (idempotent); see the class doc."""
         if self._pump is None and self._open_stream is not None:
             self.started_at = time.monotonic()
-            self._pump = Pump(self._open_stream)
+            self._pump = Pump(self._open_stream, self._gather_s)
             # A page stopped between start() and reading never closes the reply: hang up when it is dropped.
             weakref.finalize(self, self._pump.close)
+
+    @property
+    def gather_s(self) -> float:
+        """Seconds the provider's reader may let chunks gather between reads (services.streaming.Pump)."""
+        return self._gather_s
+
+    @gather_s.setter
+    def gather_s(self, seconds: float) -> None:
+        # Handed to the pump as a value, not as a callback: the pump's thread must not keep this Reply alive
+        # (an unread Reply hangs up when it is dropped).
+        self._gather_s = seconds
+        if self._pump is not None:
+            self._pump.gather_s = seconds
 
     def pump(self) -> Pump:
         """The reading side of the provider request, opened now if `start()` was not called."""

@@ -21,18 +21,30 @@ from services.providers import ReplyStream
 
 log = logging.getLogger(__name__)
 
+# How long before the consumer's next hand-over a gathering reader reads again (see Pump).
+_GATHER_MARGIN_S = 0.01
+
 
 class Pump:
     """Opens the provider stream and reads it on a helper thread; `batches` hands over everything received
-    since the last hand-over (at most once per interval), or "" when a tick passes with nothing new."""
+    since the last hand-over (at most once per interval), or "" when a tick passes with nothing new.
 
-    def __init__(self, open_stream: Callable[[], ReplyStream]) -> None:
+    `gather_s` (off by default; may be changed while it runs): once text waits for a later hand-over, the reader
+    leaves the connection alone for up to that long (until just before the hand-over), so the chunks that
+    arrive meanwhile are read in one go. A provider sends a chunk every few milliseconds, and each read
+    costs the process a wake-up, system calls and a turn at the GIL; with 50 replies at once (the HTTP API
+    under bench/load.py) that was much of its work. The price: the provider's last chunk may wait up to
+    that much longer."""
+
+    def __init__(self, open_stream: Callable[[], ReplyStream], gather_s: float = 0.0) -> None:
         self._open = open_stream
+        self.gather_s = gather_s
         self._cond = threading.Condition()
         self._buf: list[str] = []
         self._done = False
         self._closed = False
         self._error: BaseException | None = None
+        self._next_at = 0.0  # time.monotonic() of the consumer's next hand-over, once it has had text
         self.stream: ReplyStream | None = None  # set once the request is open
         # In a copy of the caller's context, so the provider's log lines carry the turn's request id.
         self._thread = threading.Thread(
@@ -58,6 +70,13 @@ class Pump:
                     self._buf.append(chunk)
                     if len(self._buf) == 1:  # the consumer only ever waits for "something" or "done"
                         self._cond.notify()
+                    if self.gather_s > 0:
+                        # Wake a little before the hand-over, so what arrived meanwhile still goes with it.
+                        until = min(time.monotonic() + self.gather_s, self._next_at - _GATHER_MARGIN_S)
+                        while not self._closed and (wait := until - time.monotonic()) > 0:
+                            self._cond.wait(wait)
+                        if self._closed:
+                            return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
             with self._cond:
                 self._error = exc
@@ -89,7 +108,7 @@ class Pump:
             if text or not done:
                 yield text
             if text:
-                next_at = handed_at + interval()
+                next_at = self._next_at = handed_at + interval()
             if done:
                 if error is not None:
                     raise error
@@ -100,6 +119,7 @@ class Pump:
             self._closed = True
             self._buf.clear()
             stream = self.stream
+            self._cond.notify_all()  # a reader gathering (see the class doc) stops at once
         # From this thread while the helper may be blocked reading: closing the response unblocks it. A
         # request still being opened is closed by the helper itself once it is open.
         if stream is not None:
