@@ -120,7 +120,19 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "chat",
         "services/chat.py",
-        ("tests/test_chat_service.py", "tests/test_chat_service_paths.py"),
+        # Every fast test file that drives ChatService (not the pages or the browser: those run it too, but
+        # slowly, and what they add is drawing).
+        (
+            "tests/test_chat_service.py",
+            "tests/test_chat_service_paths.py",
+            "tests/test_chat_tree.py",
+            "tests/test_reply_heartbeat.py",
+            "tests/test_drill_provider_faults.py",
+            "tests/test_openai_door.py",
+            "tests/test_paging.py",
+            "tests/test_logs.py",
+            "tests/test_metrics.py",
+        ),
     ),
     Target(
         "markdown",
@@ -131,7 +143,7 @@ TARGETS: tuple[Target, ...] = (
 )
 
 # Copied beside the mutated file so the tests can import everything they need.
-PROJECT_PARTS = ("services", "components", "pages", "api", "app.py", "supabase", ".streamlit", "tests")
+PROJECT_PARTS = ("services", "components", "pages", "api", "app.py", "supabase", ".streamlit", "tests", "devtools")
 
 
 def tracked_copy(dest: Path) -> None:
