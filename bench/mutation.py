@@ -7,6 +7,7 @@ Not part of the test command (minutes per target). Run from the repository root:
     .venv/bin/python bench/mutation.py auth tx         # some targets, by name
     .venv/bin/python bench/mutation.py --max-children 2 auth
     .venv/bin/python bench/mutation.py --keep /tmp/mut-chat --only 'services.chat.x_*' chat   # one part
+    .venv/bin/python bench/mutation.py --keep /tmp/mut-chat --report chat   # what the kept runs found
 
 Tool: mutmut 3 (requirements-dev.txt). It needs a copy of the project to write its `mutants/` tree in,
 so each target runs in its own temporary copy of the tracked files; nothing here is changed. Each
@@ -261,16 +262,20 @@ def mutmut_statuses(mutmut: list[str], work: Path, functions: Sequence[str]) -> 
 
 
 def run_target(
-    target: Target, max_children: int | None, keep: Path | None, only: Sequence[str]
+    target: Target, max_children: int | None, keep: Path | None, only: Sequence[str], report_only: bool = False
 ) -> tuple[int, int, int, list[str]]:
     """(killed, checked, total, survivor diffs). `only` narrows the target's functions for this run (a part
     of a target too slow to run at once); with `keep`, parts and reruns accumulate in one directory."""
     if target.hand_mutants:
         return run_hand_mutants(target)
     functions = tuple(only) or target.functions
+    mutmut = [sys.executable, "-c", "from mutmut.__main__ import cli; cli()"]
+    if report_only:
+        if keep is None or not (keep / "mutants").is_dir():
+            raise SystemExit("--report reads a kept run: give its --keep directory")
+        return summarise(mutmut, keep, functions)
     with work_dir(target, keep) as work, shared_database() as env:
         (work / "setup.cfg").write_text(setup_cfg(target))
-        mutmut = [sys.executable, "-c", "from mutmut.__main__ import cli; cli()"]
         run = [*mutmut, "run", *(["--max-children", str(max_children)] if max_children else [])]
         # mutmut keeps a result until its function changes; survivors of a kept run are named so that
         # tests added since get their chance at them.
@@ -280,15 +285,29 @@ def run_target(
         subprocess.run([*run, *functions], cwd=work, env=env, check=False, stdout=subprocess.DEVNULL)
         if again:
             subprocess.run([*run, *again], cwd=work, env=env, check=False, stdout=subprocess.DEVNULL)
-        statuses = mutmut_statuses(mutmut, work, functions)
-        killed = sum(1 for s in statuses.values() if s in ("killed", "timeout", "caught by type check"))
-        checked = sum(1 for s in statuses.values() if s != "not checked")
-        survivors = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
-        diffs = [
-            subprocess.run([*mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout
-            for name in survivors
-        ]
-        return killed, checked, len(statuses), diffs
+        return summarise(mutmut, work, functions)
+
+
+KILLED = ("killed", "timeout", "caught by type check")
+
+
+def summarise(mutmut: list[str], work: Path, functions: Sequence[str]) -> tuple[int, int, int, list[str]]:
+    statuses = mutmut_statuses(mutmut, work, functions)
+    killed = sum(1 for s in statuses.values() if s in KILLED)
+    checked = sum(1 for s in statuses.values() if s != "not checked")
+    if checked < len(statuses):  # a partial run: say which functions it covered
+        groups: dict[str, list[str]] = {}
+        for name, status in statuses.items():
+            groups.setdefault(name.rsplit("__mutmut_", 1)[0], []).append(status)
+        print("\nfunction                                            killed  checked  total")
+        for function, found in sorted(groups.items()):
+            done = sum(1 for s in found if s != "not checked")
+            print(f"{function:<50} {sum(1 for s in found if s in KILLED):>7} {done:>8} {len(found):>6}")
+    survivors = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
+    diffs = [
+        subprocess.run([*mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout for name in survivors
+    ]
+    return killed, checked, len(statuses), diffs
 
 
 def main() -> None:
@@ -299,11 +318,12 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", default=[], help="mutant-name pattern run instead of the target's (repeatable)"
     )
+    parser.add_argument("--report", action="store_true", help="run nothing: report the --keep directory's results")
     args = parser.parse_args()
     chosen = [t for t in TARGETS if not args.targets or t.name in args.targets]
     table: list[tuple[str, int, int, int]] = []
     for target in chosen:
-        killed, checked, total, diffs = run_target(target, args.max_children, args.keep, args.only)
+        killed, checked, total, diffs = run_target(target, args.max_children, args.keep, args.only, args.report)
         table.append((target.name, killed, checked, total))
         print(f"\n=== {target.name} ({target.source}): {killed}/{checked} killed, {len(diffs)} survived")
         if checked < total:

@@ -309,7 +309,7 @@ def test_regenerate_answers_the_last_message_again_and_keeps_the_failed_reply(
 def test_regenerate_with_nothing_to_answer(chat: ChatService, store: PostgresStore) -> None:
     alice = user("alice")
     conversation = store.create_conversation(alice)
-    with pytest.raises(InvalidInput, match="no message"):
+    with pytest.raises(InvalidInput, match=r"^There is no message to answer in this conversation yet\.$"):
         chat.regenerate(alice, conversation.id, DEMO_MODEL)
 
 

@@ -250,6 +250,13 @@ def test_the_context_of_a_deep_wide_tree_is_exactly_its_path(
     # the last CONTEXT_MESSAGES of the path (99 before the new message), less a leading assistant turn
     expected = [m.content for m in path[-98:]] + ["m1000"]
     assert contents == expected
+    # Regenerate and Edit read the same window of the path: its last CONTEXT_MESSAGES.
+    _, body = said(o, chat, "again", lambda: chat.regenerate(me, cid, OPENAI))
+    assert [m["content"] for m in body["messages"] if m["role"] != "system"] == expected
+    question = chat.window(me, chat.open_conversation(me, cid)).messages[-2]
+    assert question.content == "m1000"
+    _, body = said(o, chat, "edited", lambda: chat.edit(me, question.id, "m1000 edited", OPENAI))
+    assert [m["content"] for m in body["messages"] if m["role"] != "system"] == expected[:-1] + ["m1000 edited"]
 
 
 def test_load_more_stays_complete_while_a_listed_chat_becomes_active(chat: ChatService, store: PostgresStore) -> None:
