@@ -20,6 +20,7 @@ from services.providers.anthropic_chat import AnthropicProvider
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
 from services.providers.openai_chat import OpenAIProvider
+from services.ratelimit import RateLimited, RateLimiter
 from services.store import InvalidInput, Message, NotFound
 from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
@@ -270,3 +271,54 @@ def test_load_more_stays_complete_while_a_listed_chat_becomes_active(chat: ChatS
     everything, more = chat.recent_conversations(me, pages=3, per_page=2)
     assert [c.id for c in both] == [made[0], made[4], made[3], made[2]]  # it moved up: no gap, no duplicate
     assert [c.id for c in everything] == [made[0], made[4], made[3], made[2], made[1]] and not more
+
+
+def test_regenerate_and_edit_answer_under_the_conversations_instructions_in_the_same_chat(
+    chat: ChatService, wires: dict[str, WireServer]
+) -> None:
+    o, me = wires["openai"], user("steady")
+    answer, _ = said(o, chat, "Arr", lambda: chat.send(me, None, "Hello", OPENAI))  # default instructions
+    pirate = {"role": "system", "content": "Answer like a pirate."}
+    for call in (
+        lambda: chat.regenerate(me, answer.conversation_id, OPENAI),
+        lambda: chat.edit(me, answer.parent_id, "Hello again", OPENAI),  # type: ignore[arg-type]
+    ):
+        o.queue(Script(chunks=["Aye"]))
+        before = len(o.requests)
+        reply = call()
+        assert reply.created_conversation is False and reply.conversation_id == answer.conversation_id
+        finish(reply)
+        assert sent(o, before)["messages"][0] == pirate
+
+
+def test_regenerate_and_edit_stop_once_the_sign_in_is_revoked(chat: ChatService, wires: dict[str, WireServer]) -> None:
+    o, me = wires["openai"], user("revoked")
+    answer, _ = said(o, chat, "first", lambda: chat.send(me, None, "Hello", OPENAI))
+    for call in (
+        lambda: chat.regenerate(me, answer.conversation_id, OPENAI, revoked=lambda: True),
+        lambda: chat.edit(me, answer.parent_id, "Hello?", OPENAI, revoked=lambda: True),  # type: ignore[arg-type]
+    ):
+        o.queue(Script(chunks=["never ", "finished"]))
+        reply = call()
+        try:
+            for _ in reply:
+                pass
+        finally:
+            reply.close()
+        assert reply.outcome is not None and reply.outcome.status == "interrupted"
+
+
+def test_regenerate_and_edit_count_against_the_rate_limit(
+    store: PostgresStore, chat: ChatService, wires: dict[str, WireServer]
+) -> None:
+    limited = ChatService(store, chat.catalogue, RateLimiter(store, 3), settings=chat.settings)
+    o, me = wires["openai"], user("hasty")
+    answer, _ = said(o, limited, "one", lambda: limited.send(me, None, "Hello", OPENAI))
+    said(o, limited, "two", lambda: limited.regenerate(me, answer.conversation_id, OPENAI))
+    said(o, limited, "three", lambda: limited.edit(me, answer.parent_id, "Hi", OPENAI))  # type: ignore[arg-type]
+    stored = len(list(store.iter_history(me, answer.conversation_id)))
+    with pytest.raises(RateLimited):
+        limited.regenerate(me, answer.conversation_id, OPENAI)
+    with pytest.raises(RateLimited):
+        limited.edit(me, answer.parent_id, "Hi again", OPENAI)  # type: ignore[arg-type]
+    assert len(list(store.iter_history(me, answer.conversation_id))) == stored
