@@ -183,7 +183,7 @@ def test_nobody_edits_switches_regenerates_or_instructs_in_another_users_convers
 def test_only_user_messages_can_be_edited(chat: ChatService) -> None:
     me = user("editor")
     answer = finish(chat.send(me, None, "question", DEMO))
-    with pytest.raises(InvalidInput, match="Only your own messages"):
+    with pytest.raises(InvalidInput, match=r"^Only your own messages can be edited; regenerate a reply instead\.$"):
         chat.edit(me, answer.id, "rewritten reply", DEMO)
     with pytest.raises(InvalidInput, match="empty"):
         chat.edit(me, answer.parent_id, "   ", DEMO)  # type: ignore[arg-type]
@@ -279,14 +279,16 @@ def test_regenerate_and_edit_answer_under_the_conversations_instructions_in_the_
     o, me = wires["openai"], user("steady")
     answer, _ = said(o, chat, "Arr", lambda: chat.send(me, None, "Hello", OPENAI))  # default instructions
     pirate = {"role": "system", "content": "Answer like a pirate."}
-    for call in (
-        lambda: chat.regenerate(me, answer.conversation_id, OPENAI),
-        lambda: chat.edit(me, answer.parent_id, "Hello again", OPENAI),  # type: ignore[arg-type]
+    for call, question in (
+        (lambda: chat.regenerate(me, answer.conversation_id, OPENAI), None),  # no new user message
+        (lambda: chat.edit(me, answer.parent_id, "Hello again", OPENAI), ("Hello again", OPENAI)),  # type: ignore[arg-type]
     ):
         o.queue(Script(chunks=["Aye"]))
         before = len(o.requests)
         reply = call()
         assert reply.created_conversation is False and reply.conversation_id == answer.conversation_id
+        edited = reply.user_message
+        assert ((edited.content, edited.model) if edited else None) == question
         finish(reply)
         assert sent(o, before)["messages"][0] == pirate
 
