@@ -336,6 +336,18 @@ def test_window_shows_the_last_fifty_and_pages_back(store: PostgresStore, chat: 
     assert not everything.has_more
 
 
+@pytest.mark.parametrize(("length", "more"), [(WINDOW, False), (WINDOW + 1, True)])
+def test_show_earlier_is_offered_only_when_something_is_hidden(
+    store: PostgresStore, chat: ChatService, length: int, more: bool
+) -> None:
+    alice = user("alice")
+    conversation = store.create_conversation(alice, "exact")
+    for i in range(length):
+        store.add_message(alice, conversation.id, "user" if i % 2 == 0 else "assistant", f"m{i}", DEMO_MODEL)
+    window = chat.window(alice, conversation)
+    assert len(window.messages) == WINDOW and window.has_more is more
+
+
 def test_demo_reply_is_stored_complete(chat: ChatService, store: PostgresStore) -> None:
     alice = user("alice")
     reply = chat.send(alice, None, "Hello demo", DEMO_MODEL)

@@ -21,7 +21,7 @@ from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
 from services.providers.openai_chat import OpenAIProvider
 from services.ratelimit import RateLimited, RateLimiter
-from services.store import InvalidInput, Message, NotFound
+from services.store import MAX_PATH, InvalidInput, Message, NotFound
 from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
 
@@ -258,6 +258,46 @@ def test_the_context_of_a_deep_wide_tree_is_exactly_its_path(
     assert question.content == "m1000"
     _, body = said(o, chat, "edited", lambda: chat.edit(me, question.id, "m1000 edited", OPENAI))
     assert [m["content"] for m in body["messages"] if m["role"] != "system"] == expected[:-1] + ["m1000 edited"]
+
+
+def test_the_window_reads_at_most_one_less_than_the_longest_path(
+    chat: ChatService, database: EmbeddedDatabase
+) -> None:
+    """However far "Show earlier" is pressed, the window asks for MAX_PATH messages at most (the one past
+    the shown ones says whether more exist), so the store never refuses it."""
+    me = user("longest")
+    with psycopg.connect(database.admin_url) as conn:
+        row = conn.execute(
+            "insert into public.conversations (user_id, title) values (%s, 'longest') returning id", [me.user_id]
+        ).fetchone()
+        assert row is not None
+        cid = row[0]
+        # One statement: the foreign key to each parent is checked when the statement ends.
+        conn.execute(
+            "insert into public.messages (id, conversation_id, user_id, role, content, model, parent_id, created_at)"
+            " select md5(%(cid)s || n)::uuid, %(cid)s::uuid, %(who)s,"
+            " case when n %% 2 = 0 then 'user' else 'assistant' end,"
+            " 'm' || n, 'demo/echo-1', case when n > 0 then md5(%(cid)s || (n - 1))::uuid end,"
+            " timestamptz '2026-01-01' + n * interval '1 second' from generate_series(0, %(last)s) n",
+            {"cid": str(cid), "who": me.user_id, "last": MAX_PATH},
+        )
+        conn.execute(
+            "update public.conversations set current_leaf_id = md5(%s || %s)::uuid where id = %s",
+            [str(cid), MAX_PATH, cid],
+        )
+    conversation = chat.open_conversation(me, cid)
+    window = chat.window(me, conversation, pages=MAX_PATH)
+    assert len(window.messages) == MAX_PATH - 1 and window.has_more
+    assert window.messages[-1].content == f"m{MAX_PATH}"
+
+
+def test_a_reviewer_may_read_but_not_change_anothers_conversation(chat: ChatService) -> None:
+    owner = user("owned")
+    reviewer = Principal(user_id=f"user_rita_{uuid.uuid4().hex[:6]}", claims={"roles": ["reviewer"]})
+    cid = finish(chat.send(owner, None, "mine", DEMO)).conversation_id
+    assert chat.open_conversation(reviewer, cid).title == "mine"
+    with pytest.raises(InvalidInput, match=r"^This conversation belongs to another user and is read-only\.$"):
+        chat.rename(reviewer, cid, "theirs now")
 
 
 def test_load_more_stays_complete_while_a_listed_chat_becomes_active(chat: ChatService, store: PostgresStore) -> None:
