@@ -323,6 +323,19 @@ def test_new_chat_is_titled_from_its_first_message(chat: ChatService, store: Pos
     assert title.startswith("Plan a trip to Lisbon") and title.endswith("…") and len(title) <= 60
 
 
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("x" * 60, "x" * 60),  # sixty characters fit
+        ("x" * 61, "x" * 59 + "…"),  # one more is cut to fifty-nine and the ellipsis
+        ("y" * 58 + " and more words", "y" * 58 + "…"),  # no space left before the ellipsis
+        ("  \n ", "New chat"),
+    ],
+)
+def test_a_title_is_at_most_sixty_characters(text: str, title: str) -> None:
+    assert title_from(text) == title
+
+
 def test_window_shows_the_last_fifty_and_pages_back(store: PostgresStore, chat: ChatService) -> None:
     alice = user("alice")
     conversation = store.create_conversation(alice, "long")
