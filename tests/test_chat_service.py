@@ -392,6 +392,12 @@ def test_build_context_merges_skips_and_budgets() -> None:
     ]
     # Over budget: the newest turns are kept, and the context still starts with a user turn.
     assert build_context(history, 55) == [Turn("user", "x" * 50)]
+    # A question asked twice after an answer merges into the last turn; a budget of exactly the context's
+    # length keeps all of it.
+    later = [m("user", "a"), m("assistant", "b"), m("user", "c"), m("user", "d")]
+    whole = [Turn("user", "a"), Turn("assistant", "b"), Turn("user", "c\n\nd")]
+    assert build_context(later, 6) == whole
+    assert build_context(later, 5) == whole[2:]
 
 
 # --- issue 10: nothing lost while the provider is silent, identity bounded to the turn --------------
