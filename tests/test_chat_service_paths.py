@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -204,3 +204,14 @@ def test_an_unreadable_remembered_model_offers_the_default_and_logs_why(
     assert record.levelno == logging.WARNING
     assert record.getMessage() == "could not read the remembered model; offering the default"
     assert record.exc_info is not None and isinstance(record.exc_info[1], AuthError)
+
+
+def test_a_reply_built_without_a_provider_request_refuses_to_open_one() -> None:
+    # ChatService always gives one; the guard names the mistake instead of failing on None later.
+    def nothing(reply: Reply) -> Generator[str, None, None]:
+        yield from ()
+
+    reply = Reply(uuid.uuid4(), None, ModelOption(DEMO, "demo", "echo-1", "Offline demo"), False, run=nothing)
+    reply.start()  # nothing to open: does nothing
+    with pytest.raises(RuntimeError, match=r"^this Reply has no provider request to open$"):
+        reply.pump()
