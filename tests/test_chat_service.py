@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from devtools.wire_servers import Script, WireServer
+from services import chat as chat_module
 from services.auth import AuthError, Principal
 from services.chat import WINDOW, ChatService, Reply, build_context, title_from
 from services.config import settings_from
@@ -558,3 +559,51 @@ def test_a_started_reply_that_is_never_read_hangs_up_and_stores_no_reply(
     assert wire.disconnects == gone_before + 1, "the provider connection was not closed"
     rows = store.recent_messages(alice, cid, limit=50)
     assert [(m.role, m.content) for m in rows] == [("user", "Stopped before reading")]
+
+
+# --- the longest a reply may stream: CHAT_PROVIDER_TIMEOUT_S + LONGEST_REPLY_S ---------------------------
+
+
+def patient_chat(store: PostgresStore, wires: dict[str, WireServer], timeout_s: str) -> ChatService:
+    """A service whose provider never times out on its own within the test: only the turn's deadline can."""
+    provider = OpenAIProvider(api_key="sk-test", base_url=wires["openai"].base_url, timeout_s=60.0)
+    options = [ModelOption(OPENAI_MODEL, "openai", "gpt-test", "GPT test")]
+    settings = settings_from({"CHAT_PROVIDER_TIMEOUT_S": timeout_s})
+    return ChatService(store, Catalogue({"openai": provider}, options, default=OPENAI_MODEL), None, settings=settings)
+
+
+def test_a_reply_may_stream_for_the_provider_timeout_plus_the_longest_reply(
+    store: PostgresStore, wires: dict[str, WireServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no time of its own left for the reply, the provider's timeout is still the turn's to use.
+    monkeypatch.setattr(chat_module, "LONGEST_REPLY_S", 0)
+    wires["openai"].queue(Script(chunks=["all ", "of ", "it"]))
+    reply = patient_chat(store, wires, "600").send(user("patient"), None, "Hello", OPENAI_MODEL)
+    assert "".join(drain(reply)) == "all of it"
+    assert reply.outcome is not None and reply.outcome.status == "complete"
+
+
+def test_a_reply_still_streaming_at_its_deadline_is_cut_off_and_keeps_its_text(
+    store: PostgresStore, wires: dict[str, WireServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_module, "LONGEST_REPLY_S", 0)
+    held = threading.Event()
+    wires["openai"].queue(Script(chunks=["so ", "far", " never"], gate_before={2: held}))
+    alice = user("endless")
+    reply = patient_chat(store, wires, "1").send(alice, None, "Hello", OPENAI_MODEL)
+    try:
+        shown = "".join(drain(reply))
+    finally:
+        held.set()  # let the wire server finish the abandoned stream
+    outcome = reply.outcome
+    assert outcome is not None and (outcome.status, outcome.error_kind) == ("error", "timeout")
+    assert outcome.error == "The reply took longer than 0 minutes."
+    assert "never" not in shown
+    assert [(m.role, m.content, m.status) for m in messages(store, alice, reply)][-1] == ("assistant", shown, "error")
+
+
+def test_a_reply_is_iterated_once(chat: ChatService) -> None:
+    reply = chat.send(user("twice"), None, "Hello", DEMO_MODEL)
+    assert drain(reply)
+    with pytest.raises(RuntimeError, match=r"^a Reply can be iterated only once$"):
+        iter(reply)
