@@ -236,8 +236,8 @@ def test_text_is_handed_over_without_waiting_for_the_next_chunk(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "empty"),
-        ("   \n\t ", "empty"),
+        ("", r"^Message is empty: type something before sending\.$"),
+        ("   \n\t ", r"^Message is empty: type something before sending\.$"),
         ("x" * 2_001, "too long: 2,001 characters, the limit is 2,000"),
         ("nul \x00 byte", "NUL"),
     ],
@@ -257,9 +257,17 @@ def test_bad_input_is_refused_with_a_clear_message_and_stores_nothing(
 
 def test_unknown_model_is_refused(chat: ChatService, store: PostgresStore) -> None:
     alice = user("alice")
-    with pytest.raises(InvalidInput, match="not available"):
+    with pytest.raises(
+        InvalidInput, match=r"^The model 'openai/gpt-nonexistent' is not available here\. Pick one from the list\.$"
+    ):
         chat.send(alice, None, "hello", "openai/gpt-nonexistent")
     assert count_rows(store, alice) == (0, 0)
+
+
+def test_a_message_that_is_not_text_is_refused(chat: ChatService) -> None:
+    # What a page or the API hands over is checked, whatever its type.
+    with pytest.raises(InvalidInput, match=r"^Message must be text\.$"):
+        chat.validate(42)
 
 
 def test_sending_into_another_users_conversation_is_refused(chat: ChatService, store: PostgresStore) -> None:
