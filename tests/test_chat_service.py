@@ -23,7 +23,7 @@ from services.providers.anthropic_chat import AnthropicProvider
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
 from services.providers.openai_chat import OpenAIProvider
-from services.store import InvalidInput, Message, NotFound
+from services.store import MAX_STORED_CHARS, InvalidInput, Message, NotFound
 from services.store.postgres import PostgresStore
 
 OPENAI_MODEL = "openai/gpt-test"
@@ -615,3 +615,16 @@ def test_a_reply_is_iterated_once(chat: ChatService) -> None:
     assert drain(reply)
     with pytest.raises(RuntimeError, match=r"^a Reply can be iterated only once$"):
         iter(reply)
+
+
+def test_a_reply_longer_than_the_store_keeps_is_stored_cut_to_the_limit(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    alice = user("verbose")
+    wires["openai"].queue(Script(chunks=["y" * 10_000] * 100 + ["z" * 5]))  # MAX_STORED_CHARS and five more
+    reply = chat.send(alice, None, "Say a lot", OPENAI_MODEL)
+    assert len("".join(drain(reply))) == MAX_STORED_CHARS + 5  # everything is shown
+    outcome = reply.outcome
+    assert outcome is not None and outcome.status == "complete" and outcome.text == "y" * MAX_STORED_CHARS
+    stored = messages(store, alice, reply)[-1]
+    assert (stored.role, stored.content, stored.status) == ("assistant", "y" * MAX_STORED_CHARS, "complete")
