@@ -280,6 +280,9 @@ def run_target(
         # mutmut keeps a result until its function changes; survivors of a kept run are named so that
         # tests added since get their chance at them.
         before = mutmut_statuses(mutmut, work, functions) if (work / "mutants").is_dir() else {}
+        # mutmut maps tests to the functions they call once, and afterwards only for new tests: a test
+        # changed since would keep its old map, and a mutant it now kills would be reported as surviving.
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
         # (A pattern already makes mutmut rerun every mutant it matches.)
         again = [] if functions else sorted(n for n, s in before.items() if s in ("survived", "no tests"))
         subprocess.run([*run, *functions], cwd=work, env=env, check=False, stdout=subprocess.DEVNULL)

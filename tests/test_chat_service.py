@@ -628,3 +628,24 @@ def test_a_reply_longer_than_the_store_keeps_is_stored_cut_to_the_limit(
     assert outcome is not None and outcome.status == "complete" and outcome.text == "y" * MAX_STORED_CHARS
     stored = messages(store, alice, reply)[-1]
     assert (stored.role, stored.content, stored.status) == ("assistant", "y" * MAX_STORED_CHARS, "complete")
+
+
+def test_a_first_hand_over_of_one_character_is_saved_at_once(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    held = threading.Event()
+    wires["openai"].queue(Script(chunks=["A", "nd the rest"], gate_before={1: held}))
+    alice = user("terse")
+    reply = chat.send(alice, None, "Hello", OPENAI_MODEL)
+    try:
+        it = iter(reply)
+        assert next(text for text in it if text) == "A"  # after any ticks while the request was opening
+        assert next(it) == ""  # the provider is held: a tick, after the first hand-over was saved
+        assert [(m.role, m.content, m.status) for m in messages(store, alice, reply)][-1] == (
+            "assistant",
+            "A",
+            "streaming",
+        )
+    finally:
+        held.set()
+        reply.close()
