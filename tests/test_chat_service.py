@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from devtools.wire_servers import Script, WireServer
+from services import chat as chat_module
 from services.auth import AuthError, Principal
 from services.chat import WINDOW, ChatService, Reply, build_context, title_from
 from services.config import settings_from
@@ -22,7 +23,7 @@ from services.providers.anthropic_chat import AnthropicProvider
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
 from services.providers.openai_chat import OpenAIProvider
-from services.store import InvalidInput, Message, NotFound
+from services.store import MAX_STORED_CHARS, InvalidInput, Message, NotFound
 from services.store.postgres import PostgresStore
 
 OPENAI_MODEL = "openai/gpt-test"
@@ -235,8 +236,8 @@ def test_text_is_handed_over_without_waiting_for_the_next_chunk(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "empty"),
-        ("   \n\t ", "empty"),
+        ("", r"^Message is empty: type something before sending\.$"),
+        ("   \n\t ", r"^Message is empty: type something before sending\.$"),
         ("x" * 2_001, "too long: 2,001 characters, the limit is 2,000"),
         ("nul \x00 byte", "NUL"),
     ],
@@ -256,9 +257,17 @@ def test_bad_input_is_refused_with_a_clear_message_and_stores_nothing(
 
 def test_unknown_model_is_refused(chat: ChatService, store: PostgresStore) -> None:
     alice = user("alice")
-    with pytest.raises(InvalidInput, match="not available"):
+    with pytest.raises(
+        InvalidInput, match=r"^The model 'openai/gpt-nonexistent' is not available here\. Pick one from the list\.$"
+    ):
         chat.send(alice, None, "hello", "openai/gpt-nonexistent")
     assert count_rows(store, alice) == (0, 0)
+
+
+def test_a_message_that_is_not_text_is_refused(chat: ChatService) -> None:
+    # What a page or the API hands over is checked, whatever its type.
+    with pytest.raises(InvalidInput, match=r"^Message must be text\.$"):
+        chat.validate(42)
 
 
 def test_sending_into_another_users_conversation_is_refused(chat: ChatService, store: PostgresStore) -> None:
@@ -309,7 +318,7 @@ def test_regenerate_answers_the_last_message_again_and_keeps_the_failed_reply(
 def test_regenerate_with_nothing_to_answer(chat: ChatService, store: PostgresStore) -> None:
     alice = user("alice")
     conversation = store.create_conversation(alice)
-    with pytest.raises(InvalidInput, match="no message"):
+    with pytest.raises(InvalidInput, match=r"^There is no message to answer in this conversation yet\.$"):
         chat.regenerate(alice, conversation.id, DEMO_MODEL)
 
 
@@ -323,6 +332,19 @@ def test_new_chat_is_titled_from_its_first_message(chat: ChatService, store: Pos
     assert title.startswith("Plan a trip to Lisbon") and title.endswith("…") and len(title) <= 60
 
 
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("x" * 60, "x" * 60),  # sixty characters fit
+        ("x" * 61, "x" * 59 + "…"),  # one more is cut to fifty-nine and the ellipsis
+        ("y" * 58 + " and more words", "y" * 58 + "…"),  # no space left before the ellipsis
+        ("  \n ", "New chat"),
+    ],
+)
+def test_a_title_is_at_most_sixty_characters(text: str, title: str) -> None:
+    assert title_from(text) == title
+
+
 def test_window_shows_the_last_fifty_and_pages_back(store: PostgresStore, chat: ChatService) -> None:
     alice = user("alice")
     conversation = store.create_conversation(alice, "long")
@@ -334,6 +356,18 @@ def test_window_shows_the_last_fifty_and_pages_back(store: PostgresStore, chat: 
     everything = chat.window(alice, conversation, pages=3)
     assert [m.content for m in everything.messages] == [f"m{i}" for i in range(120)]
     assert not everything.has_more
+
+
+@pytest.mark.parametrize(("length", "more"), [(WINDOW, False), (WINDOW + 1, True)])
+def test_show_earlier_is_offered_only_when_something_is_hidden(
+    store: PostgresStore, chat: ChatService, length: int, more: bool
+) -> None:
+    alice = user("alice")
+    conversation = store.create_conversation(alice, "exact")
+    for i in range(length):
+        store.add_message(alice, conversation.id, "user" if i % 2 == 0 else "assistant", f"m{i}", DEMO_MODEL)
+    window = chat.window(alice, conversation)
+    assert len(window.messages) == WINDOW and window.has_more is more
 
 
 def test_demo_reply_is_stored_complete(chat: ChatService, store: PostgresStore) -> None:
@@ -367,6 +401,12 @@ def test_build_context_merges_skips_and_budgets() -> None:
     ]
     # Over budget: the newest turns are kept, and the context still starts with a user turn.
     assert build_context(history, 55) == [Turn("user", "x" * 50)]
+    # A question asked twice after an answer merges into the last turn; a budget of exactly the context's
+    # length keeps all of it.
+    later = [m("user", "a"), m("assistant", "b"), m("user", "c"), m("user", "d")]
+    whole = [Turn("user", "a"), Turn("assistant", "b"), Turn("user", "c\n\nd")]
+    assert build_context(later, 6) == whole
+    assert build_context(later, 5) == whole[2:]
 
 
 # --- issue 10: nothing lost while the provider is silent, identity bounded to the turn --------------
@@ -527,3 +567,85 @@ def test_a_started_reply_that_is_never_read_hangs_up_and_stores_no_reply(
     assert wire.disconnects == gone_before + 1, "the provider connection was not closed"
     rows = store.recent_messages(alice, cid, limit=50)
     assert [(m.role, m.content) for m in rows] == [("user", "Stopped before reading")]
+
+
+# --- the longest a reply may stream: CHAT_PROVIDER_TIMEOUT_S + LONGEST_REPLY_S ---------------------------
+
+
+def patient_chat(store: PostgresStore, wires: dict[str, WireServer], timeout_s: str) -> ChatService:
+    """A service whose provider never times out on its own within the test: only the turn's deadline can."""
+    provider = OpenAIProvider(api_key="sk-test", base_url=wires["openai"].base_url, timeout_s=60.0)
+    options = [ModelOption(OPENAI_MODEL, "openai", "gpt-test", "GPT test")]
+    settings = settings_from({"CHAT_PROVIDER_TIMEOUT_S": timeout_s})
+    return ChatService(store, Catalogue({"openai": provider}, options, default=OPENAI_MODEL), None, settings=settings)
+
+
+def test_a_reply_may_stream_for_the_provider_timeout_plus_the_longest_reply(
+    store: PostgresStore, wires: dict[str, WireServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With no time of its own left for the reply, the provider's timeout is still the turn's to use.
+    monkeypatch.setattr(chat_module, "LONGEST_REPLY_S", 0)
+    wires["openai"].queue(Script(chunks=["all ", "of ", "it"]))
+    reply = patient_chat(store, wires, "600").send(user("patient"), None, "Hello", OPENAI_MODEL)
+    assert "".join(drain(reply)) == "all of it"
+    assert reply.outcome is not None and reply.outcome.status == "complete"
+
+
+def test_a_reply_still_streaming_at_its_deadline_is_cut_off_and_keeps_its_text(
+    store: PostgresStore, wires: dict[str, WireServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_module, "LONGEST_REPLY_S", 0)
+    held = threading.Event()
+    wires["openai"].queue(Script(chunks=["so ", "far", " never"], gate_before={2: held}))
+    alice = user("endless")
+    reply = patient_chat(store, wires, "1").send(alice, None, "Hello", OPENAI_MODEL)
+    try:
+        shown = "".join(drain(reply))
+    finally:
+        held.set()  # let the wire server finish the abandoned stream
+    outcome = reply.outcome
+    assert outcome is not None and (outcome.status, outcome.error_kind) == ("error", "timeout")
+    assert outcome.error == "The reply took longer than 0 minutes."
+    assert "never" not in shown
+    assert [(m.role, m.content, m.status) for m in messages(store, alice, reply)][-1] == ("assistant", shown, "error")
+
+
+def test_a_reply_is_iterated_once(chat: ChatService) -> None:
+    reply = chat.send(user("twice"), None, "Hello", DEMO_MODEL)
+    assert drain(reply)
+    with pytest.raises(RuntimeError, match=r"^a Reply can be iterated only once$"):
+        iter(reply)
+
+
+def test_a_reply_longer_than_the_store_keeps_is_stored_cut_to_the_limit(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    alice = user("verbose")
+    wires["openai"].queue(Script(chunks=["y" * 10_000] * 100 + ["z" * 5]))  # MAX_STORED_CHARS and five more
+    reply = chat.send(alice, None, "Say a lot", OPENAI_MODEL)
+    assert len("".join(drain(reply))) == MAX_STORED_CHARS + 5  # everything is shown
+    outcome = reply.outcome
+    assert outcome is not None and outcome.status == "complete" and outcome.text == "y" * MAX_STORED_CHARS
+    stored = messages(store, alice, reply)[-1]
+    assert (stored.role, stored.content, stored.status) == ("assistant", "y" * MAX_STORED_CHARS, "complete")
+
+
+def test_a_first_hand_over_of_one_character_is_saved_at_once(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    held = threading.Event()
+    wires["openai"].queue(Script(chunks=["A", "nd the rest"], gate_before={1: held}))
+    alice = user("terse")
+    reply = chat.send(alice, None, "Hello", OPENAI_MODEL)
+    try:
+        it = iter(reply)
+        assert next(text for text in it if text) == "A"  # after any ticks while the request was opening
+        assert next(it) == ""  # the provider is held: a tick, after the first hand-over was saved
+        assert [(m.role, m.content, m.status) for m in messages(store, alice, reply)][-1] == (
+            "assistant",
+            "A",
+            "streaming",
+        )
+    finally:
+        held.set()
+        reply.close()

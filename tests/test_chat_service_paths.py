@@ -8,12 +8,14 @@ stand-ins."""
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.auth import Principal
+from services.auth import AuthError, Principal
 from services.chat import ChatService, Reply
 from services.config import settings_from
 from services.providers import Turn, Usage
@@ -109,13 +111,19 @@ class _DeleteFails:
         raise StoreError("The database took too long to answer. Please try again.")
 
 
-def test_the_original_error_is_reported_when_the_cleanup_also_fails(chat: ChatService, store: PostgresStore) -> None:
+def test_the_original_error_is_reported_when_the_cleanup_also_fails(
+    chat: ChatService, store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
     alice = user()
     failing = ChatService(_DeleteFails(store), chat.catalogue, None, settings=chat.settings)  # type: ignore[arg-type]
-    with pytest.raises(InvalidInput, match="Model name"):
+    with caplog.at_level(logging.WARNING, logger="services.chat"), pytest.raises(InvalidInput, match="Model name"):
         failing.send(alice, None, "hello", TOO_LONG_MODEL)
     # The empty conversation is left behind (logged); the user still gets the error that matters.
     assert [c.title for c in store.list_conversations(alice).items] == ["hello"]
+    [record] = [r for r in caplog.records if r.name == "services.chat"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "could not remove an empty conversation after a failed insert"
+    assert record.exc_info is not None and isinstance(record.exc_info[1], StoreError)
 
 
 def test_an_unexpected_provider_failure_ends_the_reply_as_an_error_and_keeps_the_text(
@@ -155,3 +163,55 @@ def test_a_reply_whose_final_state_cannot_be_saved_says_so(chat: ChatService, st
     assert outcome.text == first
     with pytest.raises(NotFound):
         store.get_conversation(alice, reply.conversation_id)
+
+
+# --- the picker's remembered model ---------------------------------------------------------------------
+
+
+def test_the_remembered_model_is_offered_while_the_catalogue_still_has_it(
+    chat: ChatService, store: PostgresStore
+) -> None:
+    alice = user()
+    assert chat.preferred_model(alice) == DEMO  # nothing remembered yet: the catalogue's default
+    chat.remember_model(alice, BROKEN)
+    assert store.model_choice(alice) == BROKEN
+    assert chat.preferred_model(alice) == BROKEN
+
+
+def test_a_remembered_model_the_catalogue_dropped_gives_way_to_the_default(
+    chat: ChatService, store: PostgresStore
+) -> None:
+    alice = user()
+    store.save_model_choice(alice, "retired/model-0")  # picked when it was still offered
+    assert chat.preferred_model(alice) == DEMO
+
+
+def test_a_model_that_is_not_offered_is_not_remembered(chat: ChatService, store: PostgresStore) -> None:
+    alice = user()
+    with pytest.raises(InvalidInput, match=r"^The model 'retired/model-0' is not available here\."):
+        chat.remember_model(alice, "retired/model-0")
+    assert store.model_choice(alice) is None
+
+
+def test_an_unreadable_remembered_model_offers_the_default_and_logs_why(
+    chat: ChatService, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A sign-in that has expired: the real store refuses to read under it (AuthError).
+    expired = Principal(user_id=user().user_id, expires_at=datetime.now(UTC) - timedelta(hours=1))
+    with caplog.at_level(logging.WARNING, logger="services.chat"):
+        assert chat.preferred_model(expired) == DEMO
+    [record] = [r for r in caplog.records if r.name == "services.chat"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "could not read the remembered model; offering the default"
+    assert record.exc_info is not None and isinstance(record.exc_info[1], AuthError)
+
+
+def test_a_reply_built_without_a_provider_request_refuses_to_open_one() -> None:
+    # ChatService always gives one; the guard names the mistake instead of failing on None later.
+    def nothing(reply: Reply) -> Generator[str, None, None]:
+        yield from ()
+
+    reply = Reply(uuid.uuid4(), None, ModelOption(DEMO, "demo", "echo-1", "Offline demo"), False, run=nothing)
+    reply.start()  # nothing to open: does nothing
+    with pytest.raises(RuntimeError, match=r"^this Reply has no provider request to open$"):
+        reply.pump()

@@ -20,7 +20,8 @@ from services.providers.anthropic_chat import AnthropicProvider
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
 from services.providers.openai_chat import OpenAIProvider
-from services.store import InvalidInput, Message, NotFound
+from services.ratelimit import RateLimited, RateLimiter
+from services.store import MAX_PATH, InvalidInput, Message, NotFound
 from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
 
@@ -210,7 +211,7 @@ def test_nobody_edits_switches_regenerates_or_instructs_in_another_users_convers
 def test_only_user_messages_can_be_edited(chat: ChatService) -> None:
     me = user("editor")
     answer = finish(chat.send(me, None, "question", DEMO))
-    with pytest.raises(InvalidInput, match="Only your own messages"):
+    with pytest.raises(InvalidInput, match=r"^Only your own messages can be edited; regenerate a reply instead\.$"):
         chat.edit(me, answer.id, "rewritten reply", DEMO)
     with pytest.raises(InvalidInput, match="empty"):
         chat.edit(me, answer.parent_id, "   ", DEMO)  # type: ignore[arg-type]
@@ -278,6 +279,53 @@ def test_the_context_of_a_deep_wide_tree_is_exactly_its_path(
     # the last CONTEXT_MESSAGES of the path (99 before the new message), less a leading assistant turn
     expected = [m.content for m in path[-98:]] + ["m1000"]
     assert contents == expected
+    # Regenerate and Edit read the same window of the path: its last CONTEXT_MESSAGES.
+    _, body = said(o, chat, "again", lambda: chat.regenerate(me, cid, OPENAI))
+    assert [m["content"] for m in body["messages"] if m["role"] != "system"] == expected
+    question = chat.window(me, chat.open_conversation(me, cid)).messages[-2]
+    assert question.content == "m1000"
+    _, body = said(o, chat, "edited", lambda: chat.edit(me, question.id, "m1000 edited", OPENAI))
+    assert [m["content"] for m in body["messages"] if m["role"] != "system"] == expected[:-1] + ["m1000 edited"]
+
+
+def test_the_window_reads_at_most_one_less_than_the_longest_path(
+    chat: ChatService, database: EmbeddedDatabase
+) -> None:
+    """However far "Show earlier" is pressed, the window asks for MAX_PATH messages at most (the one past
+    the shown ones says whether more exist), so the store never refuses it."""
+    me = user("longest")
+    with psycopg.connect(database.admin_url) as conn:
+        row = conn.execute(
+            "insert into public.conversations (user_id, title) values (%s, 'longest') returning id", [me.user_id]
+        ).fetchone()
+        assert row is not None
+        cid = row[0]
+        # One statement: the foreign key to each parent is checked when the statement ends.
+        conn.execute(
+            "insert into public.messages (id, conversation_id, user_id, role, content, model, parent_id, created_at)"
+            " select md5(%(cid)s || n)::uuid, %(cid)s::uuid, %(who)s,"
+            " case when n %% 2 = 0 then 'user' else 'assistant' end,"
+            " 'm' || n, 'demo/echo-1', case when n > 0 then md5(%(cid)s || (n - 1))::uuid end,"
+            " timestamptz '2026-01-01' + n * interval '1 second' from generate_series(0, %(last)s) n",
+            {"cid": str(cid), "who": me.user_id, "last": MAX_PATH},
+        )
+        conn.execute(
+            "update public.conversations set current_leaf_id = md5(%s || %s)::uuid where id = %s",
+            [str(cid), MAX_PATH, cid],
+        )
+    conversation = chat.open_conversation(me, cid)
+    window = chat.window(me, conversation, pages=MAX_PATH)
+    assert len(window.messages) == MAX_PATH - 1 and window.has_more
+    assert window.messages[-1].content == f"m{MAX_PATH}"
+
+
+def test_a_reviewer_may_read_but_not_change_anothers_conversation(chat: ChatService) -> None:
+    owner = user("owned")
+    reviewer = Principal(user_id=f"user_rita_{uuid.uuid4().hex[:6]}", claims={"roles": ["reviewer"]})
+    cid = finish(chat.send(owner, None, "mine", DEMO)).conversation_id
+    assert chat.open_conversation(reviewer, cid).title == "mine"
+    with pytest.raises(InvalidInput, match=r"^This conversation belongs to another user and is read-only\.$"):
+        chat.rename(reviewer, cid, "theirs now")
 
 
 def test_load_more_stays_complete_while_a_listed_chat_becomes_active(chat: ChatService, store: PostgresStore) -> None:
@@ -291,3 +339,56 @@ def test_load_more_stays_complete_while_a_listed_chat_becomes_active(chat: ChatS
     everything, more = chat.recent_conversations(me, pages=3, per_page=2)
     assert [c.id for c in both] == [made[0], made[4], made[3], made[2]]  # it moved up: no gap, no duplicate
     assert [c.id for c in everything] == [made[0], made[4], made[3], made[2], made[1]] and not more
+
+
+def test_regenerate_and_edit_answer_under_the_conversations_instructions_in_the_same_chat(
+    chat: ChatService, wires: dict[str, WireServer]
+) -> None:
+    o, me = wires["openai"], user("steady")
+    answer, _ = said(o, chat, "Arr", lambda: chat.send(me, None, "Hello", OPENAI))  # default instructions
+    pirate = {"role": "system", "content": "Answer like a pirate."}
+    for call, question in (
+        (lambda: chat.regenerate(me, answer.conversation_id, OPENAI), None),  # no new user message
+        (lambda: chat.edit(me, answer.parent_id, "Hello again", OPENAI), ("Hello again", OPENAI)),  # type: ignore[arg-type]
+    ):
+        o.queue(Script(chunks=["Aye"]))
+        before = len(o.requests)
+        reply = call()
+        assert reply.created_conversation is False and reply.conversation_id == answer.conversation_id
+        edited = reply.user_message
+        assert ((edited.content, edited.model) if edited else None) == question
+        finish(reply)
+        assert sent(o, before)["messages"][0] == pirate
+
+
+def test_regenerate_and_edit_stop_once_the_sign_in_is_revoked(chat: ChatService, wires: dict[str, WireServer]) -> None:
+    o, me = wires["openai"], user("revoked")
+    answer, _ = said(o, chat, "first", lambda: chat.send(me, None, "Hello", OPENAI))
+    for call in (
+        lambda: chat.regenerate(me, answer.conversation_id, OPENAI, revoked=lambda: True),
+        lambda: chat.edit(me, answer.parent_id, "Hello?", OPENAI, revoked=lambda: True),  # type: ignore[arg-type]
+    ):
+        o.queue(Script(chunks=["never ", "finished"]))
+        reply = call()
+        try:
+            for _ in reply:
+                pass
+        finally:
+            reply.close()
+        assert reply.outcome is not None and reply.outcome.status == "interrupted"
+
+
+def test_regenerate_and_edit_count_against_the_rate_limit(
+    store: PostgresStore, chat: ChatService, wires: dict[str, WireServer]
+) -> None:
+    limited = ChatService(store, chat.catalogue, RateLimiter(store, 3), settings=chat.settings)
+    o, me = wires["openai"], user("hasty")
+    answer, _ = said(o, limited, "one", lambda: limited.send(me, None, "Hello", OPENAI))
+    said(o, limited, "two", lambda: limited.regenerate(me, answer.conversation_id, OPENAI))
+    said(o, limited, "three", lambda: limited.edit(me, answer.parent_id, "Hi", OPENAI))  # type: ignore[arg-type]
+    stored = len(list(store.iter_history(me, answer.conversation_id)))
+    with pytest.raises(RateLimited):
+        limited.regenerate(me, answer.conversation_id, OPENAI)
+    with pytest.raises(RateLimited):
+        limited.edit(me, answer.parent_id, "Hi again", OPENAI)  # type: ignore[arg-type]
+    assert len(list(store.iter_history(me, answer.conversation_id))) == stored

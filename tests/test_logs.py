@@ -23,7 +23,7 @@ from api.observability import Observe
 from devtools.wire_servers import Script, WireServer
 from services import logs
 from services.auth import Principal
-from services.chat import ChatService
+from services.chat import ChatService, Reply
 from services.config import settings_from
 from services.providers import Usage
 from services.providers.catalogue import Catalogue, ModelOption
@@ -89,6 +89,14 @@ def run_turn(chat: ChatService) -> str:
     return rid
 
 
+def drain(reply: Reply) -> uuid.UUID:
+    try:
+        "".join(reply)
+    finally:
+        reply.close()
+    return reply.conversation_id
+
+
 def http_request_with_a_bearer_token() -> None:
     def secret_route(request: Request) -> JSONResponse:
         logging.getLogger("api.test").info("handling a request")
@@ -135,6 +143,41 @@ def test_with_log_content_the_text_is_logged_and_the_tokens_still_are_not(
     assert line["reply_text"] == "".join(REPLY_WORDS)
     for secret in (API_KEY, BEARER):
         assert secret not in captured.text
+
+
+def test_the_turn_line_carries_every_field_of_the_outcome(store: object, wire: WireServer, captured: Captured) -> None:
+    chat = chat_service(store, wire)
+    reply = chat.send(Principal(user_id=f"user_logs_{uuid.uuid4().hex[:6]}"), None, TYPED, "openai/m")
+    drain(reply)
+    outcome = reply.outcome
+    assert outcome is not None and outcome.first_token_ms is not None
+    [line] = [line for line in captured.lines if line.get("event") == "reply finished"]
+    fields = {k: line[k] for k in line if k not in ("time", "level", "logger", "message", "request_id", "event")}
+    assert fields == {
+        "status": "complete",
+        "provider": "openai",
+        "model": "openai/m",
+        "error_kind": None,
+        "first_token_ms": outcome.first_token_ms,
+        "latency_ms": outcome.latency_ms,
+        "reply_chars": 19,
+        "stored": True,
+    }
+    assert line["level"] == "INFO" and line["logger"] == "services.chat"
+
+
+def test_a_regenerated_turn_logs_no_user_text_even_with_log_content(
+    store: object, wire: WireServer, captured: Captured
+) -> None:
+    chat = chat_service(store, wire, CHAT_LOG_CONTENT="true")
+    me = Principal(user_id=f"user_logs_{uuid.uuid4().hex[:6]}")
+    cid = drain(chat.send(me, None, TYPED, "openai/m"))
+    drain(chat.regenerate(me, cid, "openai/m"))
+    lines = [line for line in captured.lines if line.get("event") == "reply finished"]
+    assert [(line["user_text"], line["reply_text"]) for line in lines] == [
+        (TYPED, "".join(REPLY_WORDS)),
+        (None, "".join(REPLY_WORDS)),  # a regenerated reply has no new user message
+    ]
 
 
 def test_the_provider_thread_logs_under_the_turns_request_id(captured: Captured) -> None:

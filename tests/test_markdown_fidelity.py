@@ -295,3 +295,18 @@ def test_the_parser_marks_text_nested_past_what_it_reads(read: str, too_deep: st
     assert markdown._TOO_DEEP not in env
     md.parse(too_deep, env)
     assert env[markdown._TOO_DEEP] is True
+
+
+# With every reference defined this text holds nothing to escape and stays within the parser's depth; parsed
+# without definitions (the second look, for images that only an undefined reference leaves standing) its
+# unmatched brackets go past it. What that parse could not read cannot be searched, so the whole text is made
+# literal rather than passed as it is.
+DEEP_ONLY_WITHOUT_DEFINITIONS = "[[[[[])" + "[" * 11 + "<" + "[" * 7
+
+
+def test_text_too_deep_only_without_definitions_is_made_literal_as_a_whole() -> None:
+    text = DEEP_ONLY_WITHOUT_DEFINITIONS + CODE
+    tokens, too_deep = markdown._parse(text)
+    assert not too_deep and markdown.unsafe_tokens(tokens) == []
+    assert markdown._parse(text, every_reference=False)[1] is True
+    assert neutralise(text) == text.replace("<", "&lt;")

@@ -71,3 +71,25 @@ def test_recent_conversations_and_the_export_walk_the_same_listing(store: Postgr
     items, more = chat.recent_conversations(who, pages=3, per_page=2)
     assert [c.title for c in items] == newest_first and not more
     assert [c.title for c in export.all_conversations(store, who)] == newest_first
+
+
+def test_the_sidebar_listing_is_one_page_of_twenty_unless_asked_for_more(store: PostgresStore) -> None:
+    # The chat page passes only the page count: the page size is this default.
+    who = someone()
+    titles = [f"c{i:02}" for i in range(21)]
+    for title in titles:
+        store.create_conversation(who, title)
+    settings = settings_from({})
+    chat = ChatService(store, build_catalogue(settings), None, settings=settings)
+    items, more = chat.recent_conversations(who)
+    assert [c.title for c in items] == titles[::-1][:20] and more
+
+
+def test_recent_conversations_keeps_only_titles_containing_the_filter(store: PostgresStore) -> None:
+    who = someone()
+    for title in ("Zebra facts", "lunch", "more ZEBRAS"):
+        store.create_conversation(who, title)
+    settings = settings_from({})
+    chat = ChatService(store, build_catalogue(settings), None, settings=settings)
+    items, more = chat.recent_conversations(who, title_filter="zebra")
+    assert [c.title for c in items] == ["more ZEBRAS", "Zebra facts"] and not more

@@ -195,3 +195,16 @@ def test_the_sweeper_sweeps_at_start_and_keeps_going_after_a_failure(store: Post
         sweeper.stop()
     assert calls[:2] == [10, 10] and sweeper.swept >= 2
     assert Sweeper(store, 30).interval_s == 15 and Sweeper(store, 600).interval_s == 60
+
+
+def test_the_heartbeat_beats_at_least_three_times_within_the_stale_time(
+    store: PostgresStore, chat: ChatService
+) -> None:
+    # A third of CHAT_STALE_REPLY_S, at most HEARTBEAT_S: a reply may miss two beats before it looks dead.
+    def service(stale_s: str, heartbeat_s: float | None = None) -> ChatService:
+        settings = settings_from({"CHAT_STALE_REPLY_S": stale_s})
+        return ChatService(store, chat.catalogue, None, settings=settings, heartbeat_s=heartbeat_s)
+
+    assert service("6").heartbeat_s == 2.0
+    assert service("3600").heartbeat_s == 5.0
+    assert service("6", heartbeat_s=0.1).heartbeat_s == 0.1  # tests beat faster
