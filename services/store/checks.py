@@ -120,7 +120,7 @@ def check_instant(value: datetime, what: str) -> datetime:
 # The store's own bounds on an attachment (the settings set lower limits, enforced by services/attachments.py).
 MAX_ATTACHMENT_BYTES = 256 * 1024 * 1024
 MAX_ATTACHMENT_NAME_CHARS = 255
-MAX_ATTACHMENTS_READ = 1_000  # messages whose attachments one call may list
+MAX_ATTACHMENTS_READ = MAX_PATH  # messages whose attachments one call may list: a whole chat-page window
 
 
 def clean_attachment_name(name: str) -> str:
