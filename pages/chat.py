@@ -20,7 +20,7 @@ from components.history import user_timezone
 from components.models import model_picker
 from components.shell import page_services
 from services.auth import Principal
-from services.chat import Reply
+from services.chat import Reply, Window
 from services.errors import UserError
 from services.runtime import Services
 from services.store import Conversation, Message, NotFound
@@ -140,8 +140,9 @@ read_only = conversation is not None and conversation.user_id != principal.user_
 if read_only:
     st.info("You are viewing another user's conversation. It is read-only.", icon=":material/visibility:")
 
-# An edit or a regenerate starts before the messages are drawn: the new version is then already the
-# conversation's path (an edit) or replaces the reply it re-answers at the end of the page (a regenerate).
+# Every reply starts before the conversation is drawn: the model's latency overlaps that drawing (and the
+# sidebar's), instead of the drawing delaying the request. An edit is then already the conversation's path;
+# a regenerate replaces the reply it re-answers at the end of the page; a sent message is drawn at the end.
 reply: Reply | None = None
 regenerating = False
 action_error: str | None = None
@@ -151,7 +152,7 @@ if conversation is not None and not read_only:
     if pending_edit is not None:
         try:
             reply = chat.edit(principal, pending_edit[0], pending_edit[1], model)
-            reply.start()  # the model's latency overlaps the drawing of the conversation
+            reply.start()
         except UserError as exc:
             action_error = exc.message
             st.session_state[state.EDITING] = pending_edit[0]  # the editor stays open with the text
@@ -162,6 +163,37 @@ if conversation is not None and not read_only:
             regenerating = True
         except UserError as exc:
             action_error = exc.message
+
+# The chat input sits in the page's bottom container wherever it is called, so it is read here, before the
+# conversation is drawn.
+if state.DRAFT in st.session_state:
+    # A message that could not be sent goes back into the input box instead of being lost.
+    st.session_state[state.CHAT_INPUT] = st.session_state.pop(state.DRAFT)
+prompt = None if read_only else st.chat_input("Message", key=state.CHAT_INPUT, submit_mode="stop")
+example = st.session_state.pop(state.EXAMPLE, None)
+if not prompt and not read_only and isinstance(example, str):
+    prompt = example
+
+if prompt and reply is None:
+    instructions = None if conversation else st.session_state.get(state.NEW_INSTRUCTIONS)
+    try:
+        reply = chat.send(
+            principal, conversation.id if conversation else None, prompt, model, instructions=instructions
+        )
+        reply.start()
+    except UserError as exc:
+        st.session_state[state.FLASH] = exc.message
+        if prompt != example:
+            st.session_state[state.DRAFT] = prompt
+        st.rerun()
+    if reply is not None and reply.created_conversation:
+        st.query_params["c"] = str(reply.conversation_id)
+        st.session_state[state.WINDOW_PAGES] = 1
+elif prompt:
+    # Typed while an edit was being answered: kept in the input box for the next run, never dropped.
+    st.session_state[state.DRAFT] = prompt
+    prompt = None
+sent: Message | None = reply.user_message if reply is not None and prompt else None
 
 last: Message | None = None
 if conversation is not None:
@@ -176,10 +208,13 @@ if conversation is not None:
         window = chat.window(principal, conversation, st.session_state.get(state.WINDOW_PAGES, 1))
     except UserError as exc:
         st.error(exc.message)
-        st.stop()
+        if reply is None:
+            st.stop()
+        window = Window([], False)  # a reply already started still streams and is stored
     if window.has_more:
         st.button("Show earlier messages", icon=":material/history:", on_click=show_earlier)
-    shown = window.messages
+    # A message sent in this run is already stored: it is drawn below, with its reply, not in the history.
+    shown = [m for m in window.messages if sent is None or m.id != sent.id]
     if regenerating:
         # Until its first words are stored, the path still ends with the reply being replaced.
         while shown and shown[-1].role == "assistant":
@@ -194,45 +229,18 @@ if conversation is not None:
     view.messages(shown, catalogue, window.versions, branching)
     last = shown[-1] if shown else None
 
-first_screen = st.empty()
-if conversation is None:
+first_screen = st.empty()  # drawn in every run, so the page keeps the same places whether it is filled
+if conversation is None and reply is None:
     with first_screen.container():
         tools.instructions_box(
             services.settings.default_instructions, state.NEW_INSTRUCTIONS, read_only=False, on_save=None
         )
         view.welcome(send_example, offline=not catalogue.has_real_provider)
 
-# --- input ---------------------------------------------------------------------------------------
+# --- what this run sent --------------------------------------------------------------------------
 
-if state.DRAFT in st.session_state:
-    # A message that could not be sent goes back into the input box instead of being lost.
-    st.session_state[state.CHAT_INPUT] = st.session_state.pop(state.DRAFT)
-prompt = None if read_only else st.chat_input("Message", key=state.CHAT_INPUT, submit_mode="stop")
-example = st.session_state.pop(state.EXAMPLE, None)
-if not prompt and not read_only and isinstance(example, str):
-    prompt = example
-
-if prompt and reply is None:
-    first_screen.empty()
-    instructions = None if conversation else st.session_state.get(state.NEW_INSTRUCTIONS)
-    try:
-        reply = chat.send(
-            principal, conversation.id if conversation else None, prompt, model, instructions=instructions
-        )
-        reply.start()  # the model's latency overlaps the drawing below
-    except UserError as exc:
-        st.session_state[state.FLASH] = exc.message
-        if prompt != example:
-            st.session_state[state.DRAFT] = prompt
-        st.rerun()
-    if reply is not None and reply.created_conversation:
-        st.query_params["c"] = str(reply.conversation_id)
-        st.session_state[state.WINDOW_PAGES] = 1
+if prompt and reply is not None:
     view.user_bubble(prompt)
-elif prompt:
-    # Typed while an edit was being answered: kept in the input box for the next run, never dropped.
-    st.session_state[state.DRAFT] = prompt
-    prompt = None
 if action_error is not None:
     view.input_error(action_error)
 
