@@ -194,6 +194,7 @@ elif prompt:
     st.session_state[state.DRAFT] = prompt
     prompt = None
 sent: Message | None = reply.user_message if reply is not None and prompt else None
+view.preload_code_rendering()  # so that a reply's first code block draws at once
 
 last: Message | None = None
 if conversation is not None:
