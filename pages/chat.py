@@ -20,7 +20,7 @@ from components.history import user_timezone
 from components.models import model_picker
 from components.shell import page_services
 from services.auth import Principal
-from services.chat import Reply, Window
+from services.chat import REQUEST_HEAD_START_S, Reply, Window
 from services.errors import UserError
 from services.runtime import Services
 from services.store import Conversation, Message, NotFound
@@ -152,14 +152,14 @@ if conversation is not None and not read_only:
     if pending_edit is not None:
         try:
             reply = chat.edit(principal, pending_edit[0], pending_edit[1], model)
-            reply.start()
+            reply.start(REQUEST_HEAD_START_S)
         except UserError as exc:
             action_error = exc.message
             st.session_state[state.EDITING] = pending_edit[0]  # the editor stays open with the text
     elif pending and str(conversation.id) == pending:
         try:
             reply = chat.regenerate(principal, conversation.id, model)
-            reply.start()
+            reply.start(REQUEST_HEAD_START_S)
             regenerating = True
         except UserError as exc:
             action_error = exc.message
@@ -180,7 +180,7 @@ if prompt and reply is None:
         reply = chat.send(
             principal, conversation.id if conversation else None, prompt, model, instructions=instructions
         )
-        reply.start()
+        reply.start(REQUEST_HEAD_START_S)
     except UserError as exc:
         st.session_state[state.FLASH] = exc.message
         if prompt != example:
