@@ -132,6 +132,23 @@ def tick() -> None:
         check()
 
 
+# The first code block on a page makes the browser fetch Streamlit's syntax highlighter (a lazily loaded
+# script) and the code font: while they load (0.5-0.6 s measured by bench/stream.py's mixed reply) a reply
+# streaming its first code block shows nothing new. An invisible code block drawn with the page loads both
+# before any reply needs them. Out of the flow and hidden (also from screen readers); it takes no space.
+CODE_PRELOAD_KEY = "code-preload"
+CODE_PRELOAD_CSS = (
+    f"<style>.st-key-{CODE_PRELOAD_KEY}{{position:absolute;width:1px;height:1px;overflow:hidden;"
+    "visibility:hidden;pointer-events:none}</style>"
+)
+
+
+def preload_code_rendering() -> None:
+    with st.container(key=CODE_PRELOAD_KEY):
+        st.html(CODE_PRELOAD_CSS)
+        st.code("x = 1  # a comment: its italic face is a font file of its own", language="python")
+
+
 @dataclass(frozen=True)
 class Branching:
     """What the shown messages can do on the tree: switch versions, edit a user message. `editing` is the

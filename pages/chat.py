@@ -23,7 +23,7 @@ from components.models import model_picker
 from components.shell import page_services
 from services.attachments import FILE_TYPES, AttachmentRefused, Upload
 from services.auth import Principal
-from services.chat import Reply
+from services.chat import REQUEST_HEAD_START_S, Reply, Window
 from services.errors import UserError
 from services.runtime import Services
 from services.store import Conversation, Message, NotFound
@@ -156,8 +156,9 @@ read_only = conversation is not None and conversation.user_id != principal.user_
 if read_only:
     st.info("You are viewing another user's conversation. It is read-only.", icon=":material/visibility:")
 
-# An edit or a regenerate starts before the messages are drawn: the new version is then already the
-# conversation's path (an edit) or replaces the reply it re-answers at the end of the page (a regenerate).
+# Every reply starts before the conversation is drawn: the model's latency overlaps that drawing (and the
+# sidebar's), instead of the drawing delaying the request. An edit is then already the conversation's path;
+# a regenerate replaces the reply it re-answers at the end of the page; a sent message is drawn at the end.
 reply: Reply | None = None
 regenerating = False
 action_error: str | None = None
@@ -167,71 +168,20 @@ if conversation is not None and not read_only:
     if pending_edit is not None:
         try:
             reply = chat.edit(principal, pending_edit[0], pending_edit[1], model)
-            reply.start()  # the model's latency overlaps the drawing of the conversation
+            reply.start(REQUEST_HEAD_START_S)
         except UserError as exc:
             action_error = exc.message
             st.session_state[state.EDITING] = pending_edit[0]  # the editor stays open with the text
     elif pending and str(conversation.id) == pending:
         try:
             reply = chat.regenerate(principal, conversation.id, model)
-            reply.start()
+            reply.start(REQUEST_HEAD_START_S)
             regenerating = True
         except UserError as exc:
             action_error = exc.message
 
-last: Message | None = None
-if conversation is not None:
-    tools.conversation_header(conversation, read_only=read_only, on_rename=rename_open, on_delete=delete_open)
-    tools.instructions_box(
-        conversation.instructions,
-        f"instructions-{conversation.id}",
-        read_only=read_only,
-        on_save=functools.partial(save_instructions, str(conversation.id)),
-    )
-    try:
-        window = chat.window(principal, conversation, st.session_state.get(state.WINDOW_PAGES, 1))
-    except UserError as exc:
-        st.error(exc.message)
-        st.stop()
-    if window.has_more:
-        st.button("Show earlier messages", icon=":material/history:", on_click=show_earlier)
-    shown = window.messages
-    if regenerating:
-        # Until its first words are stored, the path still ends with the reply being replaced.
-        while shown and shown[-1].role == "assistant":
-            shown = shown[:-1]
-    branching = (
-        None
-        if read_only
-        else view.Branching(
-            switch_version, start_edit, save_edit, cancel_edit, editing=st.session_state.get(state.EDITING)
-        )
-    )
-    view.messages(shown, catalogue, window.versions, branching, window.attachments, open_file)
-    last = shown[-1] if shown else None
-
-first_screen = st.empty()
-if conversation is not None:
-    # What was typed for a chat that started is its own: the next new chat starts from the default again.
-    st.session_state.pop(state.NEW_INSTRUCTIONS, None)
-else:
-    if state.NEW_INSTRUCTIONS not in st.session_state:
-        # Read once per new chat, not on every run: the run that sends the first message does not wait for it.
-        try:
-            st.session_state[state.NEW_INSTRUCTIONS] = chat.default_instructions(principal)
-        except UserError as exc:
-            st.warning(f"Your default instructions could not be read, so the server's are shown. {exc.message}")
-    with first_screen.container():
-        tools.instructions_box(
-            st.session_state.get(state.NEW_INSTRUCTIONS, services.settings.default_instructions),
-            state.NEW_INSTRUCTIONS,
-            read_only=False,
-            on_save=None,
-        )
-        view.welcome(send_example, offline=not catalogue.has_real_provider)
-
-# --- input ---------------------------------------------------------------------------------------
-
+# The chat input sits in the page's bottom container wherever it is called, so it is read here, before the
+# conversation is drawn.
 if state.DRAFT in st.session_state:
     # A message that could not be sent goes back into the input box instead of being lost.
     st.session_state[state.CHAT_INPUT] = st.session_state.pop(state.DRAFT)
@@ -259,7 +209,6 @@ if not prompt and not sending and not read_only and isinstance(example, str):
     prompt = example
 
 if (prompt or sending) and reply is None:
-    first_screen.empty()
     instructions = None if conversation else st.session_state.get(state.NEW_INSTRUCTIONS)
     try:
         reply = chat.send(
@@ -270,7 +219,7 @@ if (prompt or sending) and reply is None:
             instructions=instructions,
             files=sending,
         )
-        reply.start()  # the model's latency overlaps the drawing below
+        reply.start(REQUEST_HEAD_START_S)
     except UserError as exc:
         st.session_state[state.FLASH] = exc.message
         if prompt and prompt != example:
@@ -283,15 +232,74 @@ if (prompt or sending) and reply is None:
     if reply is not None and reply.created_conversation:
         st.query_params["c"] = str(reply.conversation_id)
         st.session_state[state.WINDOW_PAGES] = 1
-    if reply is not None:
-        shown_text = reply.user_message.content if reply.user_message is not None else prompt or ""
-        view.user_bubble(shown_text, reply.attachments, open_file, reply.notices)
 elif prompt or sending:
     # Typed while an edit was being answered: kept in the input box for the next run, never dropped.
     if prompt:
         st.session_state[state.DRAFT] = prompt
     st.session_state[state.PENDING_FILES] = sending
     prompt = None
+    sending = []
+sent: Message | None = reply.user_message if reply is not None and (prompt or sending) else None
+view.preload_code_rendering()  # so that a reply's first code block draws at once
+
+last: Message | None = None
+if conversation is not None:
+    tools.conversation_header(conversation, read_only=read_only, on_rename=rename_open, on_delete=delete_open)
+    tools.instructions_box(
+        conversation.instructions,
+        f"instructions-{conversation.id}",
+        read_only=read_only,
+        on_save=functools.partial(save_instructions, str(conversation.id)),
+    )
+    try:
+        window = chat.window(principal, conversation, st.session_state.get(state.WINDOW_PAGES, 1))
+    except UserError as exc:
+        st.error(exc.message)
+        if reply is None:
+            st.stop()
+        window = Window([], False)  # a reply already started still streams and is stored
+    if window.has_more:
+        st.button("Show earlier messages", icon=":material/history:", on_click=show_earlier)
+    # A message sent in this run is already stored: it is drawn below, with its reply, not in the history.
+    shown = [m for m in window.messages if sent is None or m.id != sent.id]
+    if regenerating:
+        # Until its first words are stored, the path still ends with the reply being replaced.
+        while shown and shown[-1].role == "assistant":
+            shown = shown[:-1]
+    branching = (
+        None
+        if read_only
+        else view.Branching(
+            switch_version, start_edit, save_edit, cancel_edit, editing=st.session_state.get(state.EDITING)
+        )
+    )
+    view.messages(shown, catalogue, window.versions, branching, window.attachments, open_file)
+    last = shown[-1] if shown else None
+
+first_screen = st.empty()  # drawn in every run, so the page keeps the same places whether it is filled
+if conversation is not None:
+    # What was typed for a chat that started is its own: the next new chat starts from the default again.
+    st.session_state.pop(state.NEW_INSTRUCTIONS, None)
+elif reply is None:
+    if state.NEW_INSTRUCTIONS not in st.session_state:
+        # Read once per new chat, not on every run: the run that sends the first message does not wait for it.
+        try:
+            st.session_state[state.NEW_INSTRUCTIONS] = chat.default_instructions(principal)
+        except UserError as exc:
+            st.warning(f"Your default instructions could not be read, so the server's are shown. {exc.message}")
+    with first_screen.container():
+        tools.instructions_box(
+            st.session_state.get(state.NEW_INSTRUCTIONS, services.settings.default_instructions),
+            state.NEW_INSTRUCTIONS,
+            read_only=False,
+            on_save=None,
+        )
+        view.welcome(send_example, offline=not catalogue.has_real_provider)
+
+# --- what this run sent --------------------------------------------------------------------------
+
+if sent is not None and reply is not None:
+    view.user_bubble(sent.content, reply.attachments, open_file, reply.notices)
 if action_error is not None:
     view.input_error(action_error)
 

@@ -53,6 +53,8 @@ CHECKPOINT_S = 1.0
 RENDER_INTERVAL_S = 0.05
 # How often the stream wakes while the provider is silent (to checkpoint, notice a stop, hang up).
 TICK_S = 0.2
+# The longest a page waits for a started reply's request to be open before it draws on (Reply.start).
+REQUEST_HEAD_START_S = 0.05
 # How often a streaming reply's heartbeat is refreshed while nothing new is saved (at most; a third of
 # CHAT_STALE_REPLY_S when that is shorter), so the sweep never takes a live reply for a dead one.
 HEARTBEAT_S = 5.0
@@ -136,13 +138,18 @@ class Reply:
         self._gen = run(self)
         self._iterated = False
 
-    def start(self) -> None:
-        """Open the provider request now (idempotent); see the class doc."""
+    def start(self, wait_s: float = 0.0) -> None:
+        """Open the provider request now (idempotent); see the class doc. `wait_s`: return once the request
+        is open, or after that long: a caller that goes on drawing holds the GIL, and the request thread then
+        builds and sends the request only at the interpreter's switch intervals (measured 30-60 ms late on a
+        busy machine, all of it added to the time to first text)."""
         if self._pump is None and self._open_stream is not None:
             self.started_at = time.monotonic()
             self._pump = Pump(self._open_stream, self._gather_s)
             # A page stopped between start() and reading never closes the reply: hang up when it is dropped.
             weakref.finalize(self, self._pump.close)
+            if wait_s > 0:
+                self._pump.wait_open(wait_s)
 
     @property
     def gather_s(self) -> float:

@@ -58,6 +58,7 @@ class Pump:
             with self._cond:
                 self.stream = stream
                 closed = self._closed
+                self._cond.notify_all()  # wait_open()
             if closed:  # stopped while the request was being opened: hang up now
                 close_quietly(stream)
                 return
@@ -84,6 +85,14 @@ class Pump:
             with self._cond:
                 self._done = True
                 self._cond.notify()
+
+    def wait_open(self, timeout_s: float) -> bool:
+        """Wait at most `timeout_s` for the provider request to be open (or to have ended); True if open.
+        Waiting on the condition releases the GIL, so the helper thread can build and send the request
+        instead of waiting for the caller's next switch interval."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.stream is not None or self._done, timeout_s)
+            return self.stream is not None
 
     def batches(self, interval: Callable[[], float], tick_s: float) -> Iterator[str]:
         """Joined text, the first piece as soon as it arrives and later ones at most once per `interval()`

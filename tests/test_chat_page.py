@@ -23,8 +23,9 @@ from components.chat import plain_label
 from components.markdown import neutralise, safe_stream
 from devtools.wire_servers import Script, WireServer
 from services.auth import Principal
+from services.chat import ChatService
 from services.providers.demo import ANSWERS, EXAMPLES, demo_reply
-from services.store import Message, embedded
+from services.store import Message, StoreError, embedded
 from services.store.embedded import EmbeddedDatabase
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
@@ -418,3 +419,65 @@ def test_a_regenerated_reply_has_its_own_stop_button(app: Callable[..., AppTest]
     assert at.button(key="regenerate-last").label == "Regenerate"
     assert at.chat_message[-1].caption[0].value.endswith("Stopped before the end.")
     assert [(m.role, m.status) for m in conversation_messages(my_store, cid)][-1] == ("assistant", "interrupted")
+
+
+# --- issue 10: the reply starts before the conversation is drawn ----------------------------------------
+
+
+def test_a_message_sent_into_a_conversation_is_drawn_once_below_its_history(
+    app: Callable[..., AppTest], my_store: PostgresStore
+) -> None:
+    # The message is stored (and its reply started) before the history is read and drawn, so the history
+    # read already holds it: it must appear once, after the earlier messages, followed by its reply.
+    conversation = my_store.create_conversation(ME, "ongoing")
+    for i in range(4):
+        my_store.add_message(ME, conversation.id, "user" if i % 2 == 0 else "assistant", f"earlier {i}", "demo/echo-1")
+    at = app()
+    at.query_params["c"] = str(conversation.id)
+    at.run()
+    at.chat_input[0].set_value("a new question").run()
+    assert not at.exception
+    assert bubbles(at) == [
+        ("user", "earlier 0"),
+        ("assistant", "earlier 1"),
+        ("user", "earlier 2"),
+        ("assistant", "earlier 3"),
+        ("user", "a new question"),
+        ("assistant", neutralise(demo_reply("a new question"))),
+    ]
+    assert [(m.role, m.content) for m in conversation_messages(my_store, str(conversation.id))][-2:] == [
+        ("user", "a new question"),
+        ("assistant", demo_reply("a new question")),
+    ]
+    at.run()  # the next run draws both from the history, once each
+    assert [text for _, text in bubbles(at)][-2:] == ["a new question", neutralise(demo_reply("a new question"))]
+    assert len(at.chat_message) == 6
+
+
+def test_a_sent_message_and_its_reply_are_stored_when_the_history_cannot_be_read(
+    app: Callable[..., AppTest], my_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store failing between the send and the history read (a database blip) is injected at the one call
+    # that reads the history: the page says so, and the message and its reply, started first, are kept.
+    conversation = my_store.create_conversation(ME, "flaky")
+    my_store.add_message(ME, conversation.id, "user", "before", "demo/echo-1")
+    my_store.add_message(ME, conversation.id, "assistant", "answered", "demo/echo-1")
+    at = app()
+    at.query_params["c"] = str(conversation.id)
+    at.run()
+    assert not at.exception
+
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise StoreError("The conversation could not be read. Please retry.")
+
+    monkeypatch.setattr(ChatService, "window", unreadable)
+    at.chat_input[0].set_value("still mine").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The conversation could not be read. Please retry."]
+    assert bubbles(at) == [("user", "still mine"), ("assistant", neutralise(demo_reply("still mine")))]
+    assert [(m.role, m.content, m.status) for m in conversation_messages(my_store, str(conversation.id))] == [
+        ("user", "before", "complete"),
+        ("assistant", "answered", "complete"),
+        ("user", "still mine", "complete"),
+        ("assistant", demo_reply("still mine"), "complete"),
+    ]

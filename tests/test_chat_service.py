@@ -542,6 +542,24 @@ def test_a_started_reply_opens_the_provider_request_before_it_is_read(
     assert stored == [("user", "complete"), ("assistant", "complete")]
 
 
+def test_start_with_a_wait_returns_with_the_provider_request_open(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # The page gives the request a head start (its drawing would hold the GIL while the request is built):
+    # start(wait_s) returns once the request is open. The wire server answers the headers at once, then
+    # waits before the first words; the bound is generous so a busy machine cannot make this flaky.
+    wire = wires["openai"]
+    wire.queue(Script(chunks=["head ", "start"], first_delay_s=0.3))
+    seen_before = len(wire.requests)
+    alice = user("alice")
+    reply = chat.send(alice, None, "Open it first", OPENAI_MODEL)
+    reply.start(wait_s=30)
+    assert len(wire.requests) == seen_before + 1
+    assert reply.pump().stream is not None  # the provider's response has begun: the request is out
+    assert "".join(drain(reply)) == "head start"
+    assert reply.outcome is not None and reply.outcome.status == "complete"
+
+
 @pytest.mark.parametrize("how", ["close", "garbage"])
 def test_a_started_reply_that_is_never_read_hangs_up_and_stores_no_reply(
     chat: ChatService, store: PostgresStore, wires: dict[str, WireServer], how: str
