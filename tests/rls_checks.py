@@ -36,6 +36,7 @@ PUBLIC_TABLES = (
     "api_keys",
     "audit_log",
     "conversations",
+    "feedback",
     "messages",
     "profiles",
     "rate_limits",
@@ -45,7 +46,7 @@ PUBLIC_TABLES = (
 # Tables the behaviour checks below act on as `authenticated`. The sign-in tables (sessions, attempts, audit)
 # are written by the `chat_signin` role before anyone is signed in; tests/test_sessions.py checks their
 # isolation through the sign-in service, and the catalogue checks here pin their flags and policies.
-BEHAVIOUR_TABLES = ("api_keys", "conversations", "messages", "profiles", "rate_limits")
+BEHAVIOUR_TABLES = ("api_keys", "conversations", "feedback", "messages", "profiles", "rate_limits")
 
 _OWN = "(( SELECT (auth.jwt() ->> 'sub'::text)) = user_id)"
 _REVIEWER = (
@@ -59,6 +60,12 @@ _ADMIN = (
 _MESSAGE_INSERT = (
     "((( SELECT (auth.jwt() ->> 'sub'::text)) = user_id) AND (EXISTS ( SELECT 1 FROM conversations c"
     " WHERE ((c.id = messages.conversation_id) AND (c.user_id = ( SELECT (auth.jwt() ->> 'sub'::text)))))))"
+)
+
+# Feedback may be written only by the owner of the message it is about (migration 20261128001900).
+_FEEDBACK_WRITE = (
+    "((( SELECT (auth.jwt() ->> 'sub'::text)) = user_id) AND (EXISTS ( SELECT 1 FROM messages m"
+    " WHERE ((m.id = feedback.message_id) AND (m.user_id = ( SELECT (auth.jwt() ->> 'sub'::text)))))))"
 )
 
 
@@ -111,6 +118,11 @@ EXPECTED_POLICIES: dict[str, Policy] = {
     # cannot move a key, so only the catalogue check can see it. A widened `using` is seen (REACH).
     "api_keys_update_own": Policy("api_keys", "UPDATE", _OWN, _OWN, behaviour=False),
     "api_keys_delete_own": Policy("api_keys", "DELETE", _OWN, None),
+    "feedback_select_own": Policy("feedback", "SELECT", _OWN, None),
+    "feedback_select_reviewer": Policy("feedback", "SELECT", _REVIEWER, None),
+    "feedback_insert_own": Policy("feedback", "INSERT", None, _FEEDBACK_WRITE),
+    "feedback_update_own": Policy("feedback", "UPDATE", _OWN, _FEEDBACK_WRITE),
+    "feedback_delete_own": Policy("feedback", "DELETE", _OWN, None),
 }
 
 
@@ -161,9 +173,9 @@ def policy_problems(conn: psycopg.Connection) -> list[str]:
 
 @dataclass(frozen=True)
 class World:
-    """Rows the behaviour checks act on: `me` and `other` each own a conversation with one message, an
-    empty conversation and a rate-limit counter; `mover` owns one empty conversation and nothing else;
-    `nobody` owns nothing."""
+    """Rows the behaviour checks act on: `me` and `other` each own a conversation with one message (with
+    feedback), an empty conversation and a rate-limit counter; `other` also has a spare reply nobody rated;
+    `mover` owns one empty conversation and nothing else; `nobody` owns nothing."""
 
     me: str
     other: str
@@ -175,6 +187,7 @@ class World:
     other_conversation: uuid.UUID
     other_message: uuid.UUID
     my_key: uuid.UUID
+    other_spare_message: uuid.UUID
 
 
 RLS_REFUSAL = "new row violates row-level security policy"
@@ -191,6 +204,7 @@ def params_for(world: World) -> dict[str, object]:
         "other_conversation": world.other_conversation,
         "other_message": world.other_message,
         "my_key": world.my_key,
+        "other_spare_message": world.other_spare_message,
         "planted_hash": "f" * 64,
     }
 
@@ -221,6 +235,7 @@ MOVES: dict[str, tuple[str, str]] = {
     "conversations": ("mover", "update public.conversations set user_id = %(other)s"),
     "rate_limits": ("me", "update public.rate_limits set user_id = %(nobody)s"),
     "profiles": ("me", "update public.profiles set user_id = %(nobody)s"),
+    "feedback": ("me", "update public.feedback set user_id = %(other)s"),
 }
 # Plant rows owned by someone else (no RETURNING, for the same reason): only `with check` refuses.
 PLANTS: dict[str, str] = {
@@ -231,6 +246,9 @@ PLANTS: dict[str, str] = {
     "profiles": "insert into public.profiles (user_id, display_name) values (%(nobody)s, 'planted')",
     "api_keys": "insert into public.api_keys (user_id, name, prefix, secret_hash)"
     " values (%(nobody)s, 'planted', 'sk-chat-', %(planted_hash)s)",
+    # A thumb on another user's reply, in their name: the feedback they never gave.
+    "feedback": "insert into public.feedback (message_id, user_id, rating)"
+    " values (%(other_spare_message)s, %(other)s, -1)",
 }
 
 
@@ -277,6 +295,11 @@ REACH: list[tuple[str, str, int]] = [
     ("api_keys", "delete from public.api_keys where user_id <> %(me)s", 0),
     ("api_keys", "update public.api_keys set name = 'pwned'", 1),
     ("api_keys", "delete from public.api_keys", 1),
+    ("feedback", "select message_id from public.feedback where user_id <> %(me)s", 0),
+    ("feedback", "update public.feedback set comment = 'pwned' where user_id <> %(me)s", 0),
+    ("feedback", "delete from public.feedback where user_id <> %(me)s", 0),
+    ("feedback", "update public.feedback set comment = 'pwned'", 1),
+    ("feedback", "delete from public.feedback", 1),
 ]
 
 
@@ -318,6 +341,11 @@ def own_rows_problems(as_user: AsUser, world: World) -> list[str]:
         renamed = conn.execute("update public.api_keys set name = 'mine' where id = %(my_key)s", params_for(world))
         if renamed.rowcount != 1:
             problems.append("I cannot rename my own API key")
+        commented = conn.execute(
+            "update public.feedback set comment = 'mine' where message_id = %(my_message)s", params_for(world)
+        )
+        if commented.rowcount != 1:
+            problems.append("I cannot change my own feedback")
     return problems
 
 
@@ -437,7 +465,16 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
                 [uuid.uuid4().hex * 2],
             ).fetchone()
             assert key is not None
+            conn.execute("insert into public.feedback (message_id, rating) values (%s, 1)", [message[0]])
             ids[sub] = {"conversation": conversation[0], "empty": empty[0], "message": message[0], "key": key[0]}
+    with as_user(other) as conn:
+        # Only `other` has it: my own rows stay exactly one message per table for the counts above.
+        spare = conn.execute(
+            "insert into public.messages (conversation_id, role, content, model)"
+            " values (%s, 'assistant', 'unrated', 'demo') returning id",
+            [ids[other]["conversation"]],
+        ).fetchone()
+        assert spare is not None
     with as_user(mover) as conn:
         conn.execute("insert into public.conversations (title) values ('to be moved')")
     return World(
@@ -451,6 +488,7 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
         other_conversation=ids[other]["conversation"],
         other_message=ids[other]["message"],
         my_key=ids[me]["key"],
+        other_spare_message=spare[0],
     )
 
 

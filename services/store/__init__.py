@@ -7,6 +7,7 @@ Callers import from here; the names below are the package's public surface.
 from __future__ import annotations
 
 from services.store.checks import (
+    MAX_FEEDBACK_COMMENT_CHARS,
     MAX_INSTRUCTIONS_CHARS,
     MAX_MODEL_CHARS,
     MAX_PAGE,
@@ -14,13 +15,16 @@ from services.store.checks import (
     MAX_QUERY_CHARS,
     MAX_STORED_CHARS,
     MAX_TITLE_CHARS,
+    check_feedback_filter,
     check_instant,
     check_limit,
     check_query,
+    check_rating,
     check_role,
     check_status,
     check_text,
     clean_display_name,
+    clean_feedback_comment,
     clean_instructions,
     clean_model,
     clean_title,
@@ -31,6 +35,7 @@ from services.store.protocols import (
     ApiKeyStore,
     ChatStore,
     ConversationReader,
+    FeedbackStore,
     ProfileStore,
     RateLimitCounter,
     ReviewStore,
@@ -38,11 +43,15 @@ from services.store.protocols import (
 )
 from services.store.types import (
     AT_LEAF,
+    FEEDBACK_FILTERS,
+    RATINGS,
     ROLES,
     STATUSES,
     ApiKey,
     ApiKeyMatch,
     Conversation,
+    Feedback,
+    FeedbackFilter,
     HistoryPage,
     HistoryRow,
     InvalidCursor,
@@ -51,6 +60,7 @@ from services.store.types import (
     MessageFilter,
     NotFound,
     Page,
+    Rating,
     RequestCount,
     Role,
     Status,
@@ -62,6 +72,16 @@ from services.store.types import (
 )
 
 __all__ = [
+    "FEEDBACK_FILTERS",
+    "MAX_FEEDBACK_COMMENT_CHARS",
+    "RATINGS",
+    "Feedback",
+    "FeedbackFilter",
+    "FeedbackStore",
+    "Rating",
+    "check_feedback_filter",
+    "check_rating",
+    "clean_feedback_comment",
     "ApiKey",
     "ApiKeyMatch",
     "ApiKeyStore",

@@ -30,13 +30,16 @@ from services.store.checks import (
     MAX_NAME_LOOKUP,
     MAX_PATH,
     MAX_STORED_CHARS,
+    check_feedback_filter,
     check_instant,
     check_limit,
     check_query,
+    check_rating,
     check_role,
     check_status,
     check_text,
     clean_display_name,
+    clean_feedback_comment,
     clean_instructions,
     clean_key_name,
     clean_model,
@@ -49,6 +52,7 @@ from services.store.types import (
     ApiKey,
     ApiKeyMatch,
     Conversation,
+    Feedback,
     HistoryPage,
     HistoryRow,
     InvalidCursor,
@@ -58,6 +62,7 @@ from services.store.types import (
     NotFound,
     Page,
     ParentRef,
+    Rating,
     RequestCount,
     Role,
     Status,
@@ -78,15 +83,34 @@ C_CONVERSATION_COLUMNS = ", ".join("c." + c.strip() for c in CONVERSATION_COLUMN
 API_KEY_COLUMNS = "id, user_id, name, prefix, created_at, last_used_at, expires_at, revoked_at"
 # The pre-sign-in role (migration 20261128000600); the key lookup runs as it, before anyone is known.
 SIGNIN_ROLE = "chat_signin"
+# A reply's feedback rides along by primary key (at most one row per message); RLS on public.feedback shows
+# the owner theirs and a reviewer everyone's, like the messages themselves.
+FEEDBACK_COLUMNS = (
+    "case f.rating when 1 then 'up' when -1 then 'down' end as feedback, f.comment as feedback_comment"
+)
 HISTORY_COLUMNS = (
     "m.id, m.conversation_id, c.title as conversation_title, m.user_id, m.role, m.content, m.model, m.status,"
-    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, m.parent_id"
+    f" m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, m.parent_id, {FEEDBACK_COLUMNS}"
 )
-HISTORY_FROM = "public.messages m join public.conversations c on c.id = m.conversation_id"
+HISTORY_FROM = (
+    "public.messages m join public.conversations c on c.id = m.conversation_id"
+    " left join public.feedback f on f.message_id = m.id"
+)
+# History's feedback filter as a condition on the join above. A thumb or a comment turns the left join into
+# an inner one that Postgres can drive from the feedback indexes; "none" is an anti-join on the primary key
+# during the newest-first walk (most replies have no feedback, so the walk fills a page quickly).
+FEEDBACK_CONDITIONS = {
+    "up": "f.rating = 1",
+    "down": "f.rating = -1",
+    "comment": "f.comment is not null",
+    "none": "f.message_id is null and m.role = 'assistant'",
+}
+RATING_VALUES: dict[Rating, int] = {"up": 1, "down": -1}
+FEEDBACK_ROW = "message_id, user_id, rating, comment, created_at, updated_at"
 # The same columns from public.search_messages(...) m, which already carries the title.
 SEARCH_COLUMNS = (
     "m.id, m.conversation_id, m.conversation_title, m.user_id, m.role, m.content, m.model, m.status,"
-    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at"
+    f" m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, {FEEDBACK_COLUMNS}"
 )
 
 
@@ -628,6 +652,44 @@ class PostgresStore:
             ).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
+    # --- feedback on replies (SQL in migration 20261128001900, shared with the Supabase backend) -----------
+
+    @staticmethod
+    def _feedback(row: tuple[Any, ...]) -> Feedback:
+        message_id, user_id, rating, comment, created_at, updated_at = row
+        return Feedback(message_id, user_id, "up" if rating > 0 else "down", comment, created_at, updated_at)
+
+    def set_feedback(
+        self, principal: Principal, message_id: uuid.UUID | str, rating: Rating, comment: str | None = None
+    ) -> Feedback:
+        mid = parse_uuid(message_id, "reply")
+        value = RATING_VALUES[check_rating(rating)]
+        # None keeps the stored comment; "" (or only spaces) removes it.
+        note = None if comment is None else (clean_feedback_comment(comment) or "")
+        with self._tx(principal) as conn:
+            row = conn.execute(
+                f"select {FEEDBACK_ROW} from public.set_feedback(%s, %s::smallint, %s)", [mid, value, note]
+            ).fetchone()
+        if row is None:
+            raise NotFound("That reply does not exist, is not yours, or is not finished yet.")
+        return self._feedback(row)
+
+    def clear_feedback(self, principal: Principal, message_id: uuid.UUID | str) -> bool:
+        mid = parse_uuid(message_id, "reply")
+        with self._tx(principal) as conn:
+            row = conn.execute("select public.clear_feedback(%s)", [mid]).fetchone()
+        return bool(row and row[0])
+
+    def feedback_for(self, principal: Principal, message_ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, Feedback]:
+        wanted = sorted({parse_uuid(m, "reply") for m in message_ids})
+        if not wanted:
+            return {}
+        if len(wanted) > MAX_PATH:
+            raise InvalidInput(f"Feedback is read for at most {MAX_PATH:,} messages at a time.")
+        with self._tx(principal) as conn:
+            rows = conn.execute(f"select {FEEDBACK_ROW} from public.message_feedback(%s)", [wanted]).fetchall()
+        return {row[0]: self._feedback(row) for row in rows}
+
     # --- rate-limit counter ---------------------------------------------------------------------------
 
     def count_request(self, principal: Principal, window_s: int) -> RequestCount:
@@ -667,7 +729,7 @@ class PostgresStore:
             params["ts"], params["id"] = self.cursors.decode(principal, scope, cursor)
             conditions.append("(m.created_at, m.id) " + ("<" if before else ">") + " (%(ts)s, %(id)s)")
         order = "asc" if after else "desc"
-        if "q" in params:
+        if "q" in params and where.feedback is None:
             query, params = _search_call(where, params, newer=bool(after))
         else:
             query = f"select {HISTORY_COLUMNS} from {HISTORY_FROM} where {' and '.join(conditions) or 'true'}"
@@ -749,8 +811,11 @@ class PostgresStore:
             cur.execute(
                 "select (m.created_at at time zone %(tz)s)::date as day, m.model, count(*)::int as messages,"
                 " coalesce(sum(m.input_tokens), 0)::bigint as input_tokens,"
-                " coalesce(sum(m.output_tokens), 0)::bigint as output_tokens"
-                f" from public.messages m where {' and '.join(conditions)} group by 1, 2 order by 1, 2",
+                " coalesce(sum(m.output_tokens), 0)::bigint as output_tokens,"
+                " (count(*) filter (where f.rating = 1))::int as thumbs_up,"
+                " (count(*) filter (where f.rating = -1))::int as thumbs_down"
+                " from public.messages m left join public.feedback f on f.message_id = m.id"
+                f" where {' and '.join(conditions)} group by 1, 2 order by 1, 2",
                 params,
             )
             return cur.fetchall()
@@ -806,7 +871,8 @@ class PostgresStore:
             f" {guard('c.title')} as conversation_title, m.role, {guard('m.model')} as model, m.status,"
             f" m.input_tokens, m.output_tokens, m.latency_ms, {guard('m.content')} as content,"
             # last, so readers that take the earlier columns by position keep working
-            " m.parent_id"
+            " m.parent_id, case f.rating when 1 then 'up' when -1 then 'down' end as feedback,"
+            f" {guard('f.comment')} as feedback_comment"
             f" from {HISTORY_FROM} where m.user_id = %(uid)s order by m.created_at, m.id)"
             " to stdout (format csv, header true)"
         )
@@ -926,6 +992,8 @@ def _history_conditions(principal: Principal, where: MessageFilter) -> tuple[lis
     if where.until is not None:
         params["until"] = check_instant(where.until, "end")
         conditions.append("m.created_at < %(until)s")
+    if where.feedback is not None:
+        conditions.append(FEEDBACK_CONDITIONS[check_feedback_filter(where.feedback)])
     return conditions, params
 
 
@@ -949,5 +1017,7 @@ def _search_call(where: MessageFilter, params: dict[str, Any], *, newer: bool) -
     query = (
         f"select {SEARCH_COLUMNS} from public.search_messages(%(q)s, %(n)s, %(ts)s, %(id)s,"
         " %(newer)s, %(cid)s, %(role)s, %(model)s, %(status)s, %(since)s, %(until)s, %(all)s) m"
+        # one page of rows: their feedback by primary key, under the feedback table's own policies
+        " left join public.feedback f on f.message_id = m.id"
     )
     return query, args
