@@ -20,10 +20,12 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
 
+from components import feedback as feedback_view
 from components import state
 from components.blocks import BlockSplitter, close_for_display
 from components.markdown import neutralise
 from services.chat import Reply
+from services.feedback import rateable
 from services.providers.catalogue import Catalogue
 from services.providers.demo import EXAMPLES
 from services.store import Conversation, Message, Versions
@@ -172,6 +174,7 @@ def message_bubble(
     catalogue: Catalogue,
     versions: Versions | None = None,
     branching: Branching | None = None,
+    feedback: feedback_view.FeedbackControls | None = None,
 ) -> Bubble:
     bubble = Bubble(message.role)
     mid = str(message.id)
@@ -188,7 +191,8 @@ def message_bubble(
         note = STATUS_NOTES.get(message.status)
         bubble.meta.caption(f"{meta_line(message, catalogue)}" + (f" · {note}" if note else ""))
     editable = branching is not None and message.role == "user"
-    if versions is not None or editable:
+    rate = feedback is not None and rateable(message)
+    if versions is not None or editable or rate:
         with bubble.actions.container(horizontal=True, vertical_alignment="center", gap="small"):
             if versions is not None:
                 version_switcher(mid, versions, branching)
@@ -197,6 +201,8 @@ def message_bubble(
                     "Edit", key=f"edit-{mid}", icon=":material/edit:", type="tertiary",
                     on_click=branching.on_edit, args=(mid,),
                 )
+            if rate and feedback is not None:
+                feedback_view.controls(message.id, feedback)
     return bubble
 
 
@@ -205,9 +211,10 @@ def messages(
     catalogue: Catalogue,
     versions: Mapping[uuid.UUID, Versions] | None = None,
     branching: Branching | None = None,
+    feedback: feedback_view.FeedbackControls | None = None,
 ) -> list[Bubble]:
     known = versions or {}
-    return [message_bubble(message, catalogue, known.get(message.id), branching) for message in items]
+    return [message_bubble(message, catalogue, known.get(message.id), branching, feedback) for message in items]
 
 
 def user_bubble(text: str) -> None:
@@ -234,7 +241,11 @@ def streamed_reply(reply: Reply, bubble: Bubble) -> None:
 
 
 def live_reply(
-    reply: Reply, catalogue: Catalogue, on_regenerate: Callable[[str], None], from_chat_input: bool
+    reply: Reply,
+    catalogue: Catalogue,
+    on_regenerate: Callable[[str], None],
+    from_chat_input: bool,
+    feedback: feedback_view.FeedbackControls | None = None,
 ) -> None:
     """The reply being generated. What must stay on the page if the user stops it is drawn first: after
     a stop Streamlit draws nothing more.
@@ -267,7 +278,11 @@ def live_reply(
             reply_error(outcome.error or "The reply failed.", "retry-live", on_regenerate, cid)
         else:
             regenerate_button("regenerate-done", on_regenerate, cid)
-            st.empty()
+            finished = outcome.message if outcome is not None else None
+            if feedback is not None and finished is not None and rateable(finished):
+                feedback_view.controls(finished.id, feedback)  # a new reply has none yet: only the thumbs
+            else:
+                st.empty()
 
 
 def last_message_actions(last: Message | None, cid: str, on_regenerate: Callable[[str], None]) -> None:
