@@ -217,8 +217,9 @@ def history_frame(
             "Model": [r.model for r in rows],
             "Status": [r.status for r in rows],
             "Tokens": [_tokens_cell(r) for r in rows],
-            "Preview": [_preview(r.content) for r in rows],
+            # Before the wide preview, so a thumb is in view without scrolling the table sideways.
             "Feedback": [feedback_cell(r) for r in rows],
+            "Preview": [_preview(r.content) for r in rows],
             "Comment": [_preview(r.feedback_comment or "") for r in rows],
             "Version": [version_cell(r, on_path) for r in rows],
         }
