@@ -6,12 +6,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from services.auth import Principal
 from services.feedback import FeedbackService, rateable
 from services.store import InvalidInput, Message, NotFound
+from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
+from tests import rls_checks
 
 
 @pytest.fixture
@@ -70,3 +73,23 @@ def test_switched_off_feedback_is_refused_in_plain_words(store: PostgresStore) -
     off = FeedbackService(store, comment_chars=20, enabled=False)
     with pytest.raises(InvalidInput, match="Feedback is switched off on this server."):
         off.give(who, reply.id, "up")
+
+
+def test_the_write_policies_refuse_a_thumb_in_ones_own_name_on_anothers_reply(
+    database: EmbeddedDatabase, store: PostgresStore
+) -> None:
+    """Straight SQL as `authenticated`, around the functions: the policies' `exists` clause is what refuses
+    feedback in my own name on another user's reply; with that clause dropped, the same insert goes through."""
+    plant = "insert into public.feedback (message_id, user_id, rating) values (%(theirs)s, %(me)s, 1)"
+    world = rls_checks.store_world(store)
+    with psycopg.connect(database.admin_url) as admin, admin.transaction(force_rollback=True):
+        params = {"theirs": world.other_spare_message, "me": world.me}
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=rls_checks.RLS_REFUSAL):
+            with rls_checks.savepoint_as(admin, world.me) as conn:
+                conn.execute(plant, params)
+        admin.execute(
+            "alter policy feedback_insert_own on public.feedback"
+            " with check ((select auth.jwt() ->> 'sub') = user_id)"
+        )
+        with rls_checks.savepoint_as(admin, world.me) as conn:
+            assert conn.execute(plant, params).rowcount == 1
