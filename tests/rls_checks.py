@@ -62,10 +62,12 @@ _MESSAGE_INSERT = (
     " WHERE ((c.id = messages.conversation_id) AND (c.user_id = ( SELECT (auth.jwt() ->> 'sub'::text)))))))"
 )
 
-# Feedback may be written only by the owner of the message it is about (migration 20261128001900).
+# Feedback may be written only by the owner of the message it is about, with that message's own created_at
+# (History's keyset order walks the copy; migration 20261128001900).
 _FEEDBACK_WRITE = (
     "((( SELECT (auth.jwt() ->> 'sub'::text)) = user_id) AND (EXISTS ( SELECT 1 FROM messages m"
-    " WHERE ((m.id = feedback.message_id) AND (m.user_id = ( SELECT (auth.jwt() ->> 'sub'::text)))))))"
+    " WHERE ((m.id = feedback.message_id) AND (m.user_id = ( SELECT (auth.jwt() ->> 'sub'::text)))"
+    " AND (m.created_at = feedback.message_created_at)))))"
 )
 
 
@@ -247,8 +249,8 @@ PLANTS: dict[str, str] = {
     "api_keys": "insert into public.api_keys (user_id, name, prefix, secret_hash)"
     " values (%(nobody)s, 'planted', 'sk-chat-', %(planted_hash)s)",
     # A thumb on another user's reply, in their name: the feedback they never gave.
-    "feedback": "insert into public.feedback (message_id, user_id, rating)"
-    " values (%(other_spare_message)s, %(other)s, -1)",
+    "feedback": "insert into public.feedback (message_id, user_id, rating, message_created_at)"
+    " values (%(other_spare_message)s, %(other)s, -1, now())",
 }
 
 
@@ -465,7 +467,11 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
                 [uuid.uuid4().hex * 2],
             ).fetchone()
             assert key is not None
-            conn.execute("insert into public.feedback (message_id, rating) values (%s, 1)", [message[0]])
+            conn.execute(
+                "insert into public.feedback (message_id, rating, message_created_at)"
+                " select id, 1, created_at from public.messages where id = %s",
+                [message[0]],
+            )
             ids[sub] = {"conversation": conversation[0], "empty": empty[0], "message": message[0], "key": key[0]}
     with as_user(other) as conn:
         # Only `other` has it: my own rows stay exactly one message per table for the counts above.

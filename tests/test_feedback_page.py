@@ -207,8 +207,9 @@ def seed_rated(admin_url: str, user_id: str, rating: str | None, comment: str | 
         conn.execute("update public.conversations set current_leaf_id = %s where id = %s", [reply_id, cid])
         if rating is not None:
             conn.execute(
-                "insert into public.feedback (message_id, user_id, rating, comment) values (%s, %s, %s, %s)",
-                [reply_id, user_id, 1 if rating == "up" else -1, comment],
+                "insert into public.feedback (message_id, user_id, rating, comment, message_created_at)"
+                " values (%s, %s, %s, %s, %s)",
+                [reply_id, user_id, 1 if rating == "up" else -1, comment, T0.replace(minute=minute, second=30)],
             )
     return cid, reply_id
 

@@ -80,10 +80,14 @@ def test_the_write_policies_refuse_a_thumb_in_ones_own_name_on_anothers_reply(
 ) -> None:
     """Straight SQL as `authenticated`, around the functions: the policies' `exists` clause is what refuses
     feedback in my own name on another user's reply; with that clause dropped, the same insert goes through."""
-    plant = "insert into public.feedback (message_id, user_id, rating) values (%(theirs)s, %(me)s, 1)"
+    plant = (
+        "insert into public.feedback (message_id, user_id, rating, message_created_at)"
+        " values (%(theirs)s, %(me)s, 1, %(at)s)"
+    )
     world = rls_checks.store_world(store)
     with psycopg.connect(database.admin_url) as admin, admin.transaction(force_rollback=True):
-        params = {"theirs": world.other_spare_message, "me": world.me}
+        at = admin.execute("select created_at from public.messages where id = %s", [world.other_spare_message])
+        params = {"theirs": world.other_spare_message, "me": world.me, "at": at.fetchone()[0]}  # type: ignore[index]
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match=rls_checks.RLS_REFUSAL):
             with rls_checks.savepoint_as(admin, world.me) as conn:
                 conn.execute(plant, params)

@@ -182,6 +182,13 @@ def test_each_feedback_filter_walks_every_match_once_newest_first(backend: Backe
         searched = history(backend, who, MessageFilter(query="reply", feedback=choice))
         assert [r.id for r in searched] == [r.id for r in seen], choice
 
+    # A plain search (the search function's path) carries each row's feedback too.
+    searched_all = history(backend, who, MessageFilter(query="reply"))
+    assert len(searched_all) == 30
+    for row in searched_all:
+        i = replies.index(next(r for r in replies if r.id == row.id))
+        assert (row.feedback, row.feedback_comment) == expected_feedback(i)
+
     # A cursor belongs to its filter: one made for "up" is refused for "down".
     up_page = s.search_messages(who, MessageFilter(feedback="up"), 2)
     assert up_page.next_cursor is not None

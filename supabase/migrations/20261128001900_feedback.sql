@@ -4,9 +4,10 @@
 -- One row per reply (the reply's id is the key): changing the thumb or the comment updates the row,
 -- un-thumbing deletes it, and deleting the reply (or the conversation, or all of a user's data) deletes
 -- its feedback through the foreign key. `user_id` is the owner, always the reply's own author: the
--- insert and update policies check that the message named is the writer's own, so nobody can rate, or
--- plant a rating on, someone else's reply, whatever user_id they put in the row. Reviewers read every
--- row (the same reviewer test as messages_select_reviewer) and write none.
+-- insert and update policies check that the message named is the writer's own (and that the row's copy
+-- of its created_at is exact), so nobody can rate, or plant a rating on, someone else's reply, whatever
+-- user_id they put in the row. Reviewers read every row (the same reviewer test as
+-- messages_select_reviewer) and write none.
 --
 -- Why the policy checks ownership only and the role (an assistant reply, not a streaming one) is checked
 -- in set_feedback(): the policy is what makes a write safe, the function is what makes it meaningful. A
@@ -21,14 +22,23 @@ create table public.feedback (
   rating smallint not null check (rating in (-1, 1)),  -- 1 thumbs up, -1 thumbs down
   -- The app's limit is CHAT_FEEDBACK_COMMENT_CHARS (at most this); no comment is null, never ''.
   comment text check (comment is null or char_length(comment) between 1 and 4000),
+  -- The reply's own created_at, copied (the write policies check that it is): History lists feedback in
+  -- the messages' keyset order, and this lets it walk the indexes below instead of the messages.
+  message_created_at timestamptz not null,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
 
--- History's feedback filter: a user's thumbs of one kind, and a user's commented ones, are each found
--- from an index, then joined to their messages by primary key (bench/history.py measures it).
-create index feedback_user_rating_idx on public.feedback (user_id, rating);
-create index feedback_user_commented_idx on public.feedback (user_id) where comment is not null;
+-- History's feedback filter under keyset paging: a user's thumbs of one kind (or commented ones), newest
+-- reply first, are a walk of one of these indexes from the cursor, each row joined to its message by
+-- primary key; the reviewer's all-users view walks the last two (bench/history.py measures them).
+create index feedback_user_rating_idx
+  on public.feedback (user_id, rating, message_created_at desc, message_id desc);
+create index feedback_user_commented_idx
+  on public.feedback (user_id, message_created_at desc, message_id desc) where comment is not null;
+create index feedback_rating_idx on public.feedback (rating, message_created_at desc, message_id desc);
+create index feedback_commented_idx
+  on public.feedback (message_created_at desc, message_id desc) where comment is not null;
 
 alter table public.feedback enable row level security;
 alter table public.feedback force row level security;
@@ -45,6 +55,7 @@ create policy feedback_insert_own on public.feedback
     and exists (
       select 1 from public.messages m
       where m.id = feedback.message_id and m.user_id = (select auth.jwt() ->> 'sub')
+        and m.created_at = feedback.message_created_at
     )
   );
 create policy feedback_update_own on public.feedback
@@ -54,6 +65,7 @@ create policy feedback_update_own on public.feedback
     and exists (
       select 1 from public.messages m
       where m.id = feedback.message_id and m.user_id = (select auth.jwt() ->> 'sub')
+        and m.created_at = feedback.message_created_at
     )
   );
 create policy feedback_delete_own on public.feedback
@@ -73,8 +85,8 @@ volatile
 security invoker
 set search_path = pg_catalog, pg_temp
 as $fn$
-  insert into public.feedback as f (message_id, user_id, rating, comment)
-  select m.id, m.user_id, thumb, nullif(note, '')
+  insert into public.feedback as f (message_id, user_id, rating, comment, message_created_at)
+  select m.id, m.user_id, thumb, nullif(note, ''), m.created_at
   from public.messages m
   where m.id = target and m.role = 'assistant' and m.status <> 'streaming'
     and m.user_id = (select auth.jwt() ->> 'sub')
