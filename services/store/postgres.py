@@ -823,7 +823,9 @@ class PostgresStore:
                 " count(*)::int as messages, coalesce(sum(m.input_tokens), 0)::bigint as input_tokens,"
                 " coalesce(sum(m.output_tokens), 0)::bigint as output_tokens"
                 f" from public.messages m where {where} group by 1, 2),"
-                " thumbs as (select (m.created_at at time zone %(tz)s)::date as day, m.model,"
+                # materialized: computed once, whatever plan a prepared statement settles on (a generic
+                # plan once re-ran it for every day and model, over 15 s)
+                " thumbs as materialized (select (m.created_at at time zone %(tz)s)::date as day, m.model,"
                 " (count(*) filter (where f.rating = 1))::int as up,"
                 " (count(*) filter (where f.rating = -1))::int as down"
                 f" from public.feedback f join public.messages m on m.id = f.message_id where {where}{mine}"
