@@ -814,8 +814,10 @@ class PostgresStore:
             conditions.insert(0, "m.user_id = %(uid)s")
         where = " and ".join(conditions)
         # Thumbs are counted from the feedback side (a few per hundred replies, found by the owner index and
-        # joined to their messages by primary key), not by joining feedback to every message of the range:
-        # that join cost the heavy user's year ~35% more (bench/history.py).
+        # the row's copy of its reply's created_at), each row's model read by primary key. `offset 0` keeps
+        # that lookup a per-row index probe and `materialized` computes the counts once: the generic plan
+        # psycopg's prepared statement settles on after a few calls otherwise compared every feedback row
+        # with every message of the range (over 15 s for the heavy user, bench/history.py).
         mine = "" if all_users else " and f.user_id = %(uid)s"
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(UsageRow)) as cur:
             cur.execute(
@@ -823,12 +825,12 @@ class PostgresStore:
                 " count(*)::int as messages, coalesce(sum(m.input_tokens), 0)::bigint as input_tokens,"
                 " coalesce(sum(m.output_tokens), 0)::bigint as output_tokens"
                 f" from public.messages m where {where} group by 1, 2),"
-                # materialized: computed once, whatever plan a prepared statement settles on (a generic
-                # plan once re-ran it for every day and model, over 15 s)
-                " thumbs as materialized (select (m.created_at at time zone %(tz)s)::date as day, m.model,"
+                " thumbs as materialized (select (f.message_created_at at time zone %(tz)s)::date as day, r.model,"
                 " (count(*) filter (where f.rating = 1))::int as up,"
                 " (count(*) filter (where f.rating = -1))::int as down"
-                f" from public.feedback f join public.messages m on m.id = f.message_id where {where}{mine}"
+                " from public.feedback f cross join lateral"
+                " (select m.model from public.messages m where m.id = f.message_id offset 0) r"
+                f" where f.message_created_at >= %(since)s and f.message_created_at < %(until)s{mine}"
                 " group by 1, 2)"
                 " select c.day, c.model, c.messages, c.input_tokens, c.output_tokens,"
                 " coalesce(t.up, 0) as thumbs_up, coalesce(t.down, 0) as thumbs_down"
