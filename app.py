@@ -55,9 +55,9 @@ def main() -> None:
         # the same path as in the signed-out navigation, so a deep link to it survives sign-in
         st.Page("pages/history.py", title="History", icon="🕘", url_path=DEEP_LINK_PATHS[0]),
     ]
-    # Local accounts manage everything on Account; other modes only their API keys. Admin: local admins only.
-    if services.sessions is not None or services.api_keys is not None:
-        pages.append(st.Page("pages/account.py", title="Account", icon="👤"))
+    # Account: everyone's default instructions; local accounts manage everything there, Clerk users their API
+    # keys. Admin: local admins only.
+    pages.append(st.Page("pages/account.py", title="Account", icon="👤"))
     if services.sessions is not None and "admin" in principal.roles:
         pages.append(st.Page("pages/admin.py", title="Admin", icon="🛠️"))
     st.navigation(pages).run()

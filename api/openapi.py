@@ -106,7 +106,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["messages"],
         "description": "The Vercel AI SDK chat transport's body. The last message is the new turn; `id` names "
-        "the conversation (UUIDv5 of the user and the id, created if missing) unless `conversation_id` is given.",
+        "the conversation (UUIDv5 of the user and the id, created if missing) unless `conversation_id` is given. "
+        "Only text parts are read: file and image parts are ignored (attachments are sent from the chat page).",
         "properties": {
             "id": {"type": "string", "maxLength": 200},
             "trigger": {"enum": ["submit-message", "regenerate-message"]},
@@ -183,6 +184,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/chat": {
         "post": {
             "summary": "Send a message; the reply streams as the AI SDK UI message stream (SSE).",
+            "description": "Text only: files and images cannot be attached through the API (file parts are "
+            "ignored); attach them on the chat page. Files attached there are sent to the model in later turns.",
             "requestBody": {
                 "required": True,
                 "content": {

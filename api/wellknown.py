@@ -1,9 +1,10 @@
 """GET /api/ready (the database answers; migrations were applied at start-up) and GET /.well-known/jwks.json.
 
-The JWKS publishes the public key of this app's own token issuer (CHAT_AUTH=local), so other services
-(Supabase third-party auth, a backend) can verify the tokens this app mints. With CHAT_AUTH=clerk the app
-mints no tokens (Clerk's keys are Clerk's to publish) and with `none` there are no tokens: both answer an
-empty key set rather than 404, so a verifier configured against the app fails closed, not with an error.
+The JWKS publishes the public key of this app's own signing key (CHAT_AUTH=local, and in every mode while
+the Supabase backend is on: services/token_minter.py), so other services (Supabase third-party auth, a
+backend) can verify the tokens this app mints. Otherwise (Clerk's keys are Clerk's to publish; `none` has
+no tokens) it answers an empty key set rather than 404, so a verifier configured against the app fails
+closed, not with an error.
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ JWKS_MAX_AGE_S = 300
 
 
 def jwks(identity: Identity) -> dict[str, Any]:
+    """The app's signing key (CHAT_AUTH=local, and any mode with the Supabase backend), once per kid."""
+    keys: dict[str, dict[str, Any]] = {}
+    if identity.app_signer is not None:
+        keys[identity.app_signer.kid] = identity.app_signer.jwk()
     issuer = identity.issuer
-    if issuer is None:
-        return {"keys": []}
-    public_key = serialization.load_pem_public_key(issuer.public_pem.encode())
-    if not isinstance(public_key, RSAPublicKey):  # the local issuer only makes RSA keys (RS256)
-        return {"keys": []}
-    jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(public_key))
-    jwk.update(kid=issuer.kid, alg="RS256", use="sig")
-    return {"keys": [jwk]}
+    if issuer is not None and issuer.kid not in keys:
+        public_key = serialization.load_pem_public_key(issuer.public_pem.encode())
+        if isinstance(public_key, RSAPublicKey):  # the local issuer only makes RSA keys (RS256)
+            jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(public_key))
+            jwk.update(kid=issuer.kid, alg="RS256", use="sig")
+            keys[issuer.kid] = jwk
+    return {"keys": list(keys.values())}
 
 
 @json_route

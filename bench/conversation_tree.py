@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import statistics
 import sys
@@ -33,6 +34,7 @@ from playwright.sync_api import Page, WebSocket, sync_playwright  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from components.auth_gate import LOCAL_USER  # noqa: E402
+from services.app_tokens import APP_ISSUER, user_claims  # noqa: E402
 from services.chat import ChatService  # noqa: E402
 from services.config import settings_from  # noqa: E402
 from services.providers.catalogue import build_catalogue  # noqa: E402
@@ -172,14 +174,14 @@ def main() -> None:
     with psycopg.connect(db.app_url) as conn:
         conn.execute(
             "select set_config('role', 'authenticated', false), set_config('request.jwt.claims', %s, false)",
-            [f'{{"sub": "{LOCAL_USER.user_id}", "role": "authenticated"}}'],
+            [json.dumps(user_claims(LOCAL_USER, APP_ISSUER, time.time(), lifetime=86_400))],
         )
         for label, q in filters.items():
             executed[label] = []
             for _ in range(50):
                 row = conn.execute(
                     "explain (analyze, format json) select id, title from public.conversations"
-                    " where user_id = %s and title ilike %s order by updated_at desc, id desc limit 21",
+                    " where user_id = %s and title_folded like lower(%s) order by updated_at desc, id desc limit 21",
                     [LOCAL_USER.user_id, f"%{q}%"],
                 ).fetchone()
                 assert row is not None

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg
 
 from services import export
+from services.app_tokens import APP_ISSUER, user_claims
 from services.auth import Principal
 from services.store import MessageFilter, embedded
 from services.store.migrate import migrate
@@ -225,7 +226,8 @@ def main() -> None:
         return
 
     principal = Principal(HEAVY)
-    claims = json.dumps(principal.db_claims())
+    # The claims the store sets (services/app_tokens.py): the policies trust only this app's user claims.
+    claims = json.dumps(user_claims(principal, APP_ISSUER, time.time(), lifetime=86_400))
     store = PostgresStore(db.app_url, max_message_chars=32_000, pool_max=2)
     app = psycopg.connect(db.app_url)  # the app's login role, as the store uses it
     owner = psycopg.connect(db.admin_url)  # the table owner (superuser): RLS does not apply
@@ -405,7 +407,8 @@ WORST = {
     "filter nothing matches (status error)": MessageFilter(status="error"),
 }
 # The feedback filter (issue 15): thumbs and comments are driven from the feedback indexes, "none" walks
-# the newest-first index with a primary-key anti-join; with a search it leaves the search function.
+# the newest-first index with a primary-key anti-join (public.history_page, migration 20261128001910); with a
+# search it is one more per-row condition inside public.search_messages.
 FEEDBACK = {
     "feedback down (1% of replies)": MessageFilter(feedback="down"),
     "feedback up": MessageFilter(feedback="up"),
@@ -424,7 +427,7 @@ def oracle_conditions(principal: Principal, where: MessageFilter) -> tuple[list[
     conditions = [] if where.all_users else ["m.user_id = %(uid)s"]
     params: dict[str, Any] = {"uid": principal.user_id}
     if where.feedback is not None:
-        # Spelled out independently of the store's FEEDBACK_CONDITIONS: the oracle of the timed pages.
+        # Spelled out independently of the store's SQL (migration 20261128001910): the oracle of the timed pages.
         conditions.append(
             {
                 "up": "exists (select 1 from public.feedback f where f.message_id = m.id and f.rating = 1)",

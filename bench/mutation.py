@@ -49,16 +49,17 @@ class Target:
     timeout_multiplier: float = 15.0
 
 
-_ROLE = "set_config('role', 'authenticated', true)"
+_ROLE = "set_config('role', %s, true)"
 _CLAIMS = "set_config('request.jwt.claims', %s, true)"
+_SET_BOTH = f"\"select {_ROLE}, {_CLAIMS}\", [role, text]"
 TX_MUTANTS: tuple[tuple[str, str, str], ...] = (
     ("role set session-wide", _ROLE, _ROLE.replace("true", "false")),
     ("claims set session-wide", _CLAIMS, _CLAIMS.replace("true", "false")),
-    ("role not set", f"select {_ROLE}, {_CLAIMS}", f"select {_CLAIMS}"),
-    ("claims not set", f"select {_ROLE}, {_CLAIMS}", f"select {_ROLE}"),
+    ("role not set", _SET_BOTH, f"\"select {_CLAIMS}\", [text]"),
+    ("claims not set", _SET_BOTH, f"\"select {_ROLE}\", [role]"),
     ("no Principal type check", "if not isinstance(principal, Principal):", "if False:"),
-    ("no freshness check", "    principal.ensure_fresh()\n    claims = json", "    claims = json"),
-    ("claims reduced to sub", "json.dumps(principal.db_claims(),", 'json.dumps({"sub": principal.user_id},'),
+    ("no freshness check", "    principal.ensure_fresh()\n    with as_role", "    with as_role"),
+    ("claims reduced to sub", "user_claims(principal, APP_ISSUER, time.time())", '{"sub": principal.user_id}'),
     (
         "no explicit transaction",
         "with pool.connection() as conn, conn.transaction():",

@@ -1,6 +1,6 @@
-"""Rendering for the Account and Admin pages (local accounts): session and account tables, the audit log,
-one-time links, and the set-password form a link opens. Values are user data: shown as text or in
-dataframes, never as markdown or HTML."""
+"""Rendering for the Account and Admin pages: the default instructions (every sign-in mode), and for local
+accounts session and account tables, the audit log, one-time links, and the set-password form a link opens.
+Values are user data: shown as text or in dataframes, never as markdown or HTML."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ import streamlit as st
 
 from components import state
 from services.accounts import Account
+from services.auth import Principal
+from services.chat import ChatService
+from services.errors import UserError
 from services.sessions import SessionService, SignInRefused
+from services.store import MAX_INSTRUCTIONS_CHARS
 from services.store.signin import AuditRow, SessionRow
 
 SET_PASSWORD_PARAM = "setpw"
@@ -114,3 +118,60 @@ def set_password_page(sessions: SessionService, token: str) -> bool:
         return False
     st.session_state[state.AUTH_NOTICE] = "Your password is set. Sign in with it now."
     return True
+
+
+DEFAULT_INSTRUCTIONS_HELP = (
+    "Standing instructions (a system prompt) every new chat starts with, such as a tone, a language or a role. "
+    "Instructions typed for a chat when starting it win over these; a chat keeps its own instructions when "
+    "these change later."
+)
+
+
+def default_instructions_section(chat: ChatService, principal: Principal, server_default: str) -> None:
+    """The user's own default instructions for new chats: shown, edited, saved, cleared. When they have none,
+    the server's (CHAT_DEFAULT_INSTRUCTIONS) apply, and the section says which those are."""
+    st.subheader("Default instructions")
+    if notice := st.session_state.pop(state.DEFAULT_INSTRUCTIONS_FLASH, None):
+        failed, text = notice
+        (st.error if failed else st.success)(text)
+    if state.DEFAULT_INSTRUCTIONS not in st.session_state:
+        try:
+            own = chat.own_default_instructions(principal)
+        except UserError as exc:
+            st.error(f"Your default instructions could not be read. {exc.message}")
+            return
+        # Seeded through session state, not `value=`: a saved or cleared default replaces the text in place.
+        st.session_state[state.DEFAULT_INSTRUCTIONS] = own or ""
+
+    def save(text: str) -> None:
+        try:
+            stored = chat.set_default_instructions(principal, text)
+        except UserError as exc:
+            st.session_state[state.DEFAULT_INSTRUCTIONS_FLASH] = (True, exc.message)
+            return
+        st.session_state[state.DEFAULT_INSTRUCTIONS] = stored or ""
+        st.session_state[state.DEFAULT_INSTRUCTIONS_FLASH] = (
+            False,
+            "Saved. New chats start with these instructions." if stored else "Cleared: " + _fallback(server_default),
+        )
+
+    with st.form("default_instructions", border=False):
+        st.text_area(
+            "Instructions for new chats", key=state.DEFAULT_INSTRUCTIONS, max_chars=MAX_INSTRUCTIONS_CHARS,
+            help=DEFAULT_INSTRUCTIONS_HELP, placeholder="For example: answer briefly, in French.",
+        )
+        with st.container(horizontal=True):
+            st.form_submit_button(
+                "Save default instructions",
+                on_click=lambda: save(str(st.session_state.get(state.DEFAULT_INSTRUCTIONS, ""))),
+            )
+            st.form_submit_button("Clear", key="account.default_instructions.clear", on_click=lambda: save(""))
+    st.caption("When empty: " + _fallback(server_default))
+    if server_default:
+        st.text(server_default)
+
+
+def _fallback(server_default: str) -> str:
+    if server_default:
+        return "new chats start with this server's default instructions, shown below."
+    return "new chats start with no instructions."

@@ -22,13 +22,14 @@ from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yiel
 
 from components import feedback as feedback_view
 from components import state
+from components.attachments import FileOpener, files_in_bubble
 from components.blocks import BlockSplitter, close_for_display
 from components.markdown import neutralise
 from services.chat import Reply
 from services.feedback import rateable
 from services.providers.catalogue import Catalogue
 from services.providers.demo import EXAMPLES
-from services.store import Conversation, Message, Versions
+from services.store import Attachment, Conversation, Message, Versions
 
 AVATARS = {"user": ":material/person:", "assistant": ":material/smart_toy:"}
 STATUS_NOTES = {
@@ -58,7 +59,8 @@ REDRAW_COST = 5
 
 class Bubble:
     """A chat bubble of a fixed shape: finished markdown blocks (each its own element, never re-sent),
-    the open block (redrawn as it grows), the meta line, the actions. Every bubble has all four slots, a
+    the open block (redrawn as it grows), the attached files, the meta line, the actions. Every bubble has
+    all these slots, a
     user bubble too: Streamlit keeps an earlier run's element at the same place until this run draws
     there, so a user bubble drawn where an assistant bubble was would otherwise show its meta line."""
 
@@ -66,6 +68,7 @@ class Bubble:
         with st.chat_message(role, avatar=AVATARS.get(role)):
             self._frozen = st.container()
             self._open = st.empty()
+            self.files = st.empty()
             self.meta = st.empty()
             self.actions = st.empty()
         self._splitter = BlockSplitter()
@@ -174,25 +177,32 @@ def message_bubble(
     catalogue: Catalogue,
     versions: Versions | None = None,
     branching: Branching | None = None,
+    files: Sequence[Attachment] = (),
+    open_file: FileOpener | None = None,
     feedback: feedback_view.FeedbackControls | None = None,
 ) -> Bubble:
     bubble = Bubble(message.role)
+    if files and open_file is not None:
+        files_in_bubble(bubble.files, files, open_file)
     mid = str(message.id)
     if branching is not None and branching.editing == mid:
         # The editor in place of the text: saving makes a new version and answers it; the original stays.
-        with bubble._frozen:
+        # Editor and buttons sit in the open block's place: the run that answers the edit draws the new text
+        # there, which replaces them at once (anywhere else they would stay, faded, until that run ends).
+        with bubble._open.container():
             st.text_area("Edit message", value=message.content, key=edit_key(mid), label_visibility="collapsed")
-        with bubble.actions.container(horizontal=True):
-            st.button("Save", key=f"edit-save-{mid}", type="primary", on_click=branching.on_save_edit, args=(mid,))
-            st.button("Cancel", key=f"edit-cancel-{mid}", on_click=branching.on_cancel_edit)
+            with st.container(horizontal=True):
+                st.button("Save", key=f"edit-save-{mid}", type="primary", on_click=branching.on_save_edit, args=(mid,))
+                st.button("Cancel", key=f"edit-cancel-{mid}", on_click=branching.on_cancel_edit)
         return bubble
     bubble.show(message.content, unfinished=message.status != "complete")
     if message.role == "assistant":
         note = STATUS_NOTES.get(message.status)
         bubble.meta.caption(f"{meta_line(message, catalogue)}" + (f" · {note}" if note else ""))
     editable = branching is not None and message.role == "user"
+    copyable = message.role == "assistant" and bool(message.content)
     rate = feedback is not None and rateable(message)
-    if versions is not None or editable or rate:
+    if versions is not None or editable or copyable or rate:
         with bubble.actions.container(horizontal=True, vertical_alignment="center", gap="small"):
             if versions is not None:
                 version_switcher(mid, versions, branching)
@@ -201,9 +211,27 @@ def message_bubble(
                     "Edit", key=f"edit-{mid}", icon=":material/edit:", type="tertiary",
                     on_click=branching.on_edit, args=(mid,),
                 )
+            if copyable:
+                copy_popover(message.content)
             if rate and feedback is not None:
                 feedback_view.controls(message.id, feedback)
     return bubble
+
+
+def copy_popover(text: str) -> None:
+    """Copy a reply as its raw markdown: a popover holding the text as a code block, whose copy icon copies it.
+
+    Streamlit 1.67 has no copy button for arbitrary text; its code blocks (st.code, and fenced code inside
+    markdown) carry one, which copies the block's text as given (navigator.clipboard.writeText). The text
+    goes to the browser as data in the code element, never as HTML, and no script of this app's runs. The
+    content is sent with the page (a popover's content is, unless it reruns the page on opening, which would
+    stop a reply being written)."""
+    with st.popover("Copy", icon=":material/content_copy:", type="tertiary", help="This reply as markdown"):
+        # st.code drops one newline at each end of its text: padded, the copied text is `text` exactly.
+        st.code(f"\n{text}\n", language="markdown", wrap_lines=True, height=COPY_HEIGHT_PX)
+
+
+COPY_HEIGHT_PX = 320  # beyond this the code block scrolls inside the popover; its copy icon stays in view
 
 
 def messages(
@@ -211,14 +239,28 @@ def messages(
     catalogue: Catalogue,
     versions: Mapping[uuid.UUID, Versions] | None = None,
     branching: Branching | None = None,
+    files: Mapping[uuid.UUID, Sequence[Attachment]] | None = None,
+    open_file: FileOpener | None = None,
     feedback: feedback_view.FeedbackControls | None = None,
 ) -> list[Bubble]:
-    known = versions or {}
-    return [message_bubble(message, catalogue, known.get(message.id), branching, feedback) for message in items]
+    known, attached = versions or {}, files or {}
+    return [
+        message_bubble(m, catalogue, known.get(m.id), branching, attached.get(m.id, ()), open_file, feedback)
+        for m in items
+    ]
 
 
-def user_bubble(text: str) -> None:
-    Bubble("user").show(text)
+def user_bubble(
+    text: str, files: Sequence[Attachment] = (), open_file: FileOpener | None = None, notices: Sequence[str] = ()
+) -> None:
+    """The message just sent, with its files, and what the user should know about them (a file cut to fit
+    the model's context)."""
+    bubble = Bubble("user")
+    bubble.show(text)
+    if files and open_file is not None:
+        files_in_bubble(bubble.files, files, open_file)
+    if notices:
+        bubble.meta.caption(" ".join(plain_label(note) for note in notices))
 
 
 def streamed_reply(reply: Reply, bubble: Bubble) -> None:
@@ -261,7 +303,9 @@ def live_reply(
     # The actions row always holds two elements, before and after: a container redrawn in place keeps
     # children that this run drew earlier and does not draw again.
     with bubble.actions.container(horizontal=True):
-        st.button("Stop", key="stop-live", icon=":material/stop_circle:", type="tertiary")
+        # Escape presses it, from anywhere on the page, the chat input included (Streamlit's shortcuts let
+        # Escape through from text fields).
+        st.button("Stop", key="stop-live", icon=":material/stop_circle:", type="tertiary", shortcut="Esc")
         if from_chat_input:
             regenerate_button("regenerate-live", on_regenerate, cid)
         else:
@@ -279,9 +323,14 @@ def live_reply(
         else:
             regenerate_button("regenerate-done", on_regenerate, cid)
             finished = outcome.message if outcome is not None else None
+            drawn = False
+            if finished is not None and finished.content:
+                copy_popover(finished.content)
+                drawn = True
             if feedback is not None and finished is not None and rateable(finished):
                 feedback_view.controls(finished.id, feedback)  # a new reply has none yet: only the thumbs
-            else:
+                drawn = True
+            if not drawn:
                 st.empty()
 
 

@@ -21,11 +21,12 @@ import pandas as pd
 import streamlit as st
 
 from components import state
+from components.attachments import FileOpener, files_in_bubble
 from components.markdown import neutralise
 from services.errors import UserError
 from services.history import FilterOptions, Usage
 from services.history_query import PAGE_SIZES, HistoryQuery
-from services.store import FEEDBACK_FILTERS, MAX_QUERY_CHARS, ROLES, STATUSES, HistoryPage, HistoryRow
+from services.store import FEEDBACK_FILTERS, MAX_QUERY_CHARS, ROLES, STATUSES, Attachment, HistoryPage, HistoryRow
 
 PREVIEW_CHARS = 120
 # The feedback filter's choices and the table's feedback cells.
@@ -271,6 +272,8 @@ def detail(
     *,
     export_markdown: Callable[[uuid.UUID], io.FileIO],
     names: Mapping[str, str] | None = None,
+    files: Callable[[uuid.UUID], Sequence[Attachment]] | None = None,
+    open_file: FileOpener | None = None,
 ) -> None:
     """Pick one message of the page; show it as markdown with a link to its conversation. `me` is the
     signed-in user's id: another user's message is read-only (its link opens the chat read-only)."""
@@ -300,6 +303,9 @@ def detail(
             st.text(f"User: {name} ({row.user_id})" if name else f"User: {row.user_id}")
         st.markdown(f"**{neutralise(row.conversation_title)}**")
         st.markdown(neutralise(row.content))
+        if files is not None and open_file is not None:
+            # Asked only for the message picked: the table's page reads no file at all.
+            files_in_bubble(st.empty(), files(row.id), open_file)
         if row.feedback:
             who = "Your" if own else "The author's"
             said = "thumbs up" if row.feedback == "up" else "thumbs down"

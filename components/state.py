@@ -24,6 +24,7 @@ HISTORY_DELETE_TYPED = "history.delete.all.typed"
 MODEL = "chat.model"
 CHAT_INPUT = "chat.input"
 FLASH = "chat.flash"
+PENDING_FILES = "chat.pending_files"  # files kept after a refused send, sent with the next message
 PENDING = "chat.pending"
 EXAMPLE = "chat.example"  # an example prompt clicked on the first screen, sent on the next run
 WINDOW_PAGES = "chat.window_pages"
@@ -48,6 +49,9 @@ SESSION_SECRET = "chat.session_secret"
 ENDED_SESSION = "chat.ended_session"
 # account and admin pages: a one-shot notice after an action, and a one-time link to show once
 ACCOUNT_FLASH = "account.flash"
+# account page, default instructions for new chats: the text box, and a one-shot notice (failed?, text)
+DEFAULT_INSTRUCTIONS = "account.default_instructions"
+DEFAULT_INSTRUCTIONS_FLASH = "account.default_instructions.flash"
 ADMIN_FLASH = "admin.flash"
 ADMIN_LINK = "admin.link"
 # account page, API keys: a one-shot notice, and the key whose revocation waits for confirmation

@@ -1,14 +1,15 @@
-"""Account: change password, the sessions signed in to this account, API keys, export, delete the account.
+"""Account: default instructions for new chats, change password, the sessions signed in to this account, API
+keys, export, delete the account.
 
-Local accounts get every section; with Clerk the account lives at Clerk and only the API keys are managed
-here. (app.py lists this page only where there is something on it.)"""
+Local accounts get every section; with Clerk the account lives at Clerk, and only the default instructions and
+the API keys are managed here; without sign-in (CHAT_AUTH=none) only the default instructions."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from components import state
-from components.account import sessions_table
+from components.account import default_instructions_section, sessions_table
 from components.api_keys import api_keys_section
 from components.auth_gate import require_principal
 from components.shell import page_services
@@ -19,12 +20,13 @@ principal = require_principal()
 services = page_services()
 sessions = services.sessions
 st.title("Account")
+default_instructions_section(services.chat, principal, services.settings.default_instructions)
 if sessions is None:
     if services.settings.auth_mode == "clerk":
         st.info("Your account is managed by your sign-in provider (Clerk).")
     if services.api_keys is not None:
         api_keys_section(services.api_keys, principal)
-    else:
+    elif services.settings.auth_mode != "none":  # without sign-in there is nobody for a key to stand for
         st.caption("API keys are switched off on this server (CHAT_API_KEYS).")
     st.stop()
 

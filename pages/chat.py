@@ -8,10 +8,12 @@ link from the History page) opens it again.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable
 
 import streamlit as st
 
+from components import attachments as files_view
 from components import chat as view
 from components import conversation_tools as tools
 from components import feedback as feedback_view
@@ -20,6 +22,7 @@ from components.auth_gate import require_principal
 from components.history import user_timezone
 from components.models import model_picker
 from components.shell import page_services
+from services.attachments import FILE_TYPES, AttachmentRefused, Upload
 from services.auth import Principal
 from services.chat import Reply
 from services.errors import UserError
@@ -51,6 +54,7 @@ def open_conversation(cid: str) -> None:
 def new_chat() -> None:
     st.query_params.pop("c", None)
     st.session_state[state.WINDOW_PAGES] = 1
+    st.session_state.pop(state.NEW_INSTRUCTIONS, None)  # a new chat starts from the default instructions
 
 
 def show_earlier() -> None:
@@ -127,6 +131,18 @@ def clear_comment(message_id: str) -> None:
     rating = feedback_view.rating_of(message_id)
     if feedback is not None and rating is not None:
         _flash_errors(lambda: feedback.give(principal, message_id, rating, ""))
+
+
+def remove_pending_file(index: int) -> None:
+    held = list(st.session_state.get(state.PENDING_FILES, []))
+    if 0 <= index < len(held):
+        del held[index]
+    st.session_state[state.PENDING_FILES] = held
+
+
+def open_file(attachment_id: uuid.UUID) -> bytes:
+    """A stored original, read when its download button is clicked (never on an ordinary rerun)."""
+    return chat.attachment_file(principal, attachment_id).data
 
 
 def save_instructions(cid: str) -> None:
@@ -229,14 +245,26 @@ if conversation is not None:
             )
         except UserError as exc:
             st.caption(f":material/error: {exc.message}")  # the conversation is still shown, without thumbs
-    view.messages(shown, catalogue, window.versions, branching, ratings)
+    view.messages(shown, catalogue, window.versions, branching, window.attachments, open_file, ratings)
     last = shown[-1] if shown else None
 
 first_screen = st.empty()
-if conversation is None:
+if conversation is not None:
+    # What was typed for a chat that started is its own: the next new chat starts from the default again.
+    st.session_state.pop(state.NEW_INSTRUCTIONS, None)
+else:
+    if state.NEW_INSTRUCTIONS not in st.session_state:
+        # Read once per new chat, not on every run: the run that sends the first message does not wait for it.
+        try:
+            st.session_state[state.NEW_INSTRUCTIONS] = chat.default_instructions(principal)
+        except UserError as exc:
+            st.warning(f"Your default instructions could not be read, so the server's are shown. {exc.message}")
     with first_screen.container():
         tools.instructions_box(
-            services.settings.default_instructions, state.NEW_INSTRUCTIONS, read_only=False, on_save=None
+            st.session_state.get(state.NEW_INSTRUCTIONS, services.settings.default_instructions),
+            state.NEW_INSTRUCTIONS,
+            read_only=False,
+            on_save=None,
         )
         view.welcome(send_example, offline=not catalogue.has_real_provider)
 
@@ -245,31 +273,62 @@ if conversation is None:
 if state.DRAFT in st.session_state:
     # A message that could not be sent goes back into the input box instead of being lost.
     st.session_state[state.CHAT_INPUT] = st.session_state.pop(state.DRAFT)
-prompt = None if read_only else st.chat_input("Message", key=state.CHAT_INPUT, submit_mode="stop")
+submitted = (
+    None
+    if read_only
+    else st.chat_input(
+        "Message",
+        key=state.CHAT_INPUT,
+        submit_mode="stop",
+        accept_file="multiple",
+        file_type=list(FILE_TYPES),  # the browser's picker only; every file is checked again by its content
+        max_upload_size=services.settings.file_max_mb,
+    )
+)
+# Files held after a refused send go with the next message (a file cannot be put back into the input).
+held: list[Upload] = list(st.session_state.get(state.PENDING_FILES, []))
+prompt: str | None = None
+sending: list[Upload] = []
+if submitted is not None:
+    prompt = submitted.text
+    sending = held + [Upload(f.name, f.getvalue()) for f in submitted.files]
 example = st.session_state.pop(state.EXAMPLE, None)
-if not prompt and not read_only and isinstance(example, str):
+if not prompt and not sending and not read_only and isinstance(example, str):
     prompt = example
 
-if prompt and reply is None:
+if (prompt or sending) and reply is None:
     first_screen.empty()
     instructions = None if conversation else st.session_state.get(state.NEW_INSTRUCTIONS)
     try:
         reply = chat.send(
-            principal, conversation.id if conversation else None, prompt, model, instructions=instructions
+            principal,
+            conversation.id if conversation else None,
+            prompt or "",
+            model,
+            instructions=instructions,
+            files=sending,
         )
         reply.start()  # the model's latency overlaps the drawing below
     except UserError as exc:
         st.session_state[state.FLASH] = exc.message
-        if prompt != example:
+        if prompt and prompt != example:
             st.session_state[state.DRAFT] = prompt
+        # A refused file is named in the message and dropped; every other file waits for the retry.
+        st.session_state[state.PENDING_FILES] = list(exc.kept if isinstance(exc, AttachmentRefused) else sending)
         st.rerun()
+    if sending:
+        st.session_state.pop(state.PENDING_FILES, None)  # sent with this message
     if reply is not None and reply.created_conversation:
         st.query_params["c"] = str(reply.conversation_id)
         st.session_state[state.WINDOW_PAGES] = 1
-    view.user_bubble(prompt)
-elif prompt:
+    if reply is not None:
+        shown_text = reply.user_message.content if reply.user_message is not None else prompt or ""
+        view.user_bubble(shown_text, reply.attachments, open_file, reply.notices)
+elif prompt or sending:
     # Typed while an edit was being answered: kept in the input box for the next run, never dropped.
-    st.session_state[state.DRAFT] = prompt
+    if prompt:
+        st.session_state[state.DRAFT] = prompt
+    st.session_state[state.PENDING_FILES] = sending
     prompt = None
 if action_error is not None:
     view.input_error(action_error)
@@ -296,6 +355,8 @@ with st.sidebar:
 
 if flash := st.session_state.pop(state.FLASH, None):
     view.input_error(flash)  # last in the page, just above the input box that holds the text again
+if not read_only:
+    files_view.pending_files(st.session_state.get(state.PENDING_FILES, []), remove_pending_file)
 
 if reply is not None:
     # An example prompt is sent by a button, not the chat input, so it gets no chat-input stop: its own.
@@ -305,5 +366,9 @@ if reply is not None:
             {}, thumb_changed, save_comment, clear_comment, feedback.comment_chars
         )
     view.live_reply(
-        reply, catalogue, regenerate, from_chat_input=bool(prompt) and prompt != example, feedback=live_feedback
+        reply,
+        catalogue,
+        regenerate,
+        from_chat_input=submitted is not None and prompt != example,
+        feedback=live_feedback,
     )

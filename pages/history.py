@@ -81,7 +81,15 @@ try:
             show(shown.query)
         view.message_table(shown.page, tz, show_user=query.all_users, names=shown.names, on_path=shown.on_path)
         view.pager(shown.page, shown.query, go_to)
-        view.detail(shown.page.items, principal.user_id, tz, export_markdown=export_markdown, names=shown.names)
+        view.detail(
+            shown.page.items,
+            principal.user_id,
+            tz,
+            export_markdown=export_markdown,
+            names=shown.names,
+            files=lambda message_id: history.attachments(principal, message_id),
+            open_file=lambda attachment_id: history.attachment_file(principal, attachment_id).data,
+        )
     elif picked == "Usage":
         view.usage_chart(history.usage(principal, query, tz))
     else:

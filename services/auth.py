@@ -46,8 +46,8 @@ class AuthError(UserError):
 
 @dataclass(frozen=True)
 class Principal:
-    """A verified caller. `claims` are the verified token claims; they become `request.jwt.claims` in the
-    database, where row-level security reads `sub` (and roles) from them."""
+    """A verified caller. `claims` are the verified token claims. The database never sees them: it gets
+    this app's own claims for the caller (services/app_tokens.user_claims: `sub` and the app roles)."""
 
     user_id: str
     claims: Mapping[str, Any] = field(default_factory=dict)
@@ -103,7 +103,7 @@ class Principal:
         return replace(self, turn_until=datetime.fromtimestamp(current + seconds, tz=UTC))
 
     def db_claims(self) -> dict[str, Any]:
-        """The claims handed to Postgres as `request.jwt.claims` (JSON-serialisable)."""
+        """The verified claims, JSON-serialisable (for logs and tests; the database gets `user_claims`)."""
         out: dict[str, Any] = {}
         for key, value in self.claims.items():
             out[key] = value.isoformat() if isinstance(value, datetime) else value

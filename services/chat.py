@@ -16,6 +16,8 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from services import attachments
+from services.attachments import AttachmentRefused, FileContent, ForModel, Upload
 from services.auth import AuthError, Principal
 from services.config import Settings
 from services.logs import event
@@ -26,6 +28,8 @@ from services.ratelimit import RateLimiter
 from services.store import (
     MAX_PATH,
     MAX_STORED_CHARS,
+    Attachment,
+    AttachmentFile,
     ChatStore,
     Conversation,
     InvalidInput,
@@ -90,6 +94,8 @@ class Window:
     messages: list[Message]
     has_more: bool
     versions: Mapping[uuid.UUID, Versions] = field(default_factory=dict)
+    # The shown messages' files (names, sizes, thumbnails; never the originals), by message.
+    attachments: Mapping[uuid.UUID, Sequence[Attachment]] = field(default_factory=dict)
 
 
 class Reply:
@@ -124,6 +130,8 @@ class Reply:
         self._open_stream = open_stream
         self._pump: Pump | None = None
         self.started_at: float | None = None  # time.monotonic() when the provider request was opened
+        self.attachments: Sequence[Attachment] = ()  # the files stored with the user message just sent
+        self.notices: tuple[str, ...] = ()  # what the user should know about this turn's context (cut files)
         self._gen = run(self)
         self._iterated = False
 
@@ -181,9 +189,13 @@ def title_from(text: str) -> str:
     return words[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-def build_context(messages: Sequence[Message], budget_chars: int) -> list[Turn]:
+def build_context(
+    messages: Sequence[Message], budget_chars: int, files: Mapping[uuid.UUID, ForModel] | None = None
+) -> list[Turn]:
     """Turns for the model from one path of stored messages (root first), newest kept first within the
     budget. Callers pass a path (`ChatStore.path_messages`), so other branches never reach the model.
+    `files` are user messages' attachments: documents' text follows the message's own (and counts
+    against the budget), images go with its turn.
 
     Consecutive user messages (a reply that failed, then a new question) are merged; of consecutive
     assistant messages only the latest is kept; empty ones are skipped. The context starts with a user
@@ -191,15 +203,18 @@ def build_context(messages: Sequence[Message], budget_chars: int) -> list[Turn]:
     """
     turns: list[Turn] = []
     for m in messages:
-        if not m.content.strip() or m.role not in ("user", "assistant"):
+        extra = (files or {}).get(m.id)
+        content = m.content + extra.text if extra is not None else m.content
+        images = extra.images if extra is not None else ()
+        if not content.strip() or m.role not in ("user", "assistant"):
             continue
         if turns and turns[-1].role == m.role:
             if m.role == "user":
-                turns[-1] = Turn("user", f"{turns[-1].content}\n\n{m.content}")
+                turns[-1] = Turn("user", f"{turns[-1].content}\n\n{content}", turns[-1].images + images)
             else:
-                turns[-1] = Turn("assistant", m.content)
+                turns[-1] = Turn("assistant", content)
             continue
-        turns.append(Turn("user" if m.role == "user" else "assistant", m.content))
+        turns.append(Turn("user", content, images) if m.role == "user" else Turn("assistant", content))
     kept: list[Turn] = []
     used = 0
     for turn in reversed(turns):
@@ -236,6 +251,9 @@ class ChatService:
         self.tick_s = tick_s
         self.observer = observer
         self.heartbeat_s = heartbeat_s if heartbeat_s is not None else min(HEARTBEAT_S, settings.stale_reply_s / 3)
+        self.file_limits = attachments.Limits(
+            settings.file_max_mb * attachments.MB, settings.message_files_max_mb * attachments.MB
+        )
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -266,7 +284,13 @@ class ChatService:
         rows = self.store.path_messages(principal, conversation.id, limit=n + 1)
         shown = rows[-n:]
         versions = self.store.versions(principal, conversation.id, [m.id for m in shown]) if shown else {}
-        return Window(shown, len(rows) > n, versions)
+        asked = [m.id for m in shown if m.role == "user"]
+        files = self.store.message_attachments(principal, asked) if asked else {}
+        return Window(shown, len(rows) > n, versions, files)
+
+    def attachment_file(self, principal: Principal, attachment_id: uuid.UUID | str) -> AttachmentFile:
+        """One stored original (a download): read only now, never on an ordinary page run."""
+        return self.store.attachment_file(principal, attachment_id)
 
     # --- managing conversations --------------------------------------------------------------------
 
@@ -315,28 +339,39 @@ class ChatService:
         revoked: Callable[[], bool] | None = None,
         instructions: str | None = None,
         context: Sequence[Turn] | None = None,
+        files: Sequence[Upload] = (),
     ) -> Reply:
         """Store the user's message under the conversation's current leaf and return the reply to stream.
         Raises InvalidInput (bad text or model), RateLimited, NotFound (no such conversation of this
         user), StoreError or AuthError, and then nothing is stored.
 
         Only what the provider request needs runs before it (rate limit, insert, context read). A new
-        conversation is created titled from its first message, with `instructions` (default: the
-        CHAT_DEFAULT_INSTRUCTIONS setting); for an existing one `instructions` is ignored.
+        conversation is created titled from its first message, with `instructions` (when None: the
+        user's own default, else the CHAT_DEFAULT_INSTRUCTIONS setting; see `default_instructions`); for an
+        existing one `instructions` is ignored.
 
         `context`, when given, is sent to the provider instead of the stored path and instructions (the
         OpenAI-compatible door sends what its client sent, system prompt included; it must end with `text`),
         and a conversation it creates gets no standing instructions. `revoked` is
         asked while the reply streams: once it says yes (signed out, account disabled) the reply ends at
         once, stored as `interrupted`.
+
+        `files` are attached to the message: checked by content and size, and, when an image goes to a model
+        that takes none, refused (AttachmentRefused, naming the files that passed) before anything is stored.
         """
+        if files and isinstance(text, str) and not text.strip():
+            text = "Attached: " + ", ".join(f.name for f in files)  # a message of files alone
         text = self.validate(text)
         option = self.model_option(model)
+        checked = self.check_files(files, option)
         principal.ensure_fresh()
         cid = parse_uuid(conversation_id) if conversation_id is not None else None
         standing = ""  # a door turn (`context`) brings its own system prompt and stores none
         if cid is None and context is None:
-            standing = clean_instructions(self.settings.default_instructions if instructions is None else instructions)
+            # What the user typed for this chat wins, even typed empty; else their default, else the setting.
+            standing = clean_instructions(
+                self.default_instructions(principal) if instructions is None else instructions
+            )
         if self.limiter is not None:
             self.limiter.check(principal)
         created = cid is None
@@ -345,6 +380,7 @@ class ChatService:
         try:
             # RLS refuses the insert into a conversation that is not the caller's (NotFound).
             user_message = self.store.add_message(principal, cid, "user", text, option.id, "complete")
+            stored = self.store.add_attachments(principal, user_message.id, checked) if checked else []
         except BaseException:
             if created:
                 self._forget_conversation(principal, cid)
@@ -354,7 +390,19 @@ class ChatService:
         else:
             history = self.store.path_messages(principal, cid, to=user_message.id, limit=CONTEXT_MESSAGES)
             standing = self.store.get_conversation(principal, cid).instructions
-        return self._reply(principal, cid, user_message, option, history, created, revoked, standing, context)
+        fresh = {user_message.id: checked} if checked else {}
+        reply = self._reply(principal, cid, user_message, option, history, created, revoked, standing, context, fresh)
+        reply.attachments = stored
+        return reply
+
+    def check_files(self, files: Sequence[Upload], option: ModelOption) -> list[attachments.NewAttachment]:
+        """Files checked for sending to `option`'s model (AttachmentRefused, keeping those that passed)."""
+        if not files:
+            return []
+        checked = attachments.check_all(files, self.file_limits)
+        if any(f.media_type.startswith("image/") for f in checked) and not option.images:
+            raise AttachmentRefused(_no_images(option), files)
+        return checked
 
     def edit(
         self,
@@ -376,9 +424,14 @@ class ChatService:
         conversation = self._own_conversation(principal, original.conversation_id)
         if self.limiter is not None:
             self.limiter.check(principal)
+        kept = self.store.message_attachments(principal, [original.id]).get(original.id, ())
+        if any(a.is_image for a in kept) and not option.images:
+            raise AttachmentRefused(_no_images(option))
         edited = self.store.add_message(
             principal, conversation.id, "user", text, option.id, "complete", parent_id=original.parent_id
         )
+        if kept:
+            self.store.copy_attachments(principal, original.id, edited.id)  # the new version keeps its files
         history = self.store.path_messages(principal, conversation.id, to=edited.id, limit=CONTEXT_MESSAGES)
         standing = conversation.instructions
         return self._reply(principal, conversation.id, edited, option, history, False, revoked, standing)
@@ -419,6 +472,23 @@ class ChatService:
         """Keep the user's pick for their next session (any device). Raises InvalidInput, StoreError."""
         self.store.save_model_choice(principal, self.model_option(model).id)
 
+    # --- the instructions a new conversation starts with ----------------------------------------
+
+    def default_instructions(self, principal: Principal) -> str:
+        """What a new conversation starts with when nothing is typed for it: the user's own default (set on
+        the Account page) when they have one, else the CHAT_DEFAULT_INSTRUCTIONS setting."""
+        own = self.store.default_instructions(principal)
+        return self.settings.default_instructions if own is None else own
+
+    def own_default_instructions(self, principal: Principal) -> str | None:
+        """The user's own default instructions, None when they set none (the setting applies then)."""
+        return self.store.default_instructions(principal)
+
+    def set_default_instructions(self, principal: Principal, text: str) -> str | None:
+        """Keep `text` as the user's default instructions for new conversations ("" clears it, and the
+        setting applies again). Raises InvalidInput (too long, NUL), StoreError."""
+        return self.store.save_default_instructions(principal, text)
+
     # --- internals -------------------------------------------------------------------------------
 
     def _own_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> Conversation:
@@ -444,12 +514,16 @@ class ChatService:
         revoked: Callable[[], bool] | None,
         instructions: str = "",
         context: Sequence[Turn] | None = None,
+        fresh: Mapping[uuid.UUID, Sequence[FileContent]] | None = None,
     ) -> Reply:
         provider, option = self.catalogue.resolve(option.id)
+        notes: tuple[str, ...] = ()
         if context is not None:
             turns = list(context)
         else:
-            turns = build_context(history, max(self.settings.context_chars, self.settings.max_message_chars))
+            budget = max(self.settings.context_chars, self.settings.max_message_chars)
+            files, notes = self._files_for_model(principal, history, option, budget, fresh or {})
+            turns = build_context(history, budget, files)
         # The reply answers the last message of its context path, whatever the current leaf becomes.
         parent_id = history[-1].id if history else None
         # Only when set: a provider without instructions gets exactly the call it always got.
@@ -467,7 +541,47 @@ class ChatService:
             open_stream=lambda: provider.stream(option.model, turns, max_tokens=max_tokens, **system),
         )
         reply.pace = lambda: self.render_interval_s  # until the page paces it by what it redraws
+        reply.notices = notes
         return reply
+
+    def _files_for_model(
+        self,
+        principal: Principal,
+        history: Sequence[Message],
+        option: ModelOption,
+        budget: int,
+        fresh: Mapping[uuid.UUID, Sequence[FileContent]],
+    ) -> tuple[dict[uuid.UUID, ForModel], tuple[str, ...]]:
+        """The files of the path's user messages as the model gets them, and notes for the user about the
+        message being answered (the last user message): files cut to fit, images a model cannot take.
+        Files just checked (`fresh`) are used as they are; the others' text and images are read now, the
+        one time originals are read besides a download."""
+        asked = [m for m in history if m.role == "user"]
+        stored_for = [m.id for m in asked if m.id not in fresh]
+        by_message: dict[uuid.UUID, list[FileContent]] = {mid: list(items) for mid, items in fresh.items()}
+        for item in self.store.attachment_contents(principal, stored_for) if stored_for else []:
+            by_message.setdefault(item.message_id, []).append(item)
+        if not by_message:
+            return {}, ()
+        last = asked[-1].id if asked else uuid.UUID(int=0)
+        if not option.images and any(f.media_type.startswith("image/") for f in by_message.get(last, ())):
+            raise AttachmentRefused(_no_images(option))
+        found: dict[uuid.UUID, ForModel] = {}
+        notes: list[str] = []
+        dropped = False
+        for m in asked:
+            if m.id not in by_message:
+                continue
+            files = by_message[m.id]
+            if not option.images:
+                dropped = dropped or any(f.media_type.startswith("image/") for f in files)
+                files = [f for f in files if not f.media_type.startswith("image/")]
+            found[m.id] = attachments.for_model(files, max(0, budget - len(m.content)))
+            if m.id == last:
+                notes += found[m.id].notes
+        if dropped:
+            notes.append(f"Images of earlier messages were not sent: {option.label} does not take images.")
+        return found, tuple(notes)
 
     def _stream(
         self,
@@ -619,6 +733,13 @@ class ChatService:
             first_token_ms=turn.first_token_ms,
             renders=turn.renders,
         )
+
+
+def _no_images(option: ModelOption) -> str:
+    return (
+        f"{option.label} does not take images, so nothing was sent. Pick a model that does, "
+        "or remove the images and send again."
+    )
 
 
 def _joined(parts: list[str]) -> str:

@@ -153,6 +153,24 @@ class Settings:
         "DATABASE_ADMIN_URL", "secret", None, "The role that runs the migrations (it must bypass RLS).",
         shown="DATABASE_URL",
     )
+    supabase_url: str | None = setting(
+        "SUPABASE_URL", "url", None,
+        "Store everything through this Supabase project's Data API (with SUPABASE_ANON_KEY) instead of a database "
+        "connection; see docs/supabase.md.",
+    )
+    supabase_anon_key: Secret | None = setting(
+        "SUPABASE_ANON_KEY", "secret", None, "The Supabase project's publishable (anon) key, sent as `apikey`."
+    )
+    supabase_timeout_s: float = setting(
+        "SUPABASE_TIMEOUT_S", "float", 10.0,
+        "Longest wait for one Data API request; a Supabase outage fails within it (no retries).", lo=1, hi=120,
+    )
+    signing_key: Secret | None = setting(
+        "CHAT_SIGNING_KEY", "secret", None,
+        "The app's RS256 private key (PEM) for the tokens it mints for Supabase and CHAT_AUTH=local; published "
+        "at /.well-known/jwks.json.",
+        shown="generated in <data dir>/keys/",
+    )
     db_pool_max: int = setting("CHAT_DB_POOL_MAX", "int", 10, "Database connections per app process.", lo=1, hi=200)
     max_message_chars: int = setting(
         "CHAT_MAX_MESSAGE_CHARS", "int", 32_000, "Longest message a user may send.", lo=1, hi=1_000_000
@@ -272,8 +290,21 @@ class Settings:
         lo=1_000, hi=2_000_000,
     )
 
+    file_max_mb: int = setting(
+        "CHAT_FILE_MAX_MB", "int", 10, "Largest file a message may carry, in MB.", lo=1, hi=200
+    )
+    message_files_max_mb: int = setting(
+        "CHAT_MESSAGE_FILES_MAX_MB", "int", 20, "Most the files of one message may weigh together, in MB.",
+        lo=1, hi=1_000,
+    )
+    image_models: tuple[str, ...] = setting(
+        "CHAT_IMAGE_MODELS", "list", (), "Models that take images besides the known OpenAI and Anthropic ones.",
+        shown="(none)",
+    )
+
     default_instructions: str = setting(
-        "CHAT_DEFAULT_INSTRUCTIONS", "text", "", "Instructions a new conversation starts with.", hi=20_000,
+        "CHAT_DEFAULT_INSTRUCTIONS", "text", "", "Instructions a new conversation starts with, unless the user "
+        "set their own default (Account page).", hi=20_000,
         shown="—",
     )
 
@@ -524,6 +555,18 @@ def settings_from(environ: Mapping[str, str], secrets: Mapping[str, Any] | None 
         raise ConfigError("Config 'DATABASE_ADMIN_URL' is set but 'DATABASE_URL' is not: set both, or neither.")
     if s.database_admin_url is not None and not _POSTGRES_URL.match(s.database_admin_url.reveal()):
         raise ConfigError("Config 'DATABASE_ADMIN_URL' must be a postgresql:// URL.")
+
+    if (s.supabase_url is None) != (s.supabase_anon_key is None):
+        missing = "SUPABASE_ANON_KEY" if s.supabase_anon_key is None else "SUPABASE_URL"
+        raise ConfigError(
+            f"Config '{missing}' is missing: the Supabase backend needs both SUPABASE_URL (https://<ref>.supabase.co) "
+            "and SUPABASE_ANON_KEY (the project's publishable key)."
+        )
+    if s.supabase_url is not None and s.database_url is not None:
+        raise ConfigError(
+            "Config 'SUPABASE_URL' and 'DATABASE_URL' are both set: use one store, the Data API (SUPABASE_URL) or a "
+            "database connection (DATABASE_URL)."
+        )
 
     if s.metrics_token is not None and s.metrics == "off":
         raise ConfigError("Config 'CHAT_METRICS_TOKEN' is set but metrics are off: set CHAT_METRICS=on as well.")

@@ -9,6 +9,7 @@ export timestamp.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -20,7 +21,7 @@ from typing import Any
 
 from services.auth import Principal
 from services.paging import walk_pages
-from services.store import Conversation, HistoryRow, NotFound, ReviewStore
+from services.store import Conversation, ExportedAttachment, HistoryRow, NotFound, ReviewStore
 
 JSON_FORMAT = "chat-history/1"
 # Rows per output chunk: large enough that the generator overhead is noise, small enough to stay tiny.
@@ -64,23 +65,52 @@ def _conversation_json(conversation: Conversation) -> dict[str, Any]:
     }
 
 
+def _attachment_json(item: ExportedAttachment) -> dict[str, Any]:
+    # The original, whole (base64): an export keeps everything the user attached, byte for byte.
+    return {
+        "id": str(item.id),
+        "message_id": str(item.message_id),
+        "name": item.name,
+        "media_type": item.media_type,
+        "size": item.size,
+        "created_at": utc_text(item.created_at),
+        "data_base64": base64.b64encode(item.data).decode("ascii"),
+    }
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def json_chunks(user_id: str, conversations: Iterable[Conversation], rows: Iterable[HistoryRow]) -> Iterator[bytes]:
-    """One JSON document: {"format", "user_id", "conversations": [...], "messages": [...]}, one item a line."""
+def json_chunks(
+    user_id: str,
+    conversations: Iterable[Conversation],
+    rows: Iterable[HistoryRow],
+    attachments: Iterable[ExportedAttachment] = (),
+) -> Iterator[bytes]:
+    """One JSON document: {"format", "user_id", "conversations": [...], "messages": [...], "attachments":
+    [...]}, one item a line. Attachments carry their message's id and their original as base64."""
     yield f'{{"format":{_dumps(JSON_FORMAT)},"user_id":{_dumps(user_id)},\n"conversations":['.encode()
-    for section, items in (("conversations", conversations), ("messages", rows)):
-        if section == "messages":
-            yield b'],\n"messages":['
+    sections: tuple[tuple[str, Iterable[Any]], ...] = (
+        ("conversations", conversations),
+        ("messages", rows),
+        ("attachments", attachments),
+    )
+    for section, items in sections:
+        if section != "conversations":
+            yield f'],\n"{section}":['.encode()
         lines: list[str] = []
         first = True
         for item in items:
-            data = _conversation_json(item) if isinstance(item, Conversation) else _message_json(item)
+            if isinstance(item, Conversation):
+                data = _conversation_json(item)
+            elif isinstance(item, ExportedAttachment):
+                data = _attachment_json(item)
+            else:
+                data = _message_json(item)
             lines.append(("\n" if first else ",\n") + _dumps(data))
             first = False
-            if len(lines) >= CHUNK_ROWS:
+            if len(lines) >= CHUNK_ROWS or isinstance(item, ExportedAttachment):  # a file can be megabytes
                 yield "".join(lines).encode()
                 lines = []
         yield "".join(lines).encode()
@@ -117,7 +147,12 @@ def export_csv(store: ReviewStore, principal: Principal) -> Iterator[bytes]:
 
 def export_json(store: ReviewStore, principal: Principal) -> Iterator[bytes]:
     # Conversations come most recently active first (the listing's keyset order): stable for equal data.
-    return json_chunks(principal.user_id, all_conversations(store, principal), store.iter_history(principal))
+    return json_chunks(
+        principal.user_id,
+        all_conversations(store, principal),
+        store.iter_history(principal),
+        store.iter_attachments(principal),
+    )
 
 
 def export_markdown(store: ReviewStore, principal: Principal, conversation_id: uuid.UUID | str) -> Iterator[bytes]:

@@ -19,6 +19,8 @@ from services import export
 from services.auth import Principal
 from services.history_query import HistoryQuery, usage_range
 from services.store import (
+    Attachment,
+    AttachmentFile,
     Conversation,
     HistoryPage,
     InvalidCursor,
@@ -140,6 +142,13 @@ class HistoryService:
 
     def delete_conversation(self, principal: Principal, conversation_id: uuid.UUID) -> None:
         self.store.delete_conversation(principal, conversation_id)
+
+    def attachments(self, principal: Principal, message_id: uuid.UUID) -> Sequence[Attachment]:
+        """One message's files (names, thumbnails) for the detail view; RLS decides, reviewers included."""
+        return self.store.message_attachments(principal, [message_id]).get(message_id, ())
+
+    def attachment_file(self, principal: Principal, attachment_id: uuid.UUID) -> AttachmentFile:
+        return self.store.attachment_file(principal, attachment_id)
 
     def delete_all_my_data(self, principal: Principal) -> int:
         """Delete every conversation and message of the principal; returns how many messages went."""

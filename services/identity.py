@@ -23,6 +23,8 @@ from services.clerk_sessions import ClerkSessionRenewer
 from services.config import Settings
 from services.sessions import Clock, SessionPolicy, SessionService
 from services.store.signin import PostgresSigninStore
+from services.store.supabase_signin import SupabaseSigninStore
+from services.token_minter import AppSigner
 
 LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1", "[::1]")
 # Values seen in streamlit-authenticator's docs and in example configs; anyone can sign cookies with them.
@@ -64,18 +66,36 @@ class Identity:
     cookie_key_from_settings: bool = False
     signing_key_path: Path | None = None
     test_clock: bool = False
+    # The app's own RS256 key (CHAT_SIGNING_KEY, else the one in the data dir): signs local sign-in tokens
+    # and the tokens minted for Supabase; /.well-known/jwks.json publishes its public half. Present in
+    # CHAT_AUTH=local and whenever the Supabase backend is on (any auth mode), None otherwise.
+    app_signer: AppSigner | None = None
 
 
 def keys_dir(settings: Settings) -> Path:
     return settings.data_dir / "keys"
 
 
+def app_signer(settings: Settings) -> tuple[AppSigner, Path | None]:
+    """The app's signing key and, when it lives in a file of the data dir, that file (its permissions are
+    checked before serving other machines). CHAT_SIGNING_KEY wins: replicas must share one key."""
+    if settings.signing_key is not None:
+        return AppSigner.from_pem(settings.signing_key.reveal()), None
+    key_path = keys_dir(settings) / "local-signing-key.pem"
+    return AppSigner(load_or_create_signing_key(key_path)), key_path
+
+
 def build_identity(settings: Settings) -> Identity:
+    # The Supabase backend needs the app's key in every auth mode (services/token_minter.py).
+    needed = settings.supabase_url is not None or settings.auth_mode == "local"
+    signer, signer_path = app_signer(settings) if needed else (None, None)
     if settings.auth_mode == "none":
-        return Identity(mode="none")
+        return Identity(mode="none", app_signer=signer, signing_key_path=signer_path)
     if settings.auth_mode == "clerk":
         return Identity(
             mode="clerk",
+            app_signer=signer,
+            signing_key_path=signer_path,
             verifier=_clerk_verifier(settings, authorized_parties=settings.clerk_authorized_parties),
             oidc_verifier=(
                 _clerk_verifier(settings, audience=settings.clerk_audience) if settings.clerk_audience else None
@@ -91,10 +111,8 @@ def build_identity(settings: Settings) -> Identity:
                 else None
             ),
         )
-    key_path = keys_dir(settings) / "local-signing-key.pem"
-    issuer = LocalIssuer(
-        load_or_create_signing_key(key_path), ttl_s=settings.token_ttl_s, clock=Clock(settings.test_clock_file).now
-    )
+    assert signer is not None  # built above for CHAT_AUTH=local
+    issuer = LocalIssuer(signer.private_key, ttl_s=settings.token_ttl_s, clock=Clock(settings.test_clock_file).now)
     if settings.cookie_key is not None:
         cookie_key, from_settings = settings.cookie_key.reveal(), True
     else:
@@ -106,16 +124,22 @@ def build_identity(settings: Settings) -> Identity:
         issuer=issuer,
         cookie_key=cookie_key,
         cookie_key_from_settings=from_settings,
-        signing_key_path=key_path,
+        signing_key_path=signer_path,
         test_clock=settings.test_clock_file is not None,
+        app_signer=signer,
     )
 
 
-def session_service(settings: Settings, identity: Identity, conninfo: str) -> SessionService:
-    """Sessions for CHAT_AUTH=local, on the app's database (own small pool)."""
+def session_service(
+    settings: Settings, identity: Identity, conninfo: str | None, *, signin_store: SupabaseSigninStore | None = None
+) -> SessionService:
+    """Sessions for CHAT_AUTH=local, on the app's database (own small pool), or through the Supabase backend's
+    Data API (`signin_store`)."""
     if identity.accounts is None or identity.issuer is None or identity.cookie_key is None:
         raise ValueError("local sign-in is not configured")
-    store = PostgresSigninStore(conninfo)
+    if signin_store is None and conninfo is None:
+        raise ValueError("sessions need a database connection or the Supabase backend")
+    store = signin_store if signin_store is not None else PostgresSigninStore(str(conninfo))
     problem = store.access_problem()
     if problem:
         store.close()
@@ -201,13 +225,15 @@ def cookie_key_problem(cookie_key: str | None, from_settings: bool, address: str
 def startup_problem(identity: Identity, address: str | None) -> str | None:
     """Why this process must not serve sign-ins, or None. Shown instead of the app."""
     problem = none_mode_problem(identity.mode, address)
-    if problem or identity.mode != "local":
-        return problem
-    problem = cookie_key_problem(identity.cookie_key, identity.cookie_key_from_settings, address)
     if problem:
         return problem
+    if identity.mode == "local":
+        problem = cookie_key_problem(identity.cookie_key, identity.cookie_key_from_settings, address)
+        if problem:
+            return problem
     if identity.test_clock and not is_local_address(address):
         return "CHAT_TEST_CLOCK_FILE moves the server's clock for tests: unset it before serving other machines."
+    # The key file exists in CHAT_AUTH=local and, in any mode, with the Supabase backend (app_signer).
     if identity.signing_key_path is not None and not is_local_address(address):
         if not is_private_file(identity.signing_key_path):
             return (

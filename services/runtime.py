@@ -30,7 +30,11 @@ from services.sessions import SessionService
 from services.store import Store, embedded
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
+from services.store.signin import PostgresSigninStore
+from services.store.supabase import SupabaseStore
+from services.store.supabase_signin import SupabaseSigninStore
 from services.sweeper import Sweeper
+from services.token_minter import TokenMinter
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +79,21 @@ def cursor_key(settings: Settings) -> str:
     return load_or_create_secret(keys_dir(settings) / "cursor-key")
 
 
-def connect_store(settings: Settings) -> PostgresStore:
-    """Start or reach the database, apply pending migrations, and open the app's one connection pool."""
+def connect_store(settings: Settings, identity: Identity | None = None) -> PostgresStore | SupabaseStore:
+    """The Supabase Data API when SUPABASE_URL is set (the migrations are pushed with the Supabase CLI,
+    docs/supabase.md); otherwise start or reach the database, apply pending migrations, and open the app's
+    one connection pool."""
+    if settings.supabase_url is not None and settings.supabase_anon_key is not None:
+        if identity is None or identity.app_signer is None:
+            raise StartupError("The Supabase backend needs the app's signing key (CHAT_SIGNING_KEY).")
+        return SupabaseStore(
+            settings.supabase_url,
+            settings.supabase_anon_key.reveal(),
+            TokenMinter(identity.app_signer),
+            timeout_s=settings.supabase_timeout_s,
+            max_message_chars=settings.max_message_chars,
+            cursor_key=cursor_key(settings),
+        )
     try:
         if settings.database_url is None:
             db = embedded.start(settings.data_dir)
@@ -103,6 +120,7 @@ def connect_identity(settings: Settings) -> Identity:
     try:
         return build_identity(settings)
     except (AccountError, OSError, ValueError) as exc:
+        # ValueError includes SigningKeyError (CHAT_SIGNING_KEY unreadable); its message names the setting.
         raise StartupError(f"Could not set up sign-in: {exc}") from None
 
 
@@ -110,8 +128,9 @@ def build_services(settings: Settings, metrics: Metrics | None = None) -> Servic
     """`metrics`: where the services report (default: this process's, which GET /api/metrics serves)."""
     metrics = metrics or process_metrics()
     identity = connect_identity(settings)
-    store = connect_store(settings)
-    metrics.watch_pool("chat", store.pool_stats)
+    store = connect_store(settings, identity)
+    if isinstance(store, PostgresStore):  # the Data API backend has no pool of its own to watch
+        metrics.watch_pool("chat", store.pool_stats)
     catalogue = build_catalogue(settings)
     limiter = RateLimiter(store, settings.rate_limit_per_minute, on_refused=metrics.refused)
     chat = ChatService(store, catalogue, limiter, settings=settings, observer=metrics)
@@ -122,12 +141,16 @@ def build_services(settings: Settings, metrics: Metrics | None = None) -> Servic
     sessions = None
     if identity.mode == "local":
         try:
-            sessions = session_service(settings, identity, store.conninfo)
+            if isinstance(store, PostgresStore):
+                sessions = session_service(settings, identity, store.conninfo)
+            else:
+                sessions = session_service(settings, identity, None, signin_store=SupabaseSigninStore(store))
         except Exception as exc:
             store.close()
             raise StartupError(f"Could not set up sign-in sessions: {redact(str(exc), settings)}") from None
         sessions.announce_setup_code()
-        metrics.watch_pool("signin", sessions.store.pool_stats)
+        if isinstance(sessions.store, PostgresSigninStore):
+            metrics.watch_pool("signin", sessions.store.pool_stats)
     api_keys = None
     # CHAT_AUTH=none has no keys: the API answers every caller on this machine as the one local user and
     # ignores bearers (api/credentials.py), so a key would do nothing there.

@@ -46,6 +46,7 @@ from services.accounts import (
 from services.auth import AuthError, Principal
 from services.errors import UserError
 from services.store.signin import AuditRow, PostgresSigninStore, SessionRow
+from services.store.supabase_signin import SupabaseSigninStore
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class SessionService:
 
     def __init__(
         self,
-        store: PostgresSigninStore,
+        store: PostgresSigninStore | SupabaseSigninStore,
         accounts: AccountStore,
         issuer: LocalIssuer,
         *,

@@ -25,15 +25,19 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from services.app_tokens import APP_ISSUER
 from services.auth import Principal
-from services.store.postgres import PostgresStore, as_principal
+from services.store.postgres import PostgresStore, as_principal, as_role
 
 AsUser = Callable[[str], AbstractContextManager[psycopg.Connection]]
+# Like AsUser, with the whole claims set instead of a sub: tokens of other issuers and scopes.
+AsClaims = Callable[[dict[str, object]], AbstractContextManager[psycopg.Connection]]
 
 # Tables the migrations create; a new table in `public` must be added here (and get policies) or the
 # flag check reports it.
 PUBLIC_TABLES = (
     "api_keys",
+    "attachments",
     "audit_log",
     "conversations",
     "feedback",
@@ -44,29 +48,35 @@ PUBLIC_TABLES = (
     "signin_attempts",
 )
 # Tables the behaviour checks below act on as `authenticated`. The sign-in tables (sessions, attempts, audit)
-# are written by the `chat_signin` role before anyone is signed in; tests/test_sessions.py checks their
-# isolation through the sign-in service, and the catalogue checks here pin their flags and policies.
-BEHAVIOUR_TABLES = ("api_keys", "conversations", "feedback", "messages", "profiles", "rate_limits")
+# are written before anyone is signed in only through the definer functions `public.signin_*` (migration
+# 20261128001710); tests/test_sessions.py checks their isolation through the sign-in service, and the
+# catalogue checks here pin their flags and policies.
+BEHAVIOUR_TABLES = ("api_keys", "attachments", "conversations", "feedback", "messages", "profiles", "rate_limits")
+# Behaviour tables users may not update at all (no grant, no update policy): checked by never_updated_problems.
+NEVER_UPDATED_TABLES = ("attachments",)
 
-_OWN = "(( SELECT (auth.jwt() ->> 'sub'::text)) = user_id)"
-_REVIEWER = (
-    '( SELECT COALESCE((auth.jwt() @? \'$?(@."roles" == "reviewer" || @."metadata"."roles" == "reviewer")\''
-    '::jsonpath), false) AS "coalesce")'
-)
-_ADMIN = (
-    '( SELECT COALESCE((auth.jwt() @? \'$?(@."roles" == "admin" || @."metadata"."roles" == "admin")\''
-    '::jsonpath), false) AS "coalesce")'
-)
+# Since migration 20261128001700 every policy trusts only this app's tokens: chat_private.user_sub() is the
+# caller's id only for an app user token (iss = the app, chat_scope = 'user'), has_app_role() only for one.
+_OWN = "(( SELECT chat_private.user_sub() AS user_sub) = user_id)"
+_REVIEWER = "( SELECT chat_private.has_app_role('reviewer'::text) AS has_app_role)"
+_ADMIN = "( SELECT chat_private.has_app_role('admin'::text) AS has_app_role)"
 _MESSAGE_INSERT = (
-    "((( SELECT (auth.jwt() ->> 'sub'::text)) = user_id) AND (EXISTS ( SELECT 1 FROM conversations c"
-    " WHERE ((c.id = messages.conversation_id) AND (c.user_id = ( SELECT (auth.jwt() ->> 'sub'::text)))))))"
+    "((( SELECT chat_private.user_sub() AS user_sub) = user_id) AND (EXISTS ( SELECT 1 FROM conversations c"
+    " WHERE ((c.id = messages.conversation_id) AND (c.user_id = ( SELECT chat_private.user_sub() AS user_sub))))))"
+)
+# The caller as the own-rows policies name it (`_OWN` without its comparison): the attachments migration writes
+# its policies in the same form as the messages policies, whichever that is.
+_CALLER = _OWN.removeprefix("(").removesuffix(" = user_id)")
+_ATTACHMENT_INSERT = (
+    f"(({_CALLER} = user_id) AND (EXISTS ( SELECT 1 FROM messages m"
+    f" WHERE ((m.id = attachments.message_id) AND (m.user_id = {_CALLER})))))"
 )
 
 # Feedback may be written only by the owner of the message it is about, with that message's own created_at
 # (History's keyset order walks the copy; migration 20261128001900).
 _FEEDBACK_WRITE = (
-    "((( SELECT (auth.jwt() ->> 'sub'::text)) = user_id) AND (EXISTS ( SELECT 1 FROM messages m"
-    " WHERE ((m.id = feedback.message_id) AND (m.user_id = ( SELECT (auth.jwt() ->> 'sub'::text)))"
+    f"(({_CALLER} = user_id) AND (EXISTS ( SELECT 1 FROM messages m"
+    f" WHERE ((m.id = feedback.message_id) AND (m.user_id = {_CALLER})"
     " AND (m.created_at = feedback.message_created_at)))))"
 )
 
@@ -105,13 +115,8 @@ EXPECTED_POLICIES: dict[str, Policy] = {
     "profiles_delete_own": Policy("profiles", "DELETE", _OWN, None),
     "sessions_select_own": Policy("sessions", "SELECT", _OWN, None, behaviour=False),
     "sessions_update_own": Policy("sessions", "UPDATE", _OWN, _OWN, behaviour=False),
-    "sessions_signin_all": Policy("sessions", "ALL", "true", "true", "{chat_signin}", behaviour=False),
-    "signin_attempts_service": Policy("signin_attempts", "ALL", "true", "true", "{chat_signin}", behaviour=False),
     "audit_log_insert_own": Policy(
-        "audit_log", "INSERT", None, "(( SELECT (auth.jwt() ->> 'sub'::text)) = actor_id)", behaviour=False
-    ),
-    "audit_log_insert_signin": Policy(
-        "audit_log", "INSERT", None, "(actor_id = 'signin'::text)", "{chat_signin}", behaviour=False
+        "audit_log", "INSERT", None, "(( SELECT chat_private.user_sub() AS user_sub) = actor_id)", behaviour=False
     ),
     "audit_log_select_admin": Policy("audit_log", "SELECT", _ADMIN, None, behaviour=False),
     "api_keys_select_own": Policy("api_keys", "SELECT", _OWN, None),
@@ -125,11 +130,61 @@ EXPECTED_POLICIES: dict[str, Policy] = {
     "feedback_insert_own": Policy("feedback", "INSERT", None, _FEEDBACK_WRITE),
     "feedback_update_own": Policy("feedback", "UPDATE", _OWN, _FEEDBACK_WRITE),
     "feedback_delete_own": Policy("feedback", "DELETE", _OWN, None),
+    # No update policy (and no update grant): an attachment is never edited, so it can never be moved.
+    "attachments_select_own": Policy("attachments", "SELECT", _OWN, None),
+    "attachments_select_reviewer": Policy("attachments", "SELECT", _REVIEWER, None),
+    "attachments_insert_own": Policy("attachments", "INSERT", None, _ATTACHMENT_INSERT),
+    "attachments_delete_own": Policy("attachments", "DELETE", _OWN, None),
+}
+
+
+# The functions every policy and definer function trusts (migration 20261128001700), body by body: a policy
+# that reads `(select chat_private.user_sub()) = user_id` is only as narrow as user_sub() is.
+TRUST_FUNCTIONS: dict[str, str] = {
+    "chat_private.app_issuer()": "select 'streamlit-chat'::pg_catalog.text",
+    "chat_private.user_sub()": (
+        "select case when c ->> 'iss' = chat_private.app_issuer() and c ->> 'chat_scope' = 'user'"
+        " then nullif(c ->> 'sub', '') end from (select auth.jwt() as c) claims"
+    ),
+    "chat_private.token_scope()": (
+        "select case when c ->> 'iss' = chat_private.app_issuer() then c ->> 'chat_scope' end"
+        " from (select auth.jwt() as c) claims"
+    ),
+    "chat_private.has_app_role(text)": (
+        "select chat_private.user_sub() is not null and coalesce("
+        " pg_catalog.jsonb_path_exists(auth.jwt(), '$ ? (@.roles == $r)', pg_catalog.jsonb_build_object('r', p_role)),"
+        " false )"
+    ),
+    "chat_private.require_scope(text,text)": (
+        "begin if chat_private.token_scope() is distinct from p_scope then raise exception"
+        " 'permission denied for function %: it accepts only this app''s % token', p_function, p_scope"
+        " using errcode = '42501'; end if; end"
+    ),
 }
 
 
 def _normalise(expression: str | None) -> str | None:
     return None if expression is None else re.sub(r"\s+", " ", expression).strip()
+
+
+def trust_function_problems(conn: psycopg.Connection) -> list[str]:
+    """Each trust function exists with exactly the body written in TRUST_FUNCTIONS, runs as its caller (not
+    a definer) and has a fixed search_path."""
+    problems: list[str] = []
+    for signature, body in TRUST_FUNCTIONS.items():
+        row = conn.execute(
+            "select p.prosrc, p.prosecdef, p.proconfig from pg_proc p where p.oid = to_regprocedure(%s)",
+            [signature],
+        ).fetchone()
+        if row is None:
+            problems.append(f"{signature}: function missing")
+            continue
+        source, definer, config = row
+        if _normalise(source) != body:
+            problems.append(f"{signature}: body is {_normalise(source)!r}, expected {body!r}")
+        if definer or config != ["search_path=pg_catalog, pg_temp"]:
+            problems.append(f"{signature}: security definer or search_path changed ({definer}, {config})")
+    return problems
 
 
 # --- catalogue checks ------------------------------------------------------------------------------
@@ -190,6 +245,7 @@ class World:
     other_message: uuid.UUID
     my_key: uuid.UUID
     other_spare_message: uuid.UUID
+    my_attachment: uuid.UUID
 
 
 RLS_REFUSAL = "new row violates row-level security policy"
@@ -207,6 +263,7 @@ def params_for(world: World) -> dict[str, object]:
         "other_message": world.other_message,
         "my_key": world.my_key,
         "other_spare_message": world.other_spare_message,
+        "my_attachment": world.my_attachment,
         "planted_hash": "f" * 64,
     }
 
@@ -251,6 +308,9 @@ PLANTS: dict[str, str] = {
     # A thumb on another user's reply, in their name: the feedback they never gave.
     "feedback": "insert into public.feedback (message_id, user_id, rating, message_created_at)"
     " values (%(other_spare_message)s, %(other)s, -1, now())",
+    # On the other user's own message, so the composite foreign key holds and only the policy can refuse.
+    "attachments": "insert into public.attachments (message_id, conversation_id, user_id, name, media_type, size,"
+    " data) values (%(other_message)s, %(other_conversation)s, %(other)s, 'planted', 'text/plain', 1, '\\x41')",
 }
 
 
@@ -290,6 +350,10 @@ REACH: list[tuple[str, str, int]] = [
     ("profiles", "update public.profiles set display_name = 'pwned' where user_id <> %(me)s", 0),
     ("profiles", "delete from public.profiles where user_id <> %(me)s", 0),
     ("profiles", "update public.profiles set display_name = 'pwned'", 1),
+    ("profiles", "update public.profiles set default_instructions = 'pwned' where user_id <> %(me)s", 0),
+    ("profiles", "update public.profiles set default_instructions = 'mine'", 1),
+    # the store's function for it takes no user id and runs as the caller (security invoker): own row only
+    ("profiles", "select from public.set_my_default_instructions('mine') d where d = 'mine'", 1),
     ("profiles", "delete from public.profiles", 1),
     ("api_keys", "select id from public.api_keys where user_id <> %(me)s", 0),
     ("api_keys", "update public.api_keys set name = 'pwned' where user_id <> %(me)s", 0),
@@ -302,6 +366,11 @@ REACH: list[tuple[str, str, int]] = [
     ("feedback", "delete from public.feedback where user_id <> %(me)s", 0),
     ("feedback", "update public.feedback set comment = 'pwned'", 1),
     ("feedback", "delete from public.feedback", 1),
+    ("attachments", "select id from public.attachments where user_id <> %(me)s", 0),
+    ("attachments", "select data from public.attachment_data((select id from public.attachments"
+     " where user_id <> %(me)s limit 1))", 0),
+    ("attachments", "delete from public.attachments where user_id <> %(me)s", 0),
+    ("attachments", "delete from public.attachments", 1),
 ]
 
 
@@ -328,12 +397,12 @@ def own_rows_problems(as_user: AsUser, world: World) -> list[str]:
         counts = conn.execute(
             "select (select count(*) from public.messages), (select count(*) from public.conversations),"
             " (select count(*) from public.rate_limits), (select count(*) from public.profiles),"
-            " (select count(*) from public.api_keys)"
+            " (select count(*) from public.api_keys), (select count(*) from public.attachments)"
         ).fetchone()
-        if counts != (1, 2, 1, 1, 1):
+        if counts != (1, 2, 1, 1, 1, 1):
             problems.append(
-                f"my rows (messages, conversations, counters, profiles, keys) seen as {counts},"
-                " expected (1, 2, 1, 1, 1)"
+                f"my rows (messages, conversations, counters, profiles, keys, attachments) seen as {counts},"
+                " expected (1, 2, 1, 1, 1, 1)"
             )
         updated = conn.execute(
             "update public.messages set content = 'mine' where id = %(my_message)s", params_for(world)
@@ -416,6 +485,15 @@ TREE: list[tuple[str, str | int]] = [
     ),
     ("update public.messages set parent_id = %(my_message)s where id = %(my_message)s", "refused"),
     ("update public.conversations set current_leaf_id = %(my_message)s where id = %(my_conversation)s", 1),
+    (  # my attachment on another user's message (the composite foreign key refuses it)
+        "insert into public.attachments (message_id, conversation_id, user_id, name, media_type, size, data)"
+        " values (%(other_message)s, %(other_conversation)s, %(me)s, 'mine', 'text/plain', 1, '\\x41')",
+        "refused",
+    ),
+    (  # the store's own function attaches only to the caller's messages
+        "select * from public.add_attachment(%(other_message)s, 'mine', 'text/plain', '\\x41', null, null)",
+        0,
+    ),
 ]
 
 
@@ -432,15 +510,193 @@ def tree_problems(as_user: AsUser, world: World) -> list[str]:
     return problems
 
 
-def behaviour_problems(as_user: AsUser, world: World) -> list[str]:
-    return (
+def app_user(sub: str, **extra: object) -> dict[str, object]:
+    """This app's user claims for `sub` (the shape of services/app_tokens.user_claims), plus `extra`."""
+    return {"iss": APP_ISSUER, "chat_scope": "user", "sub": sub, "role": "authenticated", **extra}
+
+
+SUPABASE_AUTH_ISSUER = "https://project-ref.supabase.co/auth/v1"
+
+
+def stranger_tokens(world: World) -> dict[str, dict[str, object]]:
+    """Claims that name `me` (and claim every app role) but are not this app's user token: another issuer
+    (Supabase Auth's own, or a Clerk token someone registered), no issuer, no scope, the sign-in and sweeper
+    scopes. Decision (migration 20261128001700): none of them may read or write anything."""
+    me = world.me
+    roles = ["reviewer", "admin"]
+    return {
+        "Supabase Auth token": {"iss": SUPABASE_AUTH_ISSUER, "sub": me, "role": "authenticated", "roles": roles},
+        "another issuer with the user scope": {**app_user(me, roles=roles), "iss": "https://clerk.example.test"},
+        "no issuer": {"sub": me, "role": "authenticated", "chat_scope": "user", "roles": roles},
+        "app token without a scope": {"iss": APP_ISSUER, "sub": me, "role": "authenticated", "roles": roles},
+        "sign-in token": {"iss": APP_ISSUER, "role": "authenticated", "chat_scope": "signin"},
+        "sign-in token naming a user": {**app_user(me, roles=roles), "chat_scope": "signin"},
+        "sweeper token naming a user": {**app_user(me, roles=roles), "chat_scope": "sweeper"},
+    }
+
+
+# Reads that must find nothing for a stranger token (the world has rows of `me` in every table).
+STRANGER_READS: list[str] = [
+    "select id from public.messages",
+    "select id from public.conversations",
+    "select user_id from public.profiles",
+    "select user_id from public.rate_limits",
+    "select id from public.api_keys",
+    "select id from public.sessions",
+    "select id from public.audit_log",
+    "select id from public.page_messages(100)",
+    "select id from public.list_conversations(100)",
+    "select id from public.recent_messages(%(my_conversation)s, 100)",
+    "select id from public.path_messages(%(my_conversation)s, %(my_message)s)",
+    "select id from public.history_page(100, p_all_users => true)",
+    "select id from public.search_messages('hello', 100, all_users => true)",
+    "select model from public.message_models(true)",
+    "select user_id from public.usage_by_user('-infinity', 'infinity', true)",
+    "select id from public.attachments",
+    "select message_id from public.feedback",
+    "select message_id from public.message_feedback(array[%(my_message)s, %(other_spare_message)s]::uuid[])",
+    "select id from public.history_page(100, p_all_users => true, p_feedback => 'up')",
+    "select id from public.search_messages('hello', 100, all_users => true, feedback_filter => 'up')",
+    "select day from public.usage_by_day('-infinity', 'infinity', 'UTC', true) where thumbs_up + thumbs_down > 0",
+]
+# Writes that must be refused or touch nothing for a stranger token.
+STRANGER_WRITES: list[str] = [
+    "insert into public.conversations (user_id, title) values (%(me)s, 'planted')",
+    "insert into public.messages (conversation_id, user_id, role, content, model)"
+    " values (%(my_conversation)s, %(me)s, 'assistant', 'planted', 'demo')",
+    "update public.messages set content = 'overwritten'",
+    "delete from public.conversations",
+    "insert into public.profiles (user_id, display_name) values (%(me)s, 'planted')",
+    "update public.profiles set display_name = 'planted'",
+    "insert into public.rate_limits (user_id, hits) values (%(me)s, 0)",
+    "update public.api_keys set revoked_at = now()",
+    "insert into public.audit_log (actor_id, action) values (%(me)s, 'planted')",
+    "select id from public.add_message(%(my_conversation)s, 'assistant', 'planted', 'demo')",
+    "select 1 where public.delete_conversation(%(my_conversation)s)",
+    "select public.delete_all_user_data()",
+    "select hits from public.count_request(60)",
+    "select id from public.choose_branch(%(my_message)s)",
+    "insert into public.feedback (message_id, user_id, rating, message_created_at)"
+    " select id, user_id, -1, created_at from public.messages",
+    "update public.feedback set comment = 'planted'",
+    "delete from public.feedback",
+    "select message_id from public.set_feedback(%(my_message)s, -1::smallint, 'planted')",
+    "select message_id from public.set_feedback(%(other_spare_message)s, -1::smallint, 'planted')",
+    "select 1 where public.clear_feedback(%(my_message)s) > 0",
+]
+
+
+def _touched(conn: psycopg.Connection, statement: str, params: dict[str, object]) -> int:
+    cur = conn.execute(statement, params)
+    return len(cur.fetchall()) if statement.startswith("select") else cur.rowcount
+
+
+def stranger_problems(as_claims: AsClaims, world: World) -> list[str]:
+    """No token but this app's user token reads or writes a row: not another issuer's (whatever roles it
+    claims), not a sign-in or sweeper token, not one without a scope."""
+    problems: list[str] = []
+    params = params_for(world)
+    for label, claims in stranger_tokens(world).items():
+        for statement in STRANGER_READS:
+            try:
+                with as_claims(claims) as conn, conn.transaction(force_rollback=True):
+                    seen = _touched(conn, statement, params)
+            except psycopg.Error as exc:
+                problems.append(f"{label}: `{statement}` failed instead of finding nothing: {exc}")
+                continue
+            if seen:
+                problems.append(f"{label}: `{statement}` found {seen} rows")
+        for statement in STRANGER_WRITES:
+            try:
+                with as_claims(claims) as conn, conn.transaction(force_rollback=True):
+                    touched = _touched(conn, statement, params)
+            except psycopg.Error:
+                continue
+            if touched:
+                problems.append(f"{label}: `{statement}` wrote {touched} rows")
+    return problems
+
+
+# Functions for pre-sign-in work and the sweep (definer: they bypass row-level security). Only this app's
+# sign-in (or sweeper) token may call them; a user token, or any other issuer's, gets "permission denied".
+SIGNIN_FUNCTIONS: list[str] = [
+    "select * from public.api_key_owner(%(planted_hash)s)",
+    "select * from public.signin_open_session(%(me)s, %(planted_hash)s, now(), now() + interval '1 hour', 600, '', '')",
+    "select * from public.signin_find_session(%(planted_hash)s, now(), 60)",
+    "select public.signin_revoke_session(%(planted_hash)s, now())",
+    "select public.signin_revoke_user_sessions(%(other)s, now())",
+    "select public.signin_delete_user_sessions(%(other)s)",
+    "select * from public.signin_read_attempts(array['account:x'])",
+    "select public.signin_record_failure('account:x', now(), 60)",
+    "select public.signin_block('account:x', now() + interval '1 hour')",
+    "select public.signin_clear_attempts('account:x')",
+    "select public.signin_audit('signin.planted', null, '{}')",
+]
+SWEEPER_FUNCTIONS: list[str] = ["select public.sweep_stale_replies(30)"]
+
+
+def scope_problems(as_claims: AsClaims, world: World) -> list[str]:
+    """The sign-in functions refuse every token but the app's sign-in token; the sweep every token but the
+    app's sweeper token (a user token naming any user included)."""
+    me = world.me
+    refused_for: dict[str, list[dict[str, object]]] = {
+        "sign-in": [
+            app_user(me, roles=["reviewer", "admin"]),
+            {"iss": SUPABASE_AUTH_ISSUER, "role": "authenticated", "chat_scope": "signin"},
+            {"iss": APP_ISSUER, "role": "authenticated", "chat_scope": "sweeper"},
+        ],
+        "sweeper": [
+            app_user(me, roles=["reviewer", "admin"]),
+            {"iss": SUPABASE_AUTH_ISSUER, "role": "authenticated", "chat_scope": "sweeper"},
+            {"iss": APP_ISSUER, "role": "authenticated", "chat_scope": "signin"},
+        ],
+    }
+    problems: list[str] = []
+    for kind, statements in (("sign-in", SIGNIN_FUNCTIONS), ("sweeper", SWEEPER_FUNCTIONS)):
+        for claims in refused_for[kind]:
+            for statement in statements:
+                try:
+                    with as_claims(claims) as conn, conn.transaction(force_rollback=True):
+                        conn.execute(statement, params_for(world))
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    if "permission denied" not in str(exc):
+                        problems.append(f"`{statement}` was refused, but not as a privilege: {exc}")
+                    continue
+                except psycopg.Error as exc:
+                    problems.append(f"`{statement}` with {claims} failed with {type(exc).__name__}: {exc}")
+                    continue
+                problems.append(f"{kind} function `{statement}` accepted {claims}")
+    return problems
+
+
+def never_updated_problems(as_user: AsUser, world: World) -> list[str]:
+    """Rows of NEVER_UPDATED_TABLES cannot be changed by their owner either: the grant refuses it."""
+    problems: list[str] = []
+    for table in NEVER_UPDATED_TABLES:
+        try:
+            with as_user(world.me) as conn, conn.transaction(force_rollback=True):
+                n = conn.execute(f"update public.{table} set user_id = %(nobody)s", params_for(world)).rowcount
+        except psycopg.errors.InsufficientPrivilege as exc:
+            if "permission denied" not in str(exc):
+                problems.append(f"{table}: an update was refused, but not by a grant: {exc}")
+            continue
+        problems.append(f"{table}: an update was allowed ({n} rows)")
+    return problems
+
+
+def behaviour_problems(as_user: AsUser, world: World, as_claims: AsClaims | None = None) -> list[str]:
+    problems = (
         move_problems(as_user, world)
         + reach_problems(as_user, world)
         + own_rows_problems(as_user, world)
         + rate_limit_delete_problems(as_user, world)
         + api_key_privilege_problems(as_user, world)
         + tree_problems(as_user, world)
+        + never_updated_problems(as_user, world)
     )
+    if as_claims is not None:
+        problems += stranger_problems(as_claims, world) + scope_problems(as_claims, world)
+    return problems
 
 
 def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
@@ -467,12 +723,24 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
                 [uuid.uuid4().hex * 2],
             ).fetchone()
             assert key is not None
+            attachment = conn.execute(
+                "insert into public.attachments (message_id, conversation_id, name, media_type, size, data)"
+                " values (%s, %s, 'checked.txt', 'text/plain', 5, 'hello'::bytea) returning id",
+                [message[0], conversation[0]],
+            ).fetchone()
+            assert attachment is not None
             conn.execute(
                 "insert into public.feedback (message_id, rating, message_created_at)"
                 " select id, 1, created_at from public.messages where id = %s",
                 [message[0]],
             )
-            ids[sub] = {"conversation": conversation[0], "empty": empty[0], "message": message[0], "key": key[0]}
+            ids[sub] = {
+                "conversation": conversation[0],
+                "empty": empty[0],
+                "message": message[0],
+                "key": key[0],
+                "attachment": attachment[0],
+            }
     with as_user(other) as conn:
         # Only `other` has it: my own rows stay exactly one message per table for the counts above.
         spare = conn.execute(
@@ -495,26 +763,39 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
         other_message=ids[other]["message"],
         my_key=ids[me]["key"],
         other_spare_message=spare[0],
+        my_attachment=ids[me]["attachment"],
     )
 
 
 @contextmanager
-def savepoint_as(conn: psycopg.Connection, sub: str) -> Iterator[psycopg.Connection]:
-    """`as_user` on one connection already inside a transaction: a savepoint as `authenticated` with
-    `sub`'s claims, undone afterwards (role and claims included, as `set_config(..., true)` inside a
-    savepoint is reverted with it)."""
+def savepoint_with(conn: psycopg.Connection, claims: dict[str, object]) -> Iterator[psycopg.Connection]:
+    """`as_claims` on one connection already inside a transaction: a savepoint as `authenticated` with
+    `claims`, undone afterwards (role and claims included, as `set_config(..., true)` inside a savepoint
+    is reverted with it)."""
     with conn.transaction(force_rollback=True):
         conn.execute(
             "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
-            [json.dumps({"sub": sub, "role": "authenticated"})],
+            [json.dumps(claims)],
         )
         yield conn
+
+
+def savepoint_as(conn: psycopg.Connection, sub: str) -> AbstractContextManager[psycopg.Connection]:
+    """`as_user` on one connection already inside a transaction: this app's user claims for `sub`."""
+    return savepoint_with(conn, app_user(sub))
 
 
 @contextmanager
 def through_store(store: PostgresStore, sub: str) -> Iterator[psycopg.Connection]:
     """The store's own pool and transaction helper: role, claims and transaction exactly as the app has them."""
     with as_principal(store._pool, Principal(user_id=sub)) as conn:
+        yield conn
+
+
+@contextmanager
+def through_store_with(store: PostgresStore, claims: dict[str, object]) -> Iterator[psycopg.Connection]:
+    """The store's pool as `authenticated` with any claims (as a request with someone else's token would be)."""
+    with as_role(store._pool, "authenticated", claims) as conn:
         yield conn
 
 

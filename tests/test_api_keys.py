@@ -6,8 +6,10 @@ tests/test_store_contract.py; the Account page's section in tests/test_api_keys_
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,7 @@ import pytest
 
 from services.accounts import AccountStore
 from services.api_keys import INVALID_KEY, MAX_EXPIRY_DAYS, ApiKeyService, hash_secret, is_api_key
+from services.app_tokens import APP_ISSUER, signin_claims, user_claims
 from services.auth import AuthError, Principal
 from services.config import load_settings
 from services.runtime import StartupError, build_services
@@ -227,7 +230,10 @@ GRANT_MUTATIONS = {
     "move a key": "grant update (user_id) on public.api_keys to authenticated",
     "re-point a key": "grant update (secret_hash) on public.api_keys to authenticated",
     "stretch expiry": "grant update (expires_at) on public.api_keys to authenticated",
-    "look hashes up": "grant execute on function public.api_key_owner(text) to authenticated",
+    # The lookup is granted to `authenticated` (the Supabase backend calls it with a sign-in token); only
+    # its scope check keeps a user's token out.
+    "look hashes up": "create or replace function chat_private.require_scope(p_scope text, p_function text)"
+    " returns void language plpgsql set search_path = pg_catalog, pg_temp as $$ begin end $$",
 }
 
 
@@ -239,23 +245,42 @@ def test_each_widened_grant_is_noticed(database: EmbeddedDatabase, world: World,
     assert len(problems) == 1, problems
 
 
-def test_only_the_pre_sign_in_role_may_call_the_lookup_and_it_cannot_read_the_table(
+def _claims(conn: psycopg.Connection, role: str, claims: dict[str, object] | None) -> None:
+    conn.execute(f"set local role {role}")
+    if claims is not None:
+        conn.execute("select set_config('request.jwt.claims', %s, true)", [json.dumps(claims)])
+
+
+def test_only_the_sign_in_token_may_call_the_lookup_and_its_role_cannot_read_the_table(
     database: EmbeddedDatabase, keys: ApiKeyService
 ) -> None:
-    _, secret = keys.create(user("lookup"), "x")
+    owner = user("lookup")
+    _, secret = keys.create(owner, "x")
     digest = hash_secret(secret)
+    signin = signin_claims(APP_ISSUER, time.time())
+    refused: list[tuple[str, dict[str, object] | None]] = [
+        ("anon", None),
+        ("authenticated", None),
+        ("authenticated", user_claims(owner, APP_ISSUER, time.time())),  # the owner's own user token
+        ("authenticated", {**signin, "iss": "https://project-ref.supabase.co/auth/v1"}),  # another issuer
+        ("chat_signin", None),  # the role alone is not enough any more
+    ]
     with psycopg.connect(database.app_url) as conn:
-        for role in ("anon", "authenticated"):
+        for role, claims in refused:
             with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
-                conn.execute(f"set local role {role}")
+                _claims(conn, role, claims)
                 conn.execute("select * from public.api_key_owner(%s)", [digest])
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
-            conn.execute("set local role chat_signin")
+            _claims(conn, "chat_signin", signin)
             conn.execute("select user_id from public.api_keys")
-        with conn.transaction():
-            conn.execute("set local role chat_signin")
-            found = conn.execute("select state from public.api_key_owner(%s)", [digest]).fetchone()
-    assert found == ("live",)
+        found = []
+        # The Postgres backend's way (the NOLOGIN role and the claims) and the Supabase backend's (a sign-in
+        # token, role `authenticated`) both find the key.
+        for role in ("chat_signin", "authenticated"):
+            with conn.transaction():
+                _claims(conn, role, signin)
+                found.append(conn.execute("select state from public.api_key_owner(%s)", [digest]).fetchone())
+    assert found == [("live",), ("live",)]
 
 
 def test_a_revoked_key_stays_revoked_even_for_its_owner(store: PostgresStore, keys: ApiKeyService) -> None:

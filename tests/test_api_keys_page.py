@@ -175,37 +175,47 @@ def clerk_tab() -> AppTest:
     return at
 
 
-def test_clerk_users_get_the_account_page_with_only_api_keys(base_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clerk_users_get_the_account_page_with_api_keys_and_no_local_account_sections(
+    base_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clerk_env(monkeypatch)
     reset_shared_services()
     at = clerk_tab()
     at.switch_page("pages/account.py").run()
     assert [t.value for t in at.title] == ["Account"]
-    assert [s.value for s in at.subheader] == ["API keys"]  # no password, sessions or account deletion
+    # no password, sessions or account deletion
+    assert [s.value for s in at.subheader] == ["Default instructions", "API keys"]
     at = create(at, "from clerk")
     principal = api_keys().authenticate(at.code[0].value)
     assert principal.user_id == "user_clerk_keys" and principal.roles == ()
 
 
-def test_without_a_key_service_there_is_no_account_page_outside_local_accounts(
+def test_without_a_key_service_the_account_page_has_no_keys_outside_local_accounts(
     base_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Single-user mode: the API answers the one local user without credentials, so there are no keys.
+    # Single-user mode: the API answers the one local user without credentials, so there are no keys. The
+    # page is there for the default instructions only.
     monkeypatch.setenv("CHAT_AUTH", "none")
     reset_shared_services()
     assert shared_services().api_keys is None
     at = AppTest.from_file(APP, default_timeout=30).run()
     assert not at.exception, at.exception
-    with pytest.raises(ValueError, match="Known pages"):
-        at.switch_page("pages/account.py")
-    # Clerk with CHAT_API_KEYS=false: nothing to manage here either.
+    at.switch_page("pages/account.py").run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.subheader] == ["Default instructions"]
+    assert not [c for c in at.caption if "API keys" in c.value]
+    # Clerk with CHAT_API_KEYS=false: the same, and the page says why there are no keys.
     clerk_env(monkeypatch)
     monkeypatch.setenv("CHAT_API_KEYS", "false")
     reset_shared_services()
     assert shared_services().api_keys is None
     at = clerk_tab()
-    with pytest.raises(ValueError, match="Known pages"):
-        at.switch_page("pages/account.py")
+    at.switch_page("pages/account.py").run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.subheader] == ["Default instructions"]
+    assert [c.value for c in at.caption if "API keys" in c.value] == [
+        "API keys are switched off on this server (CHAT_API_KEYS)."
+    ]
 
 
 def test_local_accounts_keep_the_page_when_keys_are_off(local: AccountStore, monkeypatch: pytest.MonkeyPatch) -> None:

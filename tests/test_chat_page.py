@@ -6,9 +6,8 @@ from __future__ import annotations
 import html
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -17,62 +16,21 @@ from hypothesis import given
 from hypothesis.strategies import characters
 from hypothesis.strategies import text as st_text
 from markdown_it import MarkdownIt
-from streamlit.testing.v1 import AppTest, local_script_runner
+from streamlit.testing.v1 import AppTest
 
 from components import state
-from components.auth_gate import LOCAL_USER
 from components.chat import plain_label
 from components.markdown import neutralise, safe_stream
 from devtools.wire_servers import Script, WireServer
 from services.auth import Principal
 from services.providers.demo import ANSWERS, EXAMPLES, demo_reply
-from services.runtime import reset_shared_services
 from services.store import Message, embedded
 from services.store.embedded import EmbeddedDatabase
 from services.store.migrate import migrate
 from services.store.postgres import PostgresStore
+from tests.chat_page_support import ME, ROOT, app, bubbles, my_store, stop_keeps_the_page, wire
 
-ROOT = Path(__file__).resolve().parents[1]
-ME = LOCAL_USER  # CHAT_AUTH=none signs everyone in as this user
-
-
-@pytest.fixture(scope="module")
-def wire() -> Iterator[WireServer]:
-    with WireServer("openai") as server:
-        yield server
-
-
-@pytest.fixture
-def app(
-    database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Callable[..., AppTest]]:
-    """A factory: app(**env) sets the environment, drops cached services, and returns a fresh AppTest."""
-
-    def make(**env: str) -> AppTest:
-        base = {
-            "CHAT_AUTH": "none",
-            "CHAT_DATA_DIR": str(tmp_path),
-            "DATABASE_URL": database.app_url,
-            "DATABASE_ADMIN_URL": database.admin_url,
-            "CHAT_DEMO_CHARS_PER_S": "1000000",
-            "CHAT_RATE_LIMIT_PER_MINUTE": "0",
-        }
-        for name in ("OPENAI_BASE_URL", "OPENAI_COMPAT_MODELS", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
-            monkeypatch.delenv(name, raising=False)
-        for name, value in {**base, **env}.items():
-            monkeypatch.setenv(name, value)
-        reset_shared_services()  # services are built once per process; this test's env must take effect
-        return AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-
-    yield make
-    reset_shared_services()
-
-
-@pytest.fixture
-def my_store(database: EmbeddedDatabase) -> Iterator[PostgresStore]:
-    s = PostgresStore(database.app_url, pool_max=2)
-    yield s
-    s.close()
+__all__ = ["app", "my_store", "stop_keeps_the_page", "wire"]  # fixtures, shared with test_chat_tree_page.py
 
 
 def conversation_messages(store: PostgresStore, cid: str, who: Principal = ME) -> list[Message]:
@@ -81,11 +39,6 @@ def conversation_messages(store: PostgresStore, cid: str, who: Principal = ME) -
 
 def total_messages(store: PostgresStore) -> int:
     return len(store.page_messages(ME, limit=200).items)
-
-
-def bubbles(at: AppTest) -> list[tuple[str, str]]:
-    # A message is drawn block by block (one markdown element per block): join them back.
-    return [(m.name, "\n\n".join(md.value for md in m.markdown)) for m in at.chat_message]
 
 
 def test_send_on_the_offline_model_streams_persists_and_reloads(
@@ -436,21 +389,6 @@ def test_stop_during_a_provider_silence_stores_the_shown_text(
     assert (assistant.role, assistant.status, assistant.content) == ("assistant", "interrupted", "Thinking aloud")
     wire.release.set()  # end the wire server's pause for the tests that follow
     wire.release.clear()
-
-
-@pytest.fixture
-def stop_keeps_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An overrunning AppTest run is stopped (as the stop button does) and its elements are kept, as the
-    browser keeps them, instead of AppTest raising "timed out" and discarding them."""
-
-    def stop_at_timeout(runner: local_script_runner.LocalScriptRunner, timeout: float = 3) -> None:
-        # The user presses stop `timeout` seconds into the run (or the run ends first).
-        if runner._script_thread is not None:
-            runner._script_thread.join(timeout)
-        runner.request_stop()
-        runner.join()
-
-    monkeypatch.setattr(local_script_runner, "require_widgets_deltas", stop_at_timeout)
 
 
 @pytest.mark.usefixtures("stop_keeps_the_page")

@@ -131,6 +131,34 @@ def test_instructions_reach_openai_as_a_system_message(chat: ChatService, wires:
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user", "assistant", "user"]
 
 
+def test_a_users_own_default_instructions_come_between_typed_ones_and_the_setting(
+    chat: ChatService, wires: dict[str, WireServer]
+) -> None:
+    o, me, other = wires["openai"], user("defaults"), user("no_defaults")
+    assert chat.default_instructions(me) == "Answer like a pirate."  # the setting, until the user sets one
+    assert chat.set_default_instructions(me, "  Reply in haiku.\nNo rhymes. ") == "Reply in haiku.\nNo rhymes."
+    assert chat.own_default_instructions(me) == "Reply in haiku.\nNo rhymes."
+    assert chat.default_instructions(me) == "Reply in haiku.\nNo rhymes."
+    assert chat.default_instructions(other) == "Answer like a pirate."  # one user's default is theirs only
+
+    def system_sent(who: Principal, **typed: str) -> object:
+        reply, body = said(o, chat, "Ok", lambda: chat.send(who, None, "Hi", OPENAI, **typed))
+        assert chat.open_conversation(who, reply.conversation_id).instructions == (
+            body["messages"][0]["content"] if body["messages"][0]["role"] == "system" else ""
+        )  # what was sent is what the conversation keeps
+        return body["messages"][0] if body["messages"][0]["role"] == "system" else None
+
+    # nothing typed (the HTTP API): the user's own default
+    assert system_sent(me) == {"role": "system", "content": "Reply in haiku.\nNo rhymes."}
+    # typed wins, even typed empty
+    assert system_sent(me, instructions="Be brief.") == {"role": "system", "content": "Be brief."}
+    assert system_sent(me, instructions="") is None
+    assert system_sent(other) == {"role": "system", "content": "Answer like a pirate."}
+    # cleared: the setting applies again
+    assert chat.set_default_instructions(me, "") is None
+    assert system_sent(me) == {"role": "system", "content": "Answer like a pirate."}
+
+
 def test_instructions_reach_anthropic_as_the_system_parameter(
     chat: ChatService, wires: dict[str, WireServer]
 ) -> None:

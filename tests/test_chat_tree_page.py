@@ -5,77 +5,21 @@ PostgreSQL: edit, regenerate, version switching that survives a reload, instruct
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from components import state
-from components.auth_gate import LOCAL_USER
 from components.markdown import neutralise
 from devtools.wire_servers import Script, WireServer
 from services.providers.demo import demo_reply
-from services.runtime import reset_shared_services
 from services.store import NotFound
-from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
+from tests.chat_page_support import APP, ME, app, bubbles, cid_of, my_store, reload, stop_keeps_the_page, wire
 
-ROOT = Path(__file__).resolve().parents[1]
-ME = LOCAL_USER
-
-
-@pytest.fixture(scope="module")
-def wire() -> Iterator[WireServer]:
-    with WireServer("openai") as server:
-        yield server
-
-
-@pytest.fixture
-def app(
-    database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Callable[..., AppTest]]:
-    def make(**env: str) -> AppTest:
-        base = {
-            "CHAT_AUTH": "none",
-            "CHAT_DATA_DIR": str(tmp_path),
-            "DATABASE_URL": database.app_url,
-            "DATABASE_ADMIN_URL": database.admin_url,
-            "CHAT_DEMO_CHARS_PER_S": "1000000",
-            "CHAT_RATE_LIMIT_PER_MINUTE": "0",
-        }
-        for name in ("OPENAI_BASE_URL", "OPENAI_COMPAT_MODELS", "OPENAI_API_KEY", "ANTHROPIC_API_KEY",
-                     "CHAT_DEFAULT_INSTRUCTIONS"):
-            monkeypatch.delenv(name, raising=False)
-        for name, value in {**base, **env}.items():
-            monkeypatch.setenv(name, value)
-        reset_shared_services()
-        return AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-
-    yield make
-    reset_shared_services()
-
-
-@pytest.fixture
-def my_store(database: EmbeddedDatabase) -> Iterator[PostgresStore]:
-    s = PostgresStore(database.app_url, pool_max=2)
-    yield s
-    s.close()
-
-
-def bubbles(at: AppTest) -> list[tuple[str, str]]:
-    return [(m.name, "\n\n".join(md.value for md in m.markdown)) for m in at.chat_message]
-
-
-def cid_of(at: AppTest) -> str:
-    value = at.query_params["c"]
-    return value[0] if isinstance(value, list) else value
-
-
-def reload(cid: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-    at.query_params["c"] = cid
-    return at.run()
+__all__ = ["app", "my_store", "stop_keeps_the_page", "wire"]  # fixtures, shared with test_chat_page.py
 
 
 def versions_shown(at: AppTest) -> list[str]:
@@ -214,3 +158,136 @@ def test_the_sidebar_filter_lists_only_matching_titles(
     assert sorted(labels) == sorted([f"Holiday {tag} Rome", f"holiday {tag} budget"])
     at.sidebar.text_input(key=state.CONVERSATION_FILTER).set_value(f"nothing {tag}").run()
     assert any("No conversation titles contain" in c.value for c in at.sidebar.caption)
+
+
+def button(at: AppTest, label: str) -> Any:
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r} in {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def system_prompt_of_next_chat(at: AppTest, wire: WireServer, typed: str | None = None) -> object:
+    """Start a new chat (typing its instructions when `typed` is given); the system message the model got."""
+    at.sidebar.button[0].click().run()  # New chat
+    assert "c" not in at.query_params
+    if typed is not None:
+        at.text_area(key=state.NEW_INSTRUCTIONS).set_value(typed).run()
+    wire.queue(Script(chunks=["Ok"]))
+    before = len(wire.requests)
+    at.chat_input[0].set_value("Hello").run()
+    assert not at.exception, at.exception
+    (request,) = wire.requests[before:]
+    first = request.body["messages"][0]
+    return first if first["role"] == "system" else None
+
+
+def test_default_instructions_are_set_on_the_account_page_and_start_new_chats(
+    app: Callable[..., AppTest], my_store: PostgresStore, wire: WireServer
+) -> None:
+    at = app(OPENAI_BASE_URL=wire.base_url, OPENAI_COMPAT_MODELS="wire-model", CHAT_DEFAULT_INSTRUCTIONS="Be kind.")
+    at.run()
+    try:
+        at.switch_page("pages/account.py").run()
+        assert not at.exception, at.exception
+        box = at.text_area(key=state.DEFAULT_INSTRUCTIONS)
+        assert box.value == ""  # none of my own yet: the server's apply, and the page shows them
+        assert [t.value for t in at.text] == ["Be kind."]
+        box.set_value("Answer like a poet.\n\nShort lines.")
+        at = button(at, "Save default instructions").click().run()
+        assert [s.value for s in at.success] == ["Saved. New chats start with these instructions."]
+        assert my_store.default_instructions(ME) == "Answer like a poet.\n\nShort lines."
+        # a new session reads it back
+        again = AppTest.from_file(APP, default_timeout=30)  # a new session on the same services
+        again.run().switch_page("pages/account.py").run()
+        assert again.text_area(key=state.DEFAULT_INSTRUCTIONS).value == "Answer like a poet.\n\nShort lines."
+
+        # the chat page: a new chat's box starts with it, and it reaches the model exactly
+        at.switch_page("pages/chat.py").run()
+        assert at.text_area(key=state.NEW_INSTRUCTIONS).value == "Answer like a poet.\n\nShort lines."
+        poet = {"role": "system", "content": "Answer like a poet.\n\nShort lines."}
+        assert system_prompt_of_next_chat(at, wire) == poet
+        assert my_store.get_conversation(ME, cid_of(at)).instructions == poet["content"]
+        # typed for a chat wins (typed empty too); the next new chat starts from the default again
+        assert system_prompt_of_next_chat(at, wire, typed="Answer in French.") == {
+            "role": "system", "content": "Answer in French.",
+        }
+        assert system_prompt_of_next_chat(at, wire, typed="") is None
+        assert system_prompt_of_next_chat(at, wire) == poet
+
+        # cleared: the server's default applies again
+        at.switch_page("pages/account.py").run()
+        assert at.text_area(key=state.DEFAULT_INSTRUCTIONS).value == poet["content"]
+        at = button(at, "Clear").click().run()
+        assert at.text_area(key=state.DEFAULT_INSTRUCTIONS).value == ""
+        assert any("server's default instructions" in s.value for s in at.success)
+        assert my_store.default_instructions(ME) is None
+        at.switch_page("pages/chat.py").run()
+        assert system_prompt_of_next_chat(at, wire) == {"role": "system", "content": "Be kind."}
+    finally:
+        my_store.save_default_instructions(ME, "")
+
+
+# --- copy, and stopping an edit's reply (the Stop button, which Escape presses) ---------------------------
+
+REPLY = "# Plan\n\nSome **bold**, a [link](https://example.com) and `code`.\n\n```python\nx = 1\n```\n\n- one\n- two\n"
+
+
+def copy_texts(bubble: Any) -> list[str]:
+    """What the bubble's Copy popover hands to the clipboard: the text of its markdown code block."""
+    return [code.value for code in bubble.code if code.language == "markdown"]
+
+
+def test_each_reply_can_be_copied_as_its_raw_markdown(
+    app: Callable[..., AppTest], my_store: PostgresStore, wire: WireServer
+) -> None:
+    at = app(OPENAI_BASE_URL=wire.base_url, OPENAI_COMPAT_MODELS="wire-model").run()
+    wire.queue(Script(chunks=["# Plan\n\nSome **bold**, a [link](https://example.com) ", REPLY[53:]]))
+    at.chat_input[0].set_value("Make a plan").run()
+    assert not at.exception, at.exception
+    stored = my_store.path_messages(ME, cid_of(at))[-1]
+    assert stored.content == REPLY
+    # the reply just streamed, and the same reply drawn from the database, copy the stored text exactly
+    assert copy_texts(at.chat_message[-1]) == [REPLY]
+    again = reload(cid_of(at))
+    assert copy_texts(again.chat_message[-1]) == [REPLY]
+    assert copy_texts(again.chat_message[0]) == []  # the user's own message has no Copy
+    # text that starts or ends with blank lines is copied with them (st.code drops one newline at each end)
+    wire.queue(Script(chunks=["\n\nIndented:\n\n    code\n\n"]))
+    again.chat_input[0].set_value("Another").run()
+    assert copy_texts(again.chat_message[-1]) == [my_store.path_messages(ME, cid_of(at))[-1].content]
+    assert copy_texts(again.chat_message[-1])[0].endswith("    code\n\n")
+
+
+@pytest.mark.usefixtures("stop_keeps_the_page")
+def test_an_edits_reply_has_its_own_stop_button_and_keeps_what_was_shown(
+    app: Callable[..., AppTest], my_store: PostgresStore, wire: WireServer
+) -> None:
+    at = app(OPENAI_BASE_URL=wire.base_url, OPENAI_COMPAT_MODELS="wire-model").run()
+    wire.queue(Script(chunks=["First answer"]))
+    at.chat_input[0].set_value("A question").run()
+    cid = cid_of(at)
+    at = reload(cid)  # a run that the chat input did not start: only the reply's own Stop button can end it
+    (question, _) = my_store.path_messages(ME, cid)
+    at.button(key=f"edit-{question.id}").click().run()
+    at.text_area(key=f"edit-text-{question.id}").set_value("A better question").run()
+    # Two words, then a minute of silence: the stop lands while the edit's reply is being written.
+    wire.queue(Script(chunks=["Thinking ", "aloud", " and done"], pause_before={2: 60.0}))
+    try:
+        at.button(key=f"edit-save-{question.id}").click().run(timeout=4)
+        assert [b.label for b in at.chat_message[-1].button] == ["Stop"]
+        assert at.button(key="stop-live").proto.shortcut == "escape"  # the Escape key presses it
+        assert bubbles(at) == [("user", "A better question"), ("assistant", "Thinking aloud")]  # what was shown
+        at.button(key="stop-live").click().run()  # pressing it reruns the page: the reply is stopped and kept
+    finally:
+        wire.release.set()  # end the wire server's pause for the tests that follow
+        wire.release.clear()
+    assert not at.exception, at.exception
+    path = my_store.path_messages(ME, cid)
+    assert [(m.role, m.content, m.status) for m in path] == [
+        ("user", "A better question", "complete"),
+        ("assistant", "Thinking aloud", "interrupted"),
+    ]
+    assert at.chat_message[-1].caption[-1].value.endswith("Stopped before the end.")
+    assert at.button(key="regenerate-last").label == "Regenerate"
+    assert versions_shown(at) == ["2 / 2"]  # the first question and its answer stay as the other version
+    assert copy_texts(at.chat_message[-1]) == ["Thinking aloud"]

@@ -86,8 +86,12 @@ def test_lists_are_comma_separated() -> None:
 
 NUMBERS = [d for d in SETTINGS if d.kind in ("int", "float")]
 URLS = [d for d in SETTINGS if d.kind == "url"]
-# A URL setting alone must parse; OPENAI_BASE_URL also needs its models, so every URL case carries them.
-URL_COMPANIONS = {"OPENAI_COMPAT_MODELS": "llama3.2"}
+# A URL setting alone must parse, with what it cannot go without: OPENAI_BASE_URL its models,
+# SUPABASE_URL the project's key.
+URL_COMPANIONS = {
+    "OPENAI_BASE_URL": {"OPENAI_COMPAT_MODELS": "llama3.2"},
+    "SUPABASE_URL": {"SUPABASE_ANON_KEY": "sb_publishable_x"},
+}
 
 
 def _bad_numbers(d: Declaration) -> list[str]:
@@ -100,7 +104,9 @@ def _bad_numbers(d: Declaration) -> list[str]:
 
 def test_there_are_numeric_and_url_settings_to_check() -> None:
     assert {"CHAT_TOKEN_TTL_S", "CHAT_PROVIDER_TIMEOUT_S"} <= {d.name for d in NUMBERS}
-    assert {d.name for d in URLS} == {"CLERK_ISSUER", "CLERK_JWKS_URL", "CLERK_API_URL", "OPENAI_BASE_URL"}
+    assert {d.name for d in URLS} == {
+        "CLERK_ISSUER", "CLERK_JWKS_URL", "CLERK_API_URL", "OPENAI_BASE_URL", "SUPABASE_URL",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("d", NUMBERS, ids=lambda d: d.name)
@@ -139,7 +145,7 @@ BAD_URLS = [
 )
 def test_a_malformed_url_fails_naming_the_variable(d: Declaration, raw: str) -> None:
     with pytest.raises(ConfigError, match=f"'{d.name}'"):
-        settings_from({d.name: raw, **URL_COMPANIONS})
+        settings_from({d.name: raw, **URL_COMPANIONS.get(d.name, {})})
 
 
 @pytest.mark.parametrize(
@@ -152,7 +158,7 @@ def test_a_malformed_url_fails_naming_the_variable(d: Declaration, raw: str) -> 
 )
 @pytest.mark.parametrize("d", URLS, ids=lambda d: d.name)
 def test_a_good_url_is_kept_without_its_trailing_slash(d: Declaration, raw: str, expected: str) -> None:
-    assert getattr(settings_from({d.name: raw, **URL_COMPANIONS}), d.field_name) == expected
+    assert getattr(settings_from({d.name: raw, **URL_COMPANIONS.get(d.name, {})}), d.field_name) == expected
 
 
 def test_settings_defaults_are_the_declared_defaults() -> None:

@@ -16,6 +16,7 @@ import pytest
 from streamlit.runtime.download_data_util import convert_data_to_bytes_and_infer_mime
 
 from services import export
+from services.app_tokens import APP_ISSUER
 from services.auth import Principal
 from services.store import MessageFilter, NotFound
 from services.store.embedded import EmbeddedDatabase
@@ -142,7 +143,8 @@ NOT_REVIEWER_CLAIMS: list[dict[str, object]] = [
 def _as_authenticated(conn: psycopg.Connection, claims: Mapping[str, object]) -> None:
     conn.execute(
         "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
-        [json.dumps(claims)],
+        # This app's user token (services/app_tokens.py) with the claims under test.
+        [json.dumps({"iss": APP_ISSUER, "chat_scope": "user", **claims})],
     )
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from services.app_tokens import APP_ISSUER
 from services.store import embedded
 from services.store.migrate import discover, migrate
 
@@ -24,7 +25,7 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 def _as_user(conn: psycopg.Connection, sub: str) -> None:
     conn.execute(
         "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
-        [json.dumps({"sub": sub, "role": "authenticated"})],
+        [json.dumps({"iss": APP_ISSUER, "chat_scope": "user", "sub": sub, "role": "authenticated"})],
     )
 
 

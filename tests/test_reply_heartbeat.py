@@ -6,7 +6,9 @@ A dead reply is a `streaming` row with an old heartbeat and no turn behind it.""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -15,6 +17,7 @@ import psycopg
 import pytest
 
 from devtools.wire_servers import Script, WireServer
+from services.app_tokens import APP_ISSUER, signin_claims, sweeper_claims, user_claims
 from services.auth import Principal
 from services.chat import ChatService
 from services.config import settings_from
@@ -135,15 +138,32 @@ def test_a_swept_reply_whose_turn_comes_back_is_streaming_again(
     assert heartbeat(database, message.id)[0] == "streaming"
 
 
-def test_the_sweep_is_only_for_its_role_and_has_a_floor(store: PostgresStore, database: EmbeddedDatabase) -> None:
+def test_the_sweep_is_only_for_its_token_and_has_a_floor(store: PostgresStore, database: EmbeddedDatabase) -> None:
+    sweeper = json.dumps(sweeper_claims(APP_ISSUER, time.time()))
+    user = json.dumps(user_claims(Principal(user_id="user_sweeps"), APP_ISSUER, time.time()))
+    signin = json.dumps(signin_claims(APP_ISSUER, time.time()))
     with psycopg.connect(database.app_url, autocommit=True) as conn:
-        for role in ("authenticated", "anon"):
+        # anon, a user's token, a sign-in token, and the sweeper role without the sweeper's claims
+        for role, claims in [
+            ("anon", None),
+            ("authenticated", user),
+            ("authenticated", signin),
+            ("chat_sweeper", None),
+        ]:
             with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
                 conn.execute(f"set local role {role}")
+                if claims is not None:
+                    conn.execute("select set_config('request.jwt.claims', %s, true)", [claims])
                 conn.execute("select public.sweep_stale_replies(30)")
         with pytest.raises(psycopg.errors.InvalidParameterValue), conn.transaction():
             conn.execute("set local role chat_sweeper")
+            conn.execute("select set_config('request.jwt.claims', %s, true)", [sweeper])
             conn.execute("select public.sweep_stale_replies(0)")
+        # The Supabase backend's way: role `authenticated` with the sweeper token.
+        with conn.transaction():
+            conn.execute("set local role authenticated")
+            conn.execute("select set_config('request.jwt.claims', %s, true)", [sweeper])
+            assert conn.execute("select public.sweep_stale_replies(3600)").fetchone() is not None
         # The sweeper role reads nothing itself: no grant on the tables.
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
             conn.execute("set local role chat_sweeper")

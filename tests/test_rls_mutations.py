@@ -69,7 +69,74 @@ def _mutations() -> list[Mutation]:
     return found
 
 
+def _function_mutations() -> list[Mutation]:
+    """The trust functions every policy calls (migration 20261128001700), each loosened the way a careless
+    edit would: the behaviour checks with other issuers' and scopes' tokens must notice every one."""
+
+    def replace(signature: str, language: str, body: str) -> str:
+        name, _, args = signature.partition("(")
+        returns = {"chat_private.has_app_role(text)": "bool", "chat_private.require_scope(text,text)": "void"}.get(
+            signature, "text"
+        )
+        params = {
+            "chat_private.has_app_role(text)": "p_role text",
+            "chat_private.require_scope(text,text)": "p_scope text, p_function text",
+        }.get(signature, "")
+        return (
+            f"create or replace function {name}({params}) returns {returns} language {language} stable"
+            f" set search_path = pg_catalog, pg_temp as $$ {body} $$"
+        )
+
+    return [
+        Mutation(
+            "user_sub ignores the issuer",
+            replace(
+                "chat_private.user_sub()",
+                "sql",
+                "select case when c ->> 'chat_scope' = 'user' then c ->> 'sub' end from (select auth.jwt() as c) j",
+            ),
+            "chat_private.user_sub()",
+            True,
+        ),
+        Mutation(
+            "user_sub ignores the scope",
+            replace(
+                "chat_private.user_sub()",
+                "sql",
+                "select case when c ->> 'iss' = chat_private.app_issuer() then c ->> 'sub' end"
+                " from (select auth.jwt() as c) j",
+            ),
+            "chat_private.user_sub()",
+            True,
+        ),
+        Mutation(
+            "has_app_role for any token",
+            replace(
+                "chat_private.has_app_role(text)",
+                "sql",
+                "select coalesce(pg_catalog.jsonb_path_exists(auth.jwt(), '$ ? (@.roles == $r)',"
+                " pg_catalog.jsonb_build_object('r', p_role)), false)",
+            ),
+            "chat_private.has_app_role(text)",
+            True,
+        ),
+        Mutation(
+            "token_scope ignores the issuer",
+            replace("chat_private.token_scope()", "sql", "select auth.jwt() ->> 'chat_scope'"),
+            "chat_private.token_scope()",
+            True,
+        ),
+        Mutation(
+            "require_scope checks nothing",
+            replace("chat_private.require_scope(text,text)", "plpgsql", "begin end"),
+            "chat_private.require_scope(text,text)",
+            True,
+        ),
+    ]
+
+
 MUTATIONS = _mutations()
+FUNCTION_MUTATIONS = _function_mutations()
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +154,15 @@ def all_problems(conn: psycopg.Connection, world: World) -> tuple[list[str], lis
     def as_user(sub: str) -> AbstractContextManager[psycopg.Connection]:
         return rls_checks.savepoint_as(conn, sub)
 
-    catalogue = rls_checks.table_flag_problems(conn) + rls_checks.policy_problems(conn)
-    return catalogue, rls_checks.behaviour_problems(as_user, world)
+    def as_claims(claims: dict[str, object]) -> AbstractContextManager[psycopg.Connection]:
+        return rls_checks.savepoint_with(conn, claims)
+
+    catalogue = (
+        rls_checks.table_flag_problems(conn)
+        + rls_checks.policy_problems(conn)
+        + rls_checks.trust_function_problems(conn)
+    )
+    return catalogue, rls_checks.behaviour_problems(as_user, world, as_claims)
 
 
 def test_the_checks_find_nothing_on_the_schema_as_migrated(admin: psycopg.Connection, world: World) -> None:
@@ -101,7 +175,7 @@ def test_every_table_and_policy_is_mutated() -> None:
     names = {m.name for m in MUTATIONS}
     for table in rls_checks.PUBLIC_TABLES:
         assert f"{table}: no force" in names and f"{table}: rls disabled" in names
-    for table in rls_checks.BEHAVIOUR_TABLES:
+    for table in set(rls_checks.BEHAVIOUR_TABLES) - set(rls_checks.NEVER_UPDATED_TABLES):
         assert f"{table}_update_own: with check (true)" in names
     policies = rls_checks.EXPECTED_POLICIES.values()
     usings = sum(p.using not in (None, "true") for p in policies)
@@ -117,3 +191,12 @@ def test_each_policy_mutation_is_detected(admin: psycopg.Connection, world: Worl
     assert any(mutation.must_mention in p for p in catalogue), catalogue
     if mutation.behaviour:
         assert behaviour, f"{mutation.name} went unnoticed by the behaviour checks"
+
+
+@pytest.mark.parametrize("mutation", FUNCTION_MUTATIONS, ids=[m.name for m in FUNCTION_MUTATIONS])
+def test_each_trust_function_mutation_is_detected(admin: psycopg.Connection, world: World, mutation: Mutation) -> None:
+    with admin.transaction(force_rollback=True):
+        admin.execute(mutation.ddl)
+        catalogue, behaviour = all_problems(admin, world)
+    assert any(mutation.must_mention in p for p in catalogue), catalogue
+    assert behaviour, f"{mutation.name} went unnoticed by the behaviour checks"

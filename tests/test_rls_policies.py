@@ -9,10 +9,11 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from services.app_tokens import APP_ISSUER
 from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
 from tests import rls_checks
-from tests.rls_checks import World, through_store
+from tests.rls_checks import World, through_store, through_store_with
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,21 @@ def test_every_public_table_has_row_level_security_enabled_and_forced(database: 
             "select count(*) from pg_class where relnamespace = 'public'::regnamespace and relkind in ('r', 'p')"
         ).fetchone()
     assert checked == (len(rls_checks.PUBLIC_TABLES),)
+
+
+def test_the_trust_functions_are_exactly_as_written(database: EmbeddedDatabase) -> None:
+    with psycopg.connect(database.admin_url) as conn:
+        assert rls_checks.trust_function_problems(conn) == []
+        issuer = conn.execute("select chat_private.app_issuer()").fetchone()
+    assert issuer == (APP_ISSUER,)  # the database and services/app_tokens.py trust the same issuer
+
+
+def test_tokens_of_other_issuers_and_scopes_read_and_write_nothing(store: PostgresStore, world: World) -> None:
+    assert rls_checks.stranger_problems(lambda claims: through_store_with(store, claims), world) == []
+
+
+def test_sign_in_and_sweep_functions_refuse_user_and_foreign_tokens(store: PostgresStore, world: World) -> None:
+    assert rls_checks.scope_problems(lambda claims: through_store_with(store, claims), world) == []
 
 
 def test_every_policy_has_exactly_the_expected_expressions(database: EmbeddedDatabase) -> None:

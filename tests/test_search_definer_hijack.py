@@ -13,6 +13,7 @@ import json
 import psycopg
 import pytest
 
+from services.app_tokens import APP_ISSUER
 from services.store.embedded import EmbeddedDatabase
 
 # `text` alone is the reproduced hijack; the rest are every other type name the function's body and the
@@ -42,7 +43,7 @@ def test_temporary_types_cannot_run_code_as_the_owner(database: EmbeddedDatabase
             conn.execute("set local role authenticated")
             conn.execute(
                 "select set_config('request.jwt.claims', %s, true)",
-                [json.dumps({"sub": "user_mallory", "role": "authenticated"})],
+                [json.dumps({"iss": APP_ISSUER, "chat_scope": "user", "sub": "user_mallory", "role": "authenticated"})],
             )
             try:
                 conn.execute(CALL).fetchone()

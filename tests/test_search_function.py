@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from services.app_tokens import APP_ISSUER
 from services.auth import Principal
 from services.store import HistoryRow, MessageFilter
 from services.store.embedded import EmbeddedDatabase
@@ -49,7 +50,7 @@ ARGS: dict[str, object] = {
 }
 SIGNATURE = (
     "public.search_messages(text, integer, timestamptz, uuid, boolean, uuid, text, text, text, timestamptz,"
-    " timestamptz, boolean)"
+    " timestamptz, boolean, text)"
 )
 
 
@@ -134,7 +135,9 @@ def gin_scans(conn: psycopg.Connection) -> int:
 def as_caller(conn: psycopg.Connection, claims: Mapping[str, object] | None, role: str = "authenticated") -> None:
     conn.execute("select set_config('role', %s, true)", [role])
     if claims is not None:
-        conn.execute("select set_config('request.jwt.claims', %s, true)", [json.dumps(claims)])
+        # This app's user token (services/app_tokens.py) with the claims under test.
+        app = {"iss": APP_ISSUER, "chat_scope": "user", **claims}
+        conn.execute("select set_config('request.jwt.claims', %s, true)", [json.dumps(app)])
 
 
 def call(conn: psycopg.Connection, **overrides: object) -> list[tuple[uuid.UUID, str, str]]:

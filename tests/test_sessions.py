@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from services.accounts import AccountStore, LocalIssuer, load_or_create_signing_key
+from services.app_tokens import APP_ISSUER
 from services.auth import Principal
 from services.sessions import (
     ACCOUNT_LOCK_AFTER,
@@ -269,7 +270,7 @@ def test_users_see_and_revoke_only_their_own_sessions(
     assert {s.user_id for s in listed} == {ann.principal.user_id}
     assert signin_store.revoke_own_sessions(ann.principal, now=clock.now(), keep=None) == 1
     assert service.resume(bob_secret) is not None and service.resume(ann_secret) is None
-    claims = {"sub": ann.principal.user_id, "role": "authenticated"}
+    claims = {"iss": APP_ISSUER, "chat_scope": "user", "sub": ann.principal.user_id, "role": "authenticated"}
     with as_role(database, "authenticated", claims) as conn:
         others = "update public.sessions set revoked_at = now() where user_id <> %s"
         assert conn.execute(others, [claims["sub"]]).rowcount == 0  # bob's rows are invisible to ann
@@ -290,7 +291,7 @@ def test_anon_has_no_access_to_the_sign_in_tables(database: EmbeddedDatabase, ta
 
 
 def test_signed_in_users_cannot_read_or_reset_attempt_counters(database: EmbeddedDatabase) -> None:
-    claims = {"sub": "user_alice", "role": "authenticated"}
+    claims = {"iss": APP_ISSUER, "chat_scope": "user", "sub": "user_alice", "role": "authenticated"}
     for statement in ("select * from public.signin_attempts", "delete from public.signin_attempts"):
         with as_role(database, "authenticated", claims) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
@@ -306,11 +307,11 @@ def test_audit_log_is_readable_by_administrators_only_and_editable_by_nobody(
     assert {r.action for r in signin_store.read_audit(admin)} >= {"account.disable", "account.password_change"}
     assert signin_store.read_audit(user) == []
     with (
-        as_role(database, "authenticated", {"sub": "acct_user"}) as conn,
+        as_role(database, "authenticated", {"iss": APP_ISSUER, "chat_scope": "user", "sub": "acct_user"}) as conn,
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         conn.execute("insert into public.audit_log (actor_id, action) values ('acct_admin', 'account.forged')")
-    admin_claims = {"sub": "acct_admin", "roles": ["admin"]}
+    admin_claims = {"iss": APP_ISSUER, "chat_scope": "user", "sub": "acct_admin", "roles": ["admin"]}
     for statement in ("update public.audit_log set action = 'x'", "delete from public.audit_log"):
         with (
             as_role(database, "authenticated", admin_claims) as conn,

@@ -26,20 +26,24 @@ import psycopg
 import pytest
 
 from services.auth import AuthError, Principal
+from services.store import MAX_INSTRUCTIONS_CHARS
 from services.store.protocols import Store
 from services.store.types import (
     ApiKey,
     ApiKeyMatch,
+    Attachment,
     HistoryRow,
     InvalidCursor,
     InvalidInput,
     Message,
     MessageFilter,
+    NewAttachment,
     NotFound,
     Status,
     StoreError,
     UserUsage,
 )
+from tests.supabase_support import LIVE_SKIP, live_settings
 
 MAX_MESSAGE_CHARS = 32_000
 SetTimes = Callable[[Mapping[uuid.UUID, datetime], Mapping[uuid.UUID, datetime]], None]
@@ -91,7 +95,43 @@ def postgres_backend(request: pytest.FixtureRequest) -> Backend:
     return Backend("postgres", store, MAX_MESSAGE_CHARS, set_times)
 
 
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Backend]] = {"postgres": postgres_backend}
+def supabase_local_backend(request: pytest.FixtureRequest) -> Backend:
+    """services/store/supabase.py through supabase-py, over the local PostgREST stand-in on the same database."""
+    from tests.supabase_support import local_supabase, move_rows_in_time
+
+    database = request.getfixturevalue("database")
+    local = local_supabase(database, max_message_chars=MAX_MESSAGE_CHARS)
+    request.addfinalizer(local.close)
+    return Backend(
+        "supabase-local", local.store, MAX_MESSAGE_CHARS, lambda m, c: move_rows_in_time(database.admin_url, m, c)
+    )
+
+
+def supabase_live_backend(request: pytest.FixtureRequest) -> Backend:
+    """A real Supabase project (tests/supabase_support.py names the variables); skipped without them."""
+    import os
+
+    from tests.supabase_support import live_store, move_rows_in_time
+
+    store = live_store(MAX_MESSAGE_CHARS)
+    request.addfinalizer(store.close)
+    admin_url = os.environ.get("SUPABASE_TEST_DATABASE_URL") or None
+    return Backend("supabase-live", store, MAX_MESSAGE_CHARS, lambda m, c: move_rows_in_time(admin_url, m, c))
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Backend]] = {
+    "postgres": postgres_backend,
+    "supabase-local": supabase_local_backend,
+}
+if live_settings() is not None:
+    BACKENDS["supabase-live"] = supabase_live_backend
+
+
+def test_a_real_supabase_project_is_in_the_run_when_configured() -> None:
+    """One line in the output (`-rs`) says whether the suite also ran against a real Supabase project."""
+    if live_settings() is None:
+        pytest.skip(LIVE_SKIP)
+    assert "supabase-live" in BACKENDS
 
 
 @pytest.fixture(scope="module", params=sorted(BACKENDS))
@@ -1039,6 +1079,42 @@ def test_a_reviewer_cannot_write_someone_elses_name(backend: Backend) -> None:
     assert s.display_names(rita, [alice.user_id, rita.user_id]) == {alice.user_id: "Alice", rita.user_id: "Rita"}
 
 
+# --- default instructions for new chats (issue 14) ----------------------------------------------------
+
+
+def test_default_instructions_are_each_users_own(backend: Backend) -> None:
+    s = backend.store
+    alice, bob, rita = backend.user("alice"), backend.user("bob"), backend.reviewer()
+    assert s.default_instructions(alice) is None  # no profile row yet
+    s.save_display_name(alice, "Alice")
+    s.save_model_choice(alice, "demo/echo-1")
+    assert s.default_instructions(alice) is None  # a profile row without a default
+    text = "  Answer in French.\n\n- briefly\n  "
+    assert s.save_default_instructions(alice, text) == "Answer in French.\n\n- briefly"  # cleaned as stored
+    assert s.default_instructions(alice) == "Answer in French.\n\n- briefly"
+    # the rest of her profile row is left as it was
+    assert s.display_names(alice, [alice.user_id]) == {alice.user_id: "Alice"}
+    assert s.model_choice(alice) == "demo/echo-1"
+    # others (a reviewer too, who may read every profile) get only their own
+    assert s.default_instructions(bob) is None
+    assert s.default_instructions(rita) is None
+    assert s.save_default_instructions(bob, "Be terse.") == "Be terse."
+    assert s.default_instructions(alice) == "Answer in French.\n\n- briefly"
+    # the limit and the text checks of a conversation's instructions; a refusal changes nothing
+    for bad in ("x" * (MAX_INSTRUCTIONS_CHARS + 1), "nul\x00byte"):
+        with pytest.raises(InvalidInput):
+            s.save_default_instructions(alice, bad)
+    assert s.default_instructions(alice) == "Answer in French.\n\n- briefly"
+    assert s.save_default_instructions(alice, "y" * MAX_INSTRUCTIONS_CHARS) == "y" * MAX_INSTRUCTIONS_CHARS
+    # "" or blank clears it
+    assert s.save_default_instructions(alice, " \n ") is None
+    assert s.default_instructions(alice) is None
+    assert s.display_names(alice, [alice.user_id]) == {alice.user_id: "Alice"}
+    assert s.default_instructions(bob) == "Be terse."
+    s.delete_all_user_data(bob)  # erasure takes it too
+    assert s.default_instructions(bob) is None
+
+
 def test_usage_by_user_counts_each_users_messages(backend: Backend, pair: Pair) -> None:
     s = backend.store
     rita = backend.reviewer()
@@ -1326,3 +1402,112 @@ def test_the_title_filter_matches_literally_case_insensitively_and_pages(backend
         s.list_conversations(who, limit=2, before=first.next_cursor)
     with pytest.raises(InvalidCursor):
         s.list_conversations(who, limit=2, before=first.next_cursor, title_filter="trip")
+    # the lowered title follows a rename
+    s.rename_conversation(who, made["Trip to Rome"], "Reise nach ÖSTERREICH")
+    assert [c.title for c in s.list_conversations(who, title_filter="reise NACH").items] == ["Reise nach ÖSTERREICH"]
+    assert s.list_conversations(who, title_filter="trip").items == []
+
+
+# --- attachments (issue 15) ----------------------------------------------------------------------------
+
+
+def _files() -> list[NewAttachment]:
+    return [
+        NewAttachment("photo.png", "image/png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, thumbnail=b"thumb-bytes"),
+        NewAttachment("notes.md", "text/markdown", b"# Notes\nhello", text="# Notes\nhello"),
+    ]
+
+
+def _attached(backend: Backend, who: Principal) -> tuple[uuid.UUID, list[Attachment]]:
+    s = backend.store
+    conversation = s.create_conversation(who, "with files")
+    message = s.add_message(who, conversation.id, "user", "look at these", "demo/echo-1")
+    return message.id, s.add_attachments(who, message.id, _files())
+
+
+def test_attachments_are_listed_with_thumbnails_and_read_back_whole(backend: Backend) -> None:
+    s, ann = backend.store, backend.user("ann")
+    mid, stored = _attached(backend, ann)
+    assert [(a.name, a.media_type, a.size, a.user_id) for a in stored] == [
+        ("photo.png", "image/png", 72, ann.user_id),
+        ("notes.md", "text/markdown", 13, ann.user_id),
+    ]
+    listed = s.message_attachments(ann, [mid])
+    assert listed[mid] == stored
+    assert [a.thumbnail for a in listed[mid]] == [b"thumb-bytes", None]
+    assert s.attachment_file(ann, stored[0].id).data == b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    contents = {c.name: c for c in s.attachment_contents(ann, [mid])}
+    assert contents["notes.md"].text == "# Notes\nhello" and contents["notes.md"].data is None
+    assert contents["photo.png"].data == b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    exported = list(s.iter_attachments(ann, batch_size=1))
+    assert [(e.id, e.data) for e in exported] == [(stored[0].id, _files()[0].data), (stored[1].id, _files()[1].data)]
+
+
+def test_another_user_cannot_see_read_or_attach_to_my_files(backend: Backend) -> None:
+    s, ann, bob = backend.store, backend.user("ann"), backend.user("bob")
+    mid, stored = _attached(backend, ann)
+    assert s.message_attachments(bob, [mid]) == {}
+    assert s.attachment_contents(bob, [mid]) == []
+    assert list(s.iter_attachments(bob)) == []
+    with pytest.raises(NotFound):
+        s.attachment_file(bob, stored[0].id)
+    with pytest.raises(NotFound):
+        s.add_attachments(bob, mid, [NewAttachment("planted.txt", "text/plain", b"x", text="x")])
+    assert len(s.message_attachments(ann, [mid])[mid]) == 2
+
+
+def test_a_reviewer_reads_others_files_but_exports_and_attaches_only_their_own(backend: Backend) -> None:
+    s, ann, rita = backend.store, backend.user("ann"), backend.reviewer()
+    mid, stored = _attached(backend, ann)
+    assert [a.id for a in s.message_attachments(rita, [mid])[mid]] == [a.id for a in stored]
+    assert s.attachment_file(rita, stored[1].id).data == b"# Notes\nhello"
+    assert list(s.iter_attachments(rita)) == []
+    with pytest.raises(NotFound):
+        s.add_attachments(rita, mid, [NewAttachment("planted.txt", "text/plain", b"x", text="x")])
+
+
+def test_an_edited_message_gets_copies_of_its_files_and_no_one_else_can_copy_them(backend: Backend) -> None:
+    s, ann, bob = backend.store, backend.user("ann"), backend.user("bob")
+    mid, stored = _attached(backend, ann)
+    conversation = s.get_message(ann, mid).conversation_id
+    edited = s.add_message(ann, conversation, "user", "edited", "demo/echo-1", parent_id=None)
+    assert s.copy_attachments(ann, mid, edited.id) == 2
+    copies = s.message_attachments(ann, [edited.id])[edited.id]
+    assert [(a.name, a.size, a.thumbnail) for a in copies] == [
+        ("photo.png", 72, b"thumb-bytes"),
+        ("notes.md", 13, None),
+    ]
+    assert {a.id for a in copies}.isdisjoint(a.id for a in stored)
+    bobs = s.create_conversation(bob, "bob's")
+    target = s.add_message(bob, bobs.id, "user", "mine", "demo/echo-1")
+    assert s.copy_attachments(bob, mid, target.id) == 0  # another user's files cannot be read to copy
+    assert s.copy_attachments(ann, mid, target.id) == 0  # nor copied onto another user's message
+    assert s.message_attachments(bob, [target.id]) == {}
+
+
+def test_deleting_the_conversation_or_all_data_removes_the_files(backend: Backend) -> None:
+    s, ann = backend.store, backend.user("ann")
+    mid, stored = _attached(backend, ann)
+    conversation = s.get_message(ann, mid).conversation_id
+    s.delete_conversation(ann, conversation)
+    with pytest.raises(NotFound):
+        s.attachment_file(ann, stored[0].id)
+    mid, stored = _attached(backend, ann)
+    s.delete_all_user_data(ann)
+    assert s.message_attachments(ann, [mid]) == {} and list(s.iter_attachments(ann)) == []
+
+
+def test_bad_attachments_are_refused_and_none_of_the_batch_is_stored(backend: Backend) -> None:
+    s, ann = backend.store, backend.user("ann")
+    conversation = s.create_conversation(ann, "with files")
+    mid = s.add_message(ann, conversation.id, "user", "look", "demo/echo-1").id
+    good = NewAttachment("ok.txt", "text/plain", b"ok", text="ok")
+    for bad in (
+        NewAttachment("bad.txt", "not a type", b"x"),
+        NewAttachment("", "text/plain", b"x"),
+        NewAttachment("nul.txt", "text/plain", b"x", text="a\x00b"),
+    ):
+        with pytest.raises(InvalidInput):
+            s.add_attachments(ann, mid, [good, bad])
+    assert s.message_attachments(ann, [mid]) == {}
+    assert s.add_attachments(ann, mid, [NewAttachment("dir/../a\nb.txt", "text/plain", b"x")])[0].name == "a b.txt"

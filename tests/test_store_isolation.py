@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from services.app_tokens import APP_ISSUER
 from services.auth import Principal
 from services.store.embedded import EmbeddedDatabase
 from services.store.postgres import PostgresStore
@@ -62,7 +63,8 @@ def as_role(database: EmbeddedDatabase, role: str, claims: dict[str, Any] | None
             yield conn
 
 
-A_CLAIMS = {"sub": "user_alice", "role": "authenticated"}
+# This app's user claims (services/app_tokens.py): what every policy accepts.
+A_CLAIMS = {"iss": APP_ISSUER, "chat_scope": "user", "sub": "user_alice", "role": "authenticated"}
 
 
 # --- direct SQL as `authenticated` with A's claims ----------------------------------------------------

@@ -22,11 +22,23 @@ ErrorKind = Literal["rate_limited", "timeout", "server", "connection", "auth", "
 
 
 @dataclass(frozen=True)
+class ImagePart:
+    """An image sent with a user turn, in each provider's own format (checked and sized by
+    services/attachments.py)."""
+
+    name: str
+    media_type: str  # image/png, image/jpeg, image/webp or image/gif
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Turn:
-    """One message of the context sent to a model."""
+    """One message of the context sent to a model. `images` only on user turns, and only for a model that
+    takes images (the chat service refuses them for any other before anything is sent)."""
 
     role: TurnRole
     content: str
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True)

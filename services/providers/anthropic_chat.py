@@ -5,16 +5,25 @@ SDK 2.x no longer takes temperature/top_p/top_k, so none are sent.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal, cast
 
 import anthropic
-from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
+from anthropic.types import (
+    AssistantMessageParam,
+    Base64ImageSourceParam,
+    ImageBlockParam,
+    MessageParam,
+    TextBlockParam,
+    UserMessageParam,
+)
 
 from services.config import Settings
 from services.providers import ProviderError, Turn, Usage, error_for_status, retry_after_s
 
 LABEL = "Anthropic"
+_MediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
 
 
 def _error(exc: BaseException) -> ProviderError:
@@ -37,6 +46,21 @@ def _error(exc: BaseException) -> ProviderError:
 
 
 def _message(turn: Turn) -> MessageParam:
+    if turn.role == "user" and turn.images:
+        # Images first, then the text: Anthropic's guidance for image questions.
+        blocks: list[ImageBlockParam | TextBlockParam] = [
+            ImageBlockParam(
+                type="image",
+                source=Base64ImageSourceParam(
+                    type="base64",
+                    media_type=cast(_MediaType, image.media_type),
+                    data=base64.b64encode(image.data).decode("ascii"),
+                ),
+            )
+            for image in turn.images
+        ]
+        blocks.append(TextBlockParam(type="text", text=turn.content))
+        return UserMessageParam(role="user", content=blocks)
     if turn.role == "user":
         return UserMessageParam(role="user", content=turn.content)
     return AssistantMessageParam(role="assistant", content=turn.content)

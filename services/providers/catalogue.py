@@ -10,6 +10,7 @@ unavailable (`statuses`) and offers nothing until it answers, while every other 
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import operator
 import threading
@@ -38,6 +39,7 @@ class ModelOption:
     model: str  # the provider's own model name
     label: str
     group: str = ""  # what the picker groups it under: "OpenAI", "Anthropic", a server's name
+    images: bool = False  # whether the model takes images (see accepts_images)
 
     @property
     def offline(self) -> bool:
@@ -143,6 +145,7 @@ class Catalogue:
         *,
         discoveries: Sequence[tuple[Discovery, str]] = (),
         order: Sequence[str] = (),
+        image_models: Sequence[str] = (),
     ) -> None:
         """`options` are the fixed models; `discoveries` pairs a server's Discovery with its group label.
         `order` lists provider names in picker order (default: as the options name them, then discovered)."""
@@ -152,6 +155,7 @@ class Catalogue:
         names = list(dict.fromkeys([*order, *(o.provider for o in self._fixed), *self._discoveries]))
         self._order = tuple(names)
         self._default = default
+        self._image_models = tuple(image_models)  # CHAT_IMAGE_MODELS, for discovered models
         # (the discovered lists it was built from, the options, the options by id); replaced whole, so a
         # page run reading it while another rebuilds it sees one consistent snapshot.
         self._snapshot: tuple[tuple[_Found, ...], tuple[ModelOption, ...], dict[str, ModelOption]] | None = None
@@ -181,7 +185,7 @@ class Catalogue:
             result += [o for o in self._fixed if o.provider == name]
             if name in found:
                 label = self._discoveries[name][1]
-                result += [_option(name, m, label) for m in found[name].models]
+                result += [_option(name, m, label, self._image_models) for m in found[name].models]
         options, by_id = tuple(result), {o.id: o for o in result}
         self._snapshot = (key, options, by_id)
         return options, by_id
@@ -230,12 +234,34 @@ class Catalogue:
         self._found()
 
 
-def _option(provider: str, model: str, group: str) -> ModelOption:
-    return ModelOption(f"{provider}/{model}", provider, model, f"{group} · {model}", group)
+# Models known to take images (issue 15), by the provider's own model name; `*` matches any text. OpenAI: the
+# GPT-4o, 4.1 and 5 families and the o1/o3/o4 reasoning models (not o1-mini or o3-mini); Anthropic: every
+# Claude from Claude 3 on. A compatible server's `/v1/models` does not say, so CHAT_IMAGE_MODELS lists them.
+IMAGE_MODELS: dict[str, tuple[str, ...]] = {
+    "openai": ("gpt-4o*", "chatgpt-4o*", "gpt-4.1*", "gpt-4-turbo*", "gpt-5*", "o1", "o1-20*", "o3", "o3-20*",
+               "o3-pro*", "o4-mini*"),
+    "anthropic": ("claude-3*", "claude-opus-4*", "claude-sonnet-4*", "claude-haiku-4*", "claude-*-4-*"),
+    # The offline demo takes images (it cannot see them, and says so), so the whole path can be tried offline.
+    "demo": ("*",),
+}  # fmt: skip
 
 
-def _fixed(provider: str, models: Sequence[str], group: str) -> list[ModelOption]:
-    return [_option(provider, m, group) for m in models]
+def accepts_images(provider: str, model: str, listed: Sequence[str] = ()) -> bool:
+    """Whether `provider/model` takes images: known for OpenAI's and Anthropic's models, else only when
+    CHAT_IMAGE_MODELS (`listed`, patterns of whole ids) names it. Case-sensitive, like model ids."""
+    known = IMAGE_MODELS.get(provider, ())
+    return any(fnmatch.fnmatchcase(model, p) for p in known) or any(
+        fnmatch.fnmatchcase(f"{provider}/{model}", p) for p in listed
+    )
+
+
+def _option(provider: str, model: str, group: str, image_models: Sequence[str] = ()) -> ModelOption:
+    images = accepts_images(provider, model, image_models)
+    return ModelOption(f"{provider}/{model}", provider, model, f"{group} · {model}", group, images)
+
+
+def _fixed(provider: str, models: Sequence[str], group: str, image_models: Sequence[str] = ()) -> list[ModelOption]:
+    return [_option(provider, m, group, image_models) for m in models]
 
 
 def build_catalogue(settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> Catalogue:
@@ -258,7 +284,7 @@ def build_catalogue(settings: Settings, *, clock: Callable[[], float] = time.mon
         providers[server.name] = provider
         order.append(server.name)
         if server.models:
-            options.extend(_fixed(server.name, server.models, group))
+            options.extend(_fixed(server.name, server.models, group, settings.image_models))
         else:
             discovery = Discovery(
                 server.name, provider, ttl_s=settings.models_cache_s, timeout_s=settings.models_timeout_s, clock=clock
@@ -274,7 +300,7 @@ def build_catalogue(settings: Settings, *, clock: Callable[[], float] = time.mon
     elif settings.openai_api_key:
         providers["openai"] = OpenAIProvider(api_key=settings.openai_api_key.reveal(), timeout_s=timeout)
         order.append("openai")
-        options += _fixed("openai", settings.openai_models, "OpenAI")
+        options += _fixed("openai", settings.openai_models, "OpenAI", settings.image_models)
 
     for server in settings.openai_servers:
         compatible(server, server.name, f"the model server {server.name!r}")
@@ -284,10 +310,14 @@ def build_catalogue(settings: Settings, *, clock: Callable[[], float] = time.mon
 
         providers["anthropic"] = AnthropicProvider(api_key=settings.anthropic_api_key.reveal(), timeout_s=timeout)
         order.append("anthropic")
-        options += _fixed("anthropic", settings.anthropic_models, "Anthropic")
+        options += _fixed("anthropic", settings.anthropic_models, "Anthropic", settings.image_models)
 
     providers["demo"] = DemoProvider(settings.demo_chars_per_s)
     order.append("demo")
-    options.append(ModelOption(f"demo/{DEMO_MODEL}", "demo", DEMO_MODEL, "Offline demo model (no API key)", "Offline"))
+    options.append(
+        ModelOption(f"demo/{DEMO_MODEL}", "demo", DEMO_MODEL, "Offline demo model (no API key)", "Offline", images=True)
+    )
     # A real provider is the default when one is offered; otherwise the offline demo (`default` is the first).
-    return Catalogue(providers, options, None, discoveries=discoveries, order=order)
+    return Catalogue(
+        providers, options, None, discoveries=discoveries, order=order, image_models=settings.image_models
+    )

@@ -68,9 +68,14 @@ def as_code_span(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def demo_reply(prompt: str, instructions: str | None = None) -> str:
+def demo_reply(prompt: str, instructions: str | None = None, images: Sequence[str] = ()) -> str:
     """The full reply to `prompt`; a pure function, so tests can compare what was streamed and stored.
-    Standing instructions cannot steer a canned model, so it says it received them (first line quoted)."""
+    Standing instructions cannot steer a canned model, so it says it received them (first line quoted), and
+    it names the images it was sent (`images`: their file names) without pretending to see them."""
+    if images:
+        names = ", ".join(as_code_span(name) for name in images)
+        seen = f"(Images received: {names}. The offline demo model cannot look at them.)\n\n"
+        return seen + demo_reply(prompt, instructions)
     if instructions:
         first = " ".join(instructions.split())
         first = first if len(first) <= 120 else first[:120] + " …"
@@ -136,6 +141,7 @@ class DemoProvider:
     def stream(
         self, model: str, turns: Sequence[Turn], *, max_tokens: int, system: str | None = None
     ) -> _DemoReply:
-        prompt = next((t.content for t in reversed(turns) if t.role == "user"), "")
+        last = next((t for t in reversed(turns) if t.role == "user"), None)
+        prompt, images = (last.content, [i.name for i in last.images]) if last else ("", [])
         input_tokens = sum(_approx_tokens(t.content) for t in turns) + _approx_tokens(system or "")
-        return _DemoReply(demo_reply(prompt, system), input_tokens, self.chars_per_s)
+        return _DemoReply(demo_reply(prompt, system, images), input_tokens, self.chars_per_s)

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import openai
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
+    ChatCompletionContentPartImageParam,
+    ChatCompletionContentPartParam,
+    ChatCompletionContentPartTextParam,
     ChatCompletionMessageParam,
     ChatCompletionSystemMessageParam,
     ChatCompletionUserMessageParam,
@@ -36,6 +40,19 @@ def _error(exc: BaseException, label: str) -> ProviderError:
 
 
 def _message(turn: Turn) -> ChatCompletionMessageParam:
+    if turn.role == "user" and turn.images:
+        # Content parts: the text, then each image as a base64 data URL (every OpenAI-compatible server
+        # that takes images reads this form; none can fetch a URL from here).
+        text = ChatCompletionContentPartTextParam(type="text", text=turn.content)
+        parts: list[ChatCompletionContentPartParam] = [text]
+        parts += [
+            ChatCompletionContentPartImageParam(
+                type="image_url",
+                image_url={"url": f"data:{image.media_type};base64,{base64.b64encode(image.data).decode('ascii')}"},
+            )
+            for image in turn.images
+        ]
+        return ChatCompletionUserMessageParam(role="user", content=parts)
     if turn.role == "user":
         return ChatCompletionUserMessageParam(role="user", content=turn.content)
     if turn.role == "system":

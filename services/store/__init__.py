@@ -33,6 +33,8 @@ from services.store.checks import (
 from services.store.cursors import CursorCodec
 from services.store.protocols import (
     ApiKeyStore,
+    AttachmentReader,
+    AttachmentStore,
     ChatStore,
     ConversationReader,
     FeedbackStore,
@@ -49,7 +51,11 @@ from services.store.types import (
     STATUSES,
     ApiKey,
     ApiKeyMatch,
+    Attachment,
+    AttachmentContent,
+    AttachmentFile,
     Conversation,
+    ExportedAttachment,
     Feedback,
     FeedbackFilter,
     HistoryPage,
@@ -58,6 +64,7 @@ from services.store.types import (
     InvalidInput,
     Message,
     MessageFilter,
+    NewAttachment,
     NotFound,
     Page,
     Rating,
@@ -72,6 +79,13 @@ from services.store.types import (
 )
 
 __all__ = [
+    "Attachment",
+    "AttachmentContent",
+    "AttachmentFile",
+    "AttachmentReader",
+    "AttachmentStore",
+    "ExportedAttachment",
+    "NewAttachment",
     "FEEDBACK_FILTERS",
     "MAX_FEEDBACK_COMMENT_CHARS",
     "RATINGS",

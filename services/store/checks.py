@@ -7,7 +7,9 @@ a message safe to show.
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from services.store.types import (
@@ -17,6 +19,7 @@ from services.store.types import (
     STATUSES,
     FeedbackFilter,
     InvalidInput,
+    NewAttachment,
     NotFound,
     Rating,
     Role,
@@ -149,3 +152,37 @@ def clean_feedback_comment(text: str | None, max_chars: int = MAX_FEEDBACK_COMME
         raise InvalidInput("Comment must be text.")
     text = check_text(text.strip(), max_chars=min(max_chars, MAX_FEEDBACK_COMMENT_CHARS), what="Comment")
     return text or None
+
+
+# The store's own bounds on an attachment (the settings set lower limits, enforced by services/attachments.py).
+MAX_ATTACHMENT_BYTES = 256 * 1024 * 1024
+MAX_ATTACHMENT_NAME_CHARS = 255
+MAX_ATTACHMENTS_READ = 1_000  # messages whose attachments one call may list
+
+
+def clean_attachment_name(name: str) -> str:
+    """A file name as stored: one line, no path, at most MAX_ATTACHMENT_NAME_CHARS characters."""
+    check_text(name, max_chars=10_000, what="File name")
+    name = " ".join(name.replace("\\", "/").rsplit("/", 1)[-1].split())
+    if not name:
+        raise InvalidInput("A file needs a name.")
+    return name[:MAX_ATTACHMENT_NAME_CHARS]
+
+
+def check_message_ids(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    wanted = sorted({parse_uuid(m, "message") for m in message_ids})
+    if len(wanted) > MAX_ATTACHMENTS_READ:
+        raise InvalidInput(f"Files of at most {MAX_ATTACHMENTS_READ:,} messages can be read at once.")
+    return wanted
+
+
+def check_attachment(item: NewAttachment) -> NewAttachment:
+    """The store's own checks (the settings' tighter limits are the service's): bounded, storable values."""
+    if not isinstance(item.data, bytes) or len(item.data) > MAX_ATTACHMENT_BYTES:
+        raise InvalidInput(f"A file can be at most {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB.")
+    media_type = item.media_type
+    if not isinstance(media_type, str) or not re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", media_type):
+        raise InvalidInput("A file's type is not a media type.")
+    if item.text is not None:
+        check_text(item.text, max_chars=10_000_000, what="A file's text")
+    return NewAttachment(clean_attachment_name(item.name), media_type, item.data, item.thumbnail, item.text)

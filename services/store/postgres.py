@@ -10,9 +10,10 @@ user's transaction. The policies in supabase/migrations/ then decide what each s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import re
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,15 +25,18 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from services.app_tokens import APP_ISSUER, signin_claims, sweeper_claims, user_claims
 from services.auth import Principal
 from services.config import Settings
 from services.store.checks import (
     MAX_NAME_LOOKUP,
     MAX_PATH,
     MAX_STORED_CHARS,
+    check_attachment,
     check_feedback_filter,
     check_instant,
     check_limit,
+    check_message_ids,
     check_query,
     check_rating,
     check_role,
@@ -51,7 +55,11 @@ from services.store.types import (
     AT_LEAF,
     ApiKey,
     ApiKeyMatch,
+    Attachment,
+    AttachmentContent,
+    AttachmentFile,
     Conversation,
+    ExportedAttachment,
     Feedback,
     HistoryPage,
     HistoryRow,
@@ -59,6 +67,7 @@ from services.store.types import (
     InvalidInput,
     Message,
     MessageFilter,
+    NewAttachment,
     NotFound,
     Page,
     ParentRef,
@@ -77,41 +86,33 @@ MESSAGE_COLUMNS = (
     " created_at, parent_id"
 )
 CONVERSATION_COLUMNS = "id, user_id, title, created_at, updated_at, current_leaf_id, instructions"
-# The same columns qualified by a table alias, for joins and recursive walks.
-M_MESSAGE_COLUMNS = ", ".join("m." + c.strip() for c in MESSAGE_COLUMNS.split(","))
-C_CONVERSATION_COLUMNS = ", ".join("c." + c.strip() for c in CONVERSATION_COLUMNS.split(","))
 API_KEY_COLUMNS = "id, user_id, name, prefix, created_at, last_used_at, expires_at, revoked_at"
 # The pre-sign-in role (migration 20261128000600); the key lookup runs as it, before anyone is known.
 SIGNIN_ROLE = "chat_signin"
-# A reply's feedback rides along by primary key (at most one row per message); RLS on public.feedback shows
-# the owner theirs and a reviewer everyone's, like the messages themselves.
-FEEDBACK_COLUMNS = (
-    "case f.rating when 1 then 'up' when -1 then 'down' end as feedback, f.comment as feedback_comment"
-)
+# The sweep's role (migration 20261128001300).
+SWEEPER_ROLE = "chat_sweeper"
+# public.history_page and public.search_messages return each row's feedback ("up"/"down") and comment
+# (migration 20261128001910).
 HISTORY_COLUMNS = (
-    "m.id, m.conversation_id, c.title as conversation_title, m.user_id, m.role, m.content, m.model, m.status,"
-    f" m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, m.parent_id, {FEEDBACK_COLUMNS}"
+    "m.id, m.conversation_id, m.conversation_title, m.user_id, m.role, m.content, m.model, m.status,"
+    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, m.parent_id, m.feedback, m.feedback_comment"
 )
+# The CSV export's COPY: a reply's feedback by primary key (at most one row per message), under RLS.
 HISTORY_FROM = (
     "public.messages m join public.conversations c on c.id = m.conversation_id"
     " left join public.feedback f on f.message_id = m.id"
 )
-# History's feedback filter as a condition on the join above. A thumb or a comment turns the left join into
-# an inner one that Postgres can drive from the feedback indexes; "none" is an anti-join on the primary key
-# during the newest-first walk (most replies have no feedback, so the walk fills a page quickly).
-FEEDBACK_CONDITIONS = {
-    "up": "f.rating = 1",
-    "down": "f.rating = -1",
-    "comment": "f.comment is not null",
-    "none": "f.message_id is null and m.role = 'assistant'",
-}
-FEEDBACK_WALKS = frozenset({"up", "down", "comment"})  # filters served by walking a feedback index
+# public.history_page (migrations 20261128001710, 20261128001910), with every parameter named.
+_HISTORY_PAGE = (
+    f"select {HISTORY_COLUMNS} from public.history_page(%(n)s, %(ts)s, %(id)s, %(newer)s, %(cid)s, %(role)s,"
+    " %(model)s, %(status)s, %(since)s, %(until)s, %(all)s, %(feedback)s) m"
+)
 RATING_VALUES: dict[Rating, int] = {"up": 1, "down": -1}
 FEEDBACK_ROW = "message_id, user_id, rating, comment, created_at, updated_at"
 # The same columns from public.search_messages(...) m, which already carries the title.
 SEARCH_COLUMNS = (
     "m.id, m.conversation_id, m.conversation_title, m.user_id, m.role, m.content, m.model, m.status,"
-    f" m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, {FEEDBACK_COLUMNS}"
+    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, m.feedback, m.feedback_comment"
 )
 
 
@@ -132,33 +133,39 @@ def _configure(conn: psycopg.Connection) -> None:
 
 
 @contextmanager
-def as_principal(pool: ConnectionPool, principal: Principal) -> Iterator[psycopg.Connection]:
-    """One transaction on a pooled connection as role `authenticated` with the principal's claims, the way
+def as_role(pool: ConnectionPool, role: str, claims: Mapping[str, Any]) -> Iterator[psycopg.Connection]:
+    """One transaction on a pooled connection as `role` with `claims` in request.jwt.claims, the way
     PostgREST runs a request. Both settings are transaction-local (`true`), so the connection goes back
-    to the pool without them. The claims come only from a verified Principal; an expired one is refused
-    before any SQL runs. Everything that touches user rows goes through here."""
-    if not isinstance(principal, Principal):
-        raise TypeError("database access needs a verified Principal")
-    principal.ensure_fresh()
-    claims = json.dumps(principal.db_claims(), separators=(",", ":"), default=str)
+    to the pool without them."""
+    text = json.dumps(dict(claims), separators=(",", ":"), default=str)
     with pool.connection() as conn, conn.transaction():
-        conn.execute(
-            "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
-            [claims],
-        )
+        conn.execute("select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)", [role, text])
         yield conn
 
 
-# One fixed window per user, advanced by one upsert: `insert ... on conflict do update` takes the row lock,
-# so concurrent requests from several replicas are each counted exactly once. Runs as the user, so RLS
-# keeps the counters private.
-_COUNT_REQUEST = """
-insert into public.rate_limits as r (user_id, window_start, hits) values (%(uid)s, now(), 1)
-on conflict (user_id) do update set
-  window_start = case when r.window_start <= now() - %(window)s::interval then now() else r.window_start end,
-  hits = case when r.window_start <= now() - %(window)s::interval then 1 else r.hits + 1 end
-returning hits, extract(epoch from (window_start + %(window)s::interval - now()))::float8
-"""
+@contextmanager
+def as_principal(pool: ConnectionPool, principal: Principal) -> Iterator[psycopg.Connection]:
+    """One transaction as role `authenticated` with this app's user claims for the principal (what the
+    Supabase backend signs as a token, services/app_tokens.py), so the same policies hold on both
+    backends. The claims come only from a verified Principal; an expired one is refused before any SQL
+    runs. Everything that touches user rows goes through here."""
+    if not isinstance(principal, Principal):
+        raise TypeError("database access needs a verified Principal")
+    principal.ensure_fresh()
+    with as_role(pool, "authenticated", user_claims(principal, APP_ISSUER, time.time())) as conn:
+        yield conn
+
+
+@contextmanager
+def as_signin(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """Pre-sign-in work: the NOLOGIN role `chat_signin` (it can only call the sign-in functions) with this
+    app's sign-in claims, which those functions check (migration 20261128001700)."""
+    with as_role(pool, SIGNIN_ROLE, signin_claims(APP_ISSUER, time.time())) as conn:
+        yield conn
+
+
+# One fixed window per user, advanced by one upsert in public.count_request (migration 20261128001710).
+_COUNT_REQUEST = "select hits, resets_in_s from public.count_request(%s)"
 
 
 class PostgresStore:
@@ -290,25 +297,18 @@ class PostgresStore:
         self, principal: Principal, limit: int = 20, before: str | None = None, *, title_filter: str = ""
     ) -> Page[Conversation]:
         """Newest activity first, keyset paged. The title filter is a condition on the same index walk
-        (see migration 20261128001200 for why no trigram index); its text is matched literally."""
+        (see migration 20261128001200 for why no trigram index), over the lowered title kept beside the
+        title (migration 20261128002000); its text is matched literally, case-insensitively."""
         limit = check_limit(limit)
         title_filter = " ".join(check_query(title_filter).split())
-        params: dict[str, Any] = {"uid": principal.user_id, "n": limit + 1}
-        where = "user_id = %(uid)s"
         scope = "conversations"
         if title_filter:
-            # LIKE's own metacharacters are escaped: "50%" finds titles with "50%", not every title with "50".
-            params["pattern"] = "%" + re.sub(r"([\\%_])", r"\\\1", title_filter) + "%"
-            where += " and title ilike %(pattern)s"
             scope = "conversations:" + hashlib.sha256(title_filter.casefold().encode()).hexdigest()[:16]
-        if before:
-            params["ts"], params["id"] = self.cursors.decode(principal, scope, before)
-            where += " and (updated_at, id) < (%(ts)s, %(id)s)"
+        ts, cursor_id = self.cursors.decode(principal, scope, before) if before else (None, None)
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
             cur.execute(
-                f"select {CONVERSATION_COLUMNS} from public.conversations where {where}"
-                " order by updated_at desc, id desc limit %(n)s",
-                params,
+                f"select {CONVERSATION_COLUMNS} from public.list_conversations(%s, %s, %s, %s)",
+                [limit + 1, ts, cursor_id, title_filter or None],
             )
             rows = cur.fetchall()
         return self._page(principal, scope, rows, limit, lambda c: (c.updated_at, c.id))
@@ -341,8 +341,8 @@ class PostgresStore:
     def delete_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> None:
         cid = parse_uuid(conversation_id)
         with self._tx(principal) as conn:
-            deleted = conn.execute("delete from public.conversations where id = %s", [cid]).rowcount
-        if deleted == 0:
+            row = conn.execute("select public.delete_conversation(%s)", [cid]).fetchone()
+        if row is None or not row[0]:
             raise NotFound("That conversation does not exist.")
 
     # --- messages --------------------------------------------------------------------------------
@@ -371,33 +371,16 @@ class PostgresStore:
         if role == "user" and not content.strip():
             raise InvalidInput("Message is empty.")
         model = clean_model(model)
-        values = {
-            "cid": cid,
-            "uid": principal.user_id,
-            "role": role,
-            "content": content,
-            "model": model,
-            "status": status,
-            "inp": input_tokens,
-            "out": output_tokens,
-            "lat": latency_ms,
-            "parent": parent,
-            "at_leaf": at_leaf,
-        }
         with self._tx(principal) as conn:
             # The parent (explicit or the current leaf) must be a message of this conversation and this
             # user: the composite foreign key refuses anything else, whatever RLS lets the caller see.
             row = self._one_message(
                 conn,
-                "insert into public.messages (conversation_id, user_id, role, content, model, status,"
-                " input_tokens, output_tokens, latency_ms, parent_id)"
-                " values (%(cid)s, %(uid)s, %(role)s, %(content)s, %(model)s, %(status)s, %(inp)s, %(out)s, %(lat)s,"
-                " case when %(at_leaf)s then (select current_leaf_id from public.conversations where id = %(cid)s)"
-                f" else %(parent)s::uuid end) returning {MESSAGE_COLUMNS}",
-                values,
+                f"select {MESSAGE_COLUMNS} from public.add_message("
+                "%s::uuid, %s, %s, %s, %s, %s::int4, %s::int4, %s::int4, %s::uuid, %s::bool)",
+                [cid, role, content, model, status, input_tokens, output_tokens, latency_ms, parent, at_leaf],
             )
-            assert row is not None
-            conn.execute("update public.conversations set current_leaf_id = %s where id = %s", [row.id, cid])
+        assert row is not None
         return row
 
     def update_message(
@@ -441,10 +424,10 @@ class PostgresStore:
     def sweep_stale_replies(self, stale_after_s: int) -> int:
         """Finalise as `interrupted` every reply whose heartbeat is older than `stale_after_s` (its process
         died mid-reply); return how many. Runs as `chat_sweeper` through the one function that role may
-        call (migration 20261128001300), so the app still never bypasses row-level security."""
+        call (migration 20261128001300), with this app's sweeper claims, which that function checks
+        (migration 20261128001700), so the app still never bypasses row-level security."""
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                conn.execute("select set_config('role', 'chat_sweeper', true)")
+            with as_role(self._pool, SWEEPER_ROLE, sweeper_claims(APP_ISSUER, time.time())) as conn:
                 row = conn.execute("select public.sweep_stale_replies(%s)", [int(stale_after_s)]).fetchone()
         except psycopg.errors.InsufficientPrivilege as exc:
             raise StoreUnavailable(
@@ -459,14 +442,8 @@ class PostgresStore:
         cid = parse_uuid(conversation_id)
         limit = check_limit(limit)
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Message)) as cur:
-            cur.execute(
-                f"select {MESSAGE_COLUMNS} from public.messages where conversation_id = %s"
-                " order by created_at desc, id desc limit %s",
-                [cid, limit],
-            )
-            rows = cur.fetchall()
-        rows.reverse()
-        return rows
+            cur.execute(f"select {MESSAGE_COLUMNS} from public.recent_messages(%s, %s)", [cid, limit])
+            return cur.fetchall()
 
     def page_messages(
         self,
@@ -484,24 +461,17 @@ class PostgresStore:
         cid = None if conversation_id is None else parse_uuid(conversation_id)
         # The scope names the parsed id: the same conversation spelled another way is the same listing.
         scope = "messages" if cid is None else f"messages:{cid}"
-        params: dict[str, Any] = {"uid": principal.user_id, "n": limit + 1}
-        where = ["user_id = %(uid)s"]
-        if cid is not None:
-            params["cid"] = cid
-            where.append("conversation_id = %(cid)s")
-        if before:
-            params["ts"], params["id"] = self.cursors.decode(principal, scope, before)
-            where.append("(created_at, id) < (%(ts)s, %(id)s)")
+        ts, cursor_id = self.cursors.decode(principal, scope, before) if before else (None, None)
         with self._tx(principal) as conn:
-            if cid is not None and not conn.execute(
-                "select 1 from public.conversations where id = %(cid)s", params
-            ).fetchone():
+            if (
+                cid is not None
+                and not conn.execute("select 1 from public.conversations where id = %s", [cid]).fetchone()
+            ):
                 raise NotFound("That conversation does not exist.")
             with conn.cursor(row_factory=class_row(Message)) as cur:
                 cur.execute(
-                    f"select {MESSAGE_COLUMNS} from public.messages where {' and '.join(where)}"
-                    " order by created_at desc, id desc limit %(n)s",
-                    params,
+                    f"select {MESSAGE_COLUMNS} from public.page_messages(%s, %s, %s, %s)",
+                    [limit + 1, ts, cursor_id, cid],
                 )
                 rows = cur.fetchall()
         return self._page(principal, scope, rows, limit, lambda m: (m.created_at, m.id))
@@ -522,28 +492,18 @@ class PostgresStore:
         to: uuid.UUID | str | None = None,
         limit: int = 50,
     ) -> list[Message]:
-        """Walks parent links up from `to` (or the current leaf), one primary-key lookup a step; the LIMIT
-        stops the recursive walk early, so a long conversation costs the window, not its length."""
+        """Walks parent links up from `to` (or the current leaf), one primary-key lookup a step
+        (public.path_messages), keeping the `limit` messages nearest the leaf."""
         cid = parse_uuid(conversation_id)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PATH:
             raise InvalidInput(f"A path is read at most {MAX_PATH:,} messages at a time.")
         start = None if to is None else parse_uuid(to, "message")
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Message)) as cur:
-            cur.execute(
-                "with recursive path as ("
-                f" select {MESSAGE_COLUMNS}, 0 as depth from public.messages"
-                " where conversation_id = %(cid)s and id = coalesce(%(start)s::uuid,"
-                " (select current_leaf_id from public.conversations where id = %(cid)s))"
-                " union all"
-                f" select {M_MESSAGE_COLUMNS}, p.depth + 1"
-                " from public.messages m join path p on m.id = p.parent_id"
-                f") select {MESSAGE_COLUMNS} from path order by depth limit %(n)s",
-                {"cid": cid, "start": start, "n": limit},
-            )
+            # Root first, as public.path_messages returns them.
+            cur.execute(f"select {MESSAGE_COLUMNS} from public.path_messages(%s, %s, %s)", [cid, start, limit])
             rows = cur.fetchall()
-            if not rows and start is not None:
-                raise NotFound("That message does not exist.")
-        rows.reverse()
+        if not rows and start is not None:
+            raise NotFound("That message does not exist.")
         return rows
 
     def versions(
@@ -554,31 +514,17 @@ class PostgresStore:
         if not wanted:
             return {}
         with self._tx(principal) as conn:
-            # Siblings share a parent (roots: no parent, same conversation); one query for the whole window.
+            # Siblings share a parent (roots: no parent, same conversation); one call for the whole window.
             rows = conn.execute(
-                "select w.id, array_agg(s.id order by s.created_at, s.id)"
-                " from public.messages w join public.messages s on s.conversation_id = w.conversation_id"
-                " and s.parent_id is not distinct from w.parent_id"
-                " where w.conversation_id = %s and w.id = any(%s) group by w.id having count(*) > 1",
-                [cid, wanted],
+                "select message_id, sibling_ids from public.message_versions(%s, %s)", [cid, wanted]
             ).fetchall()
         return {mid: Versions(tuple(siblings), list(siblings).index(mid)) for mid, siblings in rows}
 
     def choose_branch(self, principal: Principal, message_id: uuid.UUID | str) -> Conversation:
         mid = parse_uuid(message_id, "message")
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Conversation)) as cur:
-            # The newest message under the chosen one is a leaf (a reply is always newer than what it
-            # answers), so "the newest leaf of the branch" is the newest message of the subtree.
-            cur.execute(
-                "with recursive subtree as ("
-                " select id, conversation_id, created_at from public.messages where id = %(mid)s"
-                " union all select m.id, m.conversation_id, m.created_at"
-                " from public.messages m join subtree s on m.parent_id = s.id)"
-                " update public.conversations c set current_leaf_id = leaf.id"
-                " from (select id, conversation_id from subtree order by created_at desc, id desc limit 1) leaf"
-                f" where c.id = leaf.conversation_id returning {C_CONVERSATION_COLUMNS}",
-                {"mid": mid},
-            )
+            # The newest message under the chosen one becomes the leaf (see public.choose_branch).
+            cur.execute(f"select {CONVERSATION_COLUMNS} from public.choose_branch(%s)", [mid])
             row = cur.fetchone()
         if row is None:
             raise NotFound("That message does not exist.")
@@ -589,35 +535,21 @@ class PostgresStore:
         if not cids:
             return set()
         with self._tx(principal) as conn:
-            rows = conn.execute(
-                "with recursive path as ("
-                " select m.id, m.parent_id from public.conversations c"
-                " join public.messages m on m.id = c.current_leaf_id where c.id = any(%s)"
-                " union all select m.id, m.parent_id from public.messages m join path p on m.id = p.parent_id)"
-                " select id from path",
-                [cids],
-            ).fetchall()
+            rows = conn.execute("select message_id from public.current_path_ids(%s)", [cids]).fetchall()
         return {row[0] for row in rows}
 
     def delete_all_user_data(self, principal: Principal) -> int:
         """Delete every conversation and message of this user (GDPR erasure). Returns messages deleted."""
         with self._tx(principal) as conn:
-            count = conn.execute("delete from public.messages where user_id = %s", [principal.user_id]).rowcount
-            conn.execute("delete from public.conversations where user_id = %s", [principal.user_id])
-            conn.execute("delete from public.profiles where user_id = %s", [principal.user_id])
-        return count
+            row = conn.execute("select public.delete_all_user_data()").fetchone()
+        return 0 if row is None else int(row[0])
 
     # --- display names ----------------------------------------------------------------------------------
 
     def save_display_name(self, principal: Principal, name: str) -> str:
         name = clean_display_name(name)
         with self._tx(principal) as conn:
-            conn.execute(
-                "insert into public.profiles (user_id, display_name) values (%s, %s) on conflict (user_id) do update"
-                " set display_name = excluded.display_name, updated_at = now()"
-                " where profiles.display_name is distinct from excluded.display_name",
-                [principal.user_id, name],
-            )
+            conn.execute("select public.save_display_name(%s)", [name])
         return name
 
     def display_names(self, principal: Principal, user_ids: Sequence[str]) -> Mapping[str, str]:
@@ -639,18 +571,26 @@ class PostgresStore:
     def save_model_choice(self, principal: Principal, model_id: str) -> None:
         model_id = clean_model(model_id)
         with self._tx(principal) as conn:
-            conn.execute(
-                "insert into public.profiles (user_id, last_model) values (%s, %s) on conflict (user_id) do update"
-                " set last_model = excluded.last_model, updated_at = now()"
-                " where profiles.last_model is distinct from excluded.last_model",
-                [principal.user_id, model_id],
-            )
+            conn.execute("select public.save_model_choice(%s)", [model_id])
 
     def model_choice(self, principal: Principal) -> str | None:
         with self._tx(principal) as conn:
             row = conn.execute(
                 "select last_model from public.profiles where user_id = %s", [principal.user_id]
             ).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    # --- the per-user default instructions (SQL functions of migration 20261128002000) ---------------
+
+    def default_instructions(self, principal: Principal) -> str | None:
+        with self._tx(principal) as conn:
+            row = conn.execute("select d from public.my_default_instructions() d").fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def save_default_instructions(self, principal: Principal, text: str) -> str | None:
+        text = clean_instructions(text)
+        with self._tx(principal) as conn:
+            row = conn.execute("select d from public.set_my_default_instructions(%s) d", [text]).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
     # --- feedback on replies (SQL in migration 20261128001900, shared with the Supabase backend) -----------
@@ -695,7 +635,7 @@ class PostgresStore:
 
     def count_request(self, principal: Principal, window_s: int) -> RequestCount:
         with self._tx(principal) as conn:
-            row = conn.execute(_COUNT_REQUEST, {"uid": principal.user_id, "window": f"{window_s} seconds"}).fetchone()
+            row = conn.execute(_COUNT_REQUEST, [int(window_s)]).fetchone()
         if row is None:  # an upsert with `returning` always yields its row
             raise StoreUnavailable("The request could not be counted.")
         return RequestCount(hits=int(row[0]), resets_in_s=float(row[1]))
@@ -723,22 +663,15 @@ class PostgresStore:
         if before and after:
             raise InvalidCursor("A page link cannot go both ways at once.")
         scope = where.scope()
-        conditions, params = _history_conditions(principal, where)
+        params = _history_params(where)
         params["n"] = limit + 1
+        params["newer"] = bool(after)
         cursor = before or after
-        # A thumb or comment filter walks a feedback index, whose copy of the reply's created_at (equal to
-        # it, the write policies check) orders the same rows the same way as the messages' own columns.
-        walk_feedback = where.feedback in FEEDBACK_WALKS
-        at, row_id = ("f.message_created_at", "f.message_id") if walk_feedback else ("m.created_at", "m.id")
         if cursor:
             params["ts"], params["id"] = self.cursors.decode(principal, scope, cursor)
-            conditions.append(f"({at}, {row_id}) " + ("<" if before else ">") + " (%(ts)s, %(id)s)")
         order = "asc" if after else "desc"
-        if "q" in params and where.feedback is None:
-            query, params = _search_call(where, params, newer=bool(after))
-        else:
-            query = f"select {HISTORY_COLUMNS} from {HISTORY_FROM} where {' and '.join(conditions) or 'true'}"
-        query += f" order by {at} {order}, {row_id} {order} limit %(n)s"
+        query = _search_call(params) if params["q"] is not None else _HISTORY_PAGE
+        query += f" order by m.created_at {order}, m.id {order}"
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(HistoryRow)) as cur:
             cur.execute(query, params)
             rows = cur.fetchall()
@@ -774,24 +707,20 @@ class PostgresStore:
         """
         if not 1 <= batch_size <= 10_000:
             raise InvalidInput("Batch size must be between 1 and 10000.")
-        params: dict[str, Any] = {"uid": principal.user_id, "n": batch_size}
-        conditions = ["m.user_id = %(uid)s"]
-        if conversation_id is not None:
-            params["cid"] = parse_uuid(conversation_id)
-            conditions.append("m.conversation_id = %(cid)s")
+        cid = None if conversation_id is None else parse_uuid(conversation_id)
+        params = _history_params(MessageFilter(conversation_id=cid))
+        params.update(n=batch_size, newer=True)
+        if params["cid"] is not None:
             with self._tx(principal) as conn:
                 if not conn.execute(
-                    "select 1 from public.conversations where id = %(cid)s and user_id = %(uid)s", params
+                    "select 1 from public.conversations where id = %s and user_id = %s",
+                    [params["cid"], principal.user_id],
                 ).fetchone():
                     raise NotFound("That conversation does not exist.")
         while True:
-            keyset = " and (m.created_at, m.id) > (%(ts)s, %(id)s)" if "ts" in params else ""
             with self._tx(principal) as conn, conn.cursor(row_factory=class_row(HistoryRow)) as cur:
-                cur.execute(
-                    f"select {HISTORY_COLUMNS} from {HISTORY_FROM} where {' and '.join(conditions)}{keyset}"
-                    " order by m.created_at, m.id limit %(n)s",
-                    params,
-                )
+                # Oldest first from the last row of the previous batch (public.history_page with p_newer).
+                cur.execute(_HISTORY_PAGE + " order by m.created_at, m.id", params)
                 rows = cur.fetchall()
             yield from rows
             if len(rows) < batch_size:
@@ -808,34 +737,12 @@ class PostgresStore:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise InvalidInput(f"Unknown time zone {timezone!r}.") from None
-        params: dict[str, Any] = {"uid": principal.user_id, "since": since, "until": until, "tz": timezone}
-        conditions = ["m.created_at >= %(since)s", "m.created_at < %(until)s"]
-        if not all_users:
-            conditions.insert(0, "m.user_id = %(uid)s")
-        where = " and ".join(conditions)
-        # Thumbs are counted from the feedback side (a few per hundred replies, found by the owner index and
-        # the row's copy of its reply's created_at), each row's model read by primary key. `offset 0` keeps
-        # that lookup a per-row index probe and `materialized` computes the counts once: the generic plan
-        # psycopg's prepared statement settles on after a few calls otherwise compared every feedback row
-        # with every message of the range (over 15 s for the heavy user, bench/history.py).
-        mine = "" if all_users else " and f.user_id = %(uid)s"
+        # The thumbs per day and model come from the same function (migration 20261128001910).
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(UsageRow)) as cur:
             cur.execute(
-                "with counts as (select (m.created_at at time zone %(tz)s)::date as day, m.model,"
-                " count(*)::int as messages, coalesce(sum(m.input_tokens), 0)::bigint as input_tokens,"
-                " coalesce(sum(m.output_tokens), 0)::bigint as output_tokens"
-                f" from public.messages m where {where} group by 1, 2),"
-                " thumbs as materialized (select (f.message_created_at at time zone %(tz)s)::date as day, r.model,"
-                " (count(*) filter (where f.rating = 1))::int as up,"
-                " (count(*) filter (where f.rating = -1))::int as down"
-                " from public.feedback f cross join lateral"
-                " (select m.model from public.messages m where m.id = f.message_id offset 0) r"
-                f" where f.message_created_at >= %(since)s and f.message_created_at < %(until)s{mine}"
-                " group by 1, 2)"
-                " select c.day, c.model, c.messages, c.input_tokens, c.output_tokens,"
-                " coalesce(t.up, 0) as thumbs_up, coalesce(t.down, 0) as thumbs_down"
-                " from counts c left join thumbs t on t.day = c.day and t.model = c.model order by 1, 2",
-                params,
+                "select day, model, messages, input_tokens, output_tokens, thumbs_up, thumbs_down"
+                " from public.usage_by_day(%s, %s, %s, %s)",
+                [since, until, timezone, all_users],
             )
             return cur.fetchall()
 
@@ -844,15 +751,10 @@ class PostgresStore:
     ) -> list[UserUsage]:
         check_instant(since, "start")
         check_instant(until, "end")
-        conditions = ["created_at >= %(since)s", "created_at < %(until)s"]
-        if not all_users:
-            conditions.insert(0, "user_id = %(uid)s")
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(UserUsage)) as cur:
             cur.execute(
-                "select user_id, count(*)::int as messages, coalesce(sum(input_tokens), 0)::bigint as input_tokens,"
-                " coalesce(sum(output_tokens), 0)::bigint as output_tokens"
-                f" from public.messages where {' and '.join(conditions)} group by 1 order by 2 desc, 1",
-                {"uid": principal.user_id, "since": since, "until": until},
+                "select user_id, messages, input_tokens, output_tokens from public.usage_by_user(%s, %s, %s)",
+                [since, until, all_users],
             )
             return cur.fetchall()
 
@@ -860,13 +762,8 @@ class PostgresStore:
         """Model names in the most recent 5,000 messages: options for the model filter. Bounded on purpose:
         a distinct over a 200k-message history costs ~100 ms per page view; older models stay
         filterable by URL."""
-        where = "true" if all_users else "user_id = %(uid)s"
         with self._tx(principal) as conn:
-            rows = conn.execute(
-                f"select distinct model from (select model from public.messages where {where}"
-                " order by created_at desc, id desc limit 5000) recent order by model",
-                {"uid": principal.user_id},
-            ).fetchall()
+            rows = conn.execute("select model from public.message_models(%s)", [all_users]).fetchall()
         return [row[0] for row in rows]
 
     def export_csv(self, principal: Principal) -> Iterator[bytes]:
@@ -915,22 +812,15 @@ class PostgresStore:
         if expires_at is not None:
             check_instant(expires_at, "expiry")
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(ApiKey)) as cur:
-            # One creation at a time per user (a transaction lock on the user id), so two clicks cannot
-            # both pass the count and end one over the limit.
-            conn.execute("select pg_advisory_xact_lock(hashtextextended('api_keys:' || %s, 0))", [principal.user_id])
-            live = conn.execute(
-                "select count(*) from public.api_keys where revoked_at is null"
-                " and (expires_at is null or expires_at > now())"
-            ).fetchone()
-            if live is not None and int(live[0]) >= max_live:
-                raise InvalidInput(f"You already have {max_live} active API keys: revoke one before creating another.")
+            # One creation at a time per user, counted and inserted in public.create_api_key; no row
+            # means the user already has `max_live` live keys.
             cur.execute(
-                "insert into public.api_keys (user_id, name, prefix, secret_hash, expires_at)"
-                f" values (%s, %s, %s, %s, %s) returning {API_KEY_COLUMNS}",
-                [principal.user_id, name, prefix, secret_hash, expires_at],
+                f"select {API_KEY_COLUMNS} from public.create_api_key(%s, %s, %s, %s, %s)",
+                [name, prefix, secret_hash, expires_at, max_live],
             )
             row = cur.fetchone()
-        assert row is not None
+        if row is None:
+            raise InvalidInput(f"You already have {max_live} active API keys: revoke one before creating another.")
         return row
 
     def list_api_keys(self, principal: Principal) -> list[ApiKey]:
@@ -967,10 +857,10 @@ class PostgresStore:
         )
 
     def find_api_key(self, secret_hash: str) -> ApiKeyMatch | None:
-        # No principal yet: the pre-sign-in role asks the definer function, which answers for this hash only.
+        # No principal yet: the pre-sign-in role, with this app's sign-in claims, asks the definer function,
+        # which answers for this hash only.
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                conn.execute(f"set local role {SIGNIN_ROLE}")
+            with as_signin(self._pool) as conn:
                 row = conn.execute(
                     "select state, user_id, key_id from public.api_key_owner(%s)", [secret_hash]
                 ).fetchone()
@@ -982,68 +872,115 @@ class PostgresStore:
             return None
         return ApiKeyMatch(state=row[0], user_id=row[1], key_id=row[2])
 
+    # --- attachments (SQL functions of migration 20261128001800, security invoker: RLS decides) ----------
 
-def _history_conditions(principal: Principal, where: MessageFilter) -> tuple[list[str], dict[str, Any]]:
-    """SQL conditions (on alias m) and parameters for a MessageFilter, validated."""
-    conditions: list[str] = []
-    params: dict[str, Any] = {"uid": principal.user_id}
-    if not where.all_users:
-        conditions.append("m.user_id = %(uid)s")
+    def add_attachments(
+        self, principal: Principal, message_id: uuid.UUID | str, items: Sequence[NewAttachment]
+    ) -> list[Attachment]:
+        mid = parse_uuid(message_id, "message")
+        checked = [check_attachment(item) for item in items]
+        stored: list[Attachment] = []
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Attachment)) as cur:
+            for item in checked:
+                cur.execute(
+                    "select id, message_id, user_id, name, media_type, size, created_at"
+                    " from public.add_attachment(%s, %s, %s, %s, %s, %s)",
+                    [mid, item.name, item.media_type, item.data, item.thumbnail, item.text],
+                )
+                row = cur.fetchone()
+                if row is None:  # the function inserts nothing for a message that is not the caller's
+                    raise NotFound("That message does not exist.")
+                stored.append(dataclasses.replace(row, thumbnail=item.thumbnail))  # as message_attachments lists it
+        return stored
+
+    def copy_attachments(self, principal: Principal, from_message: uuid.UUID | str, to_message: uuid.UUID | str) -> int:
+        source, target = parse_uuid(from_message, "message"), parse_uuid(to_message, "message")
+        with self._tx(principal) as conn:
+            row = conn.execute("select public.copy_attachments(%s, %s)", [source, target]).fetchone()
+        return int(row[0]) if row else 0
+
+    def message_attachments(
+        self, principal: Principal, message_ids: Sequence[uuid.UUID]
+    ) -> Mapping[uuid.UUID, Sequence[Attachment]]:
+        wanted = check_message_ids(message_ids)
+        if not wanted:
+            return {}
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(Attachment)) as cur:
+            cur.execute(
+                "select id, message_id, user_id, name, media_type, size, created_at, thumbnail"
+                " from public.message_attachments(%s)",
+                [wanted],
+            )
+            rows = cur.fetchall()
+        found: dict[uuid.UUID, list[Attachment]] = {}
+        for row in rows:
+            found.setdefault(row.message_id, []).append(row)
+        return found
+
+    def attachment_file(self, principal: Principal, attachment_id: uuid.UUID | str) -> AttachmentFile:
+        aid = parse_uuid(attachment_id, "file")
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(AttachmentFile)) as cur:
+            cur.execute("select name, media_type, data from public.attachment_data(%s)", [aid])
+            row = cur.fetchone()
+        if row is None:
+            raise NotFound("That file does not exist.")
+        return row
+
+    def attachment_contents(self, principal: Principal, message_ids: Sequence[uuid.UUID]) -> list[AttachmentContent]:
+        wanted = check_message_ids(message_ids)
+        if not wanted:
+            return []
+        with self._tx(principal) as conn, conn.cursor(row_factory=class_row(AttachmentContent)) as cur:
+            cur.execute(
+                "select id, message_id, name, media_type, text, data from public.attachment_contents(%s)", [wanted]
+            )
+            return cur.fetchall()
+
+    def iter_attachments(self, principal: Principal, batch_size: int = 4) -> Iterator[ExportedAttachment]:
+        """Keyset batches, one short transaction each: at most `batch_size` originals in memory at once."""
+        if not 1 <= batch_size <= 1_000:
+            raise InvalidInput("Batch size must be between 1 and 1000.")
+        after: tuple[datetime | None, uuid.UUID | None] = (None, None)
+        while True:
+            with self._tx(principal) as conn, conn.cursor(row_factory=class_row(ExportedAttachment)) as cur:
+                cur.execute(
+                    "select id, message_id, name, media_type, size, created_at, data"
+                    " from public.export_attachments(%s, %s, %s)",
+                    [after[0], after[1], batch_size],
+                )
+                rows = cur.fetchall()
+            yield from rows
+            if len(rows) < batch_size:
+                return
+            after = (rows[-1].created_at, rows[-1].id)
+
+
+def _history_params(where: MessageFilter) -> dict[str, Any]:
+    """The validated filter as the named parameters of public.history_page / public.search_messages (no
+    cursor yet). No user id: the functions take the caller from the transaction's claims."""
     query = check_query(where.query)
-    if query.strip():
-        params["q"] = query
-        conditions.append("m.search @@ websearch_to_tsquery('simple', %(q)s)")
-    if where.conversation_id is not None:
-        params["cid"] = parse_uuid(where.conversation_id)
-        conditions.append("m.conversation_id = %(cid)s")
-    if where.role is not None:
-        params["role"] = check_role(where.role)
-        conditions.append("m.role = %(role)s")
-    if where.model is not None:
-        params["model"] = clean_model(where.model)
-        conditions.append("m.model = %(model)s")
-    if where.status is not None:
-        params["status"] = check_status(where.status)
-        conditions.append("m.status = %(status)s")
-    if where.since is not None:
-        params["since"] = check_instant(where.since, "start")
-        conditions.append("m.created_at >= %(since)s")
-    if where.until is not None:
-        params["until"] = check_instant(where.until, "end")
-        conditions.append("m.created_at < %(until)s")
-    if where.feedback is not None:
-        choice = check_feedback_filter(where.feedback)
-        conditions.append(FEEDBACK_CONDITIONS[choice])
-        if choice != "none" and not where.all_users:
-            # Feedback's owner is always its message's (the write policies see to it). Said again on the
-            # feedback side so Postgres can walk the (user_id, rating, ...) index: the policies' OR of
-            # "own" and "reviewer" cannot use it, and without this it read all 200,000 of a heavy
-            # user's messages to find their 2,000 thumbs up (~180 ms, bench/history.py).
-            conditions.append("f.user_id = %(uid)s")
-    return conditions, params
-
-
-def _search_call(where: MessageFilter, params: dict[str, Any], *, newer: bool) -> tuple[str, dict[str, Any]]:
-    """The call of public.search_messages for a validated filter (params from _history_conditions plus
-    the cursor). No user id is passed: the function takes the caller from the transaction's claims."""
-    args = {
-        "q": params["q"],
-        "n": params["n"],
-        "ts": params.get("ts"),
-        "id": params.get("id"),
-        "newer": newer,
-        "cid": params.get("cid"),
-        "role": params.get("role"),
-        "model": params.get("model"),
-        "status": params.get("status"),
-        "since": params.get("since"),
-        "until": params.get("until"),
+    return {
+        "q": query if query.strip() else None,
+        "n": None,
+        "ts": None,
+        "id": None,
+        "newer": False,
+        "cid": None if where.conversation_id is None else parse_uuid(where.conversation_id),
+        "role": None if where.role is None else check_role(where.role),
+        "model": None if where.model is None else clean_model(where.model),
+        "status": None if where.status is None else check_status(where.status),
+        "since": None if where.since is None else check_instant(where.since, "start"),
+        "until": None if where.until is None else check_instant(where.until, "end"),
         "all": where.all_users,
+        "feedback": None if where.feedback is None else check_feedback_filter(where.feedback),
     }
-    query = (
+
+
+def _search_call(params: dict[str, Any]) -> str:
+    """The call of public.search_messages (migration 20261126000300, trust rules in 20261128001700, the
+    feedback filter and columns in 20261128001910) for validated parameters from _history_params plus the
+    cursor."""
+    return (
         f"select {SEARCH_COLUMNS} from public.search_messages(%(q)s, %(n)s, %(ts)s, %(id)s,"
-        " %(newer)s, %(cid)s, %(role)s, %(model)s, %(status)s, %(since)s, %(until)s, %(all)s) m"
-        # one page of rows: their feedback by primary key, under the feedback table's own policies
-        " left join public.feedback f on f.message_id = m.id"
+        " %(newer)s, %(cid)s, %(role)s, %(model)s, %(status)s, %(since)s, %(until)s, %(all)s, %(feedback)s) m"
     )
-    return query, args

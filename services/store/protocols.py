@@ -19,12 +19,17 @@ from services.store.types import (
     AT_LEAF,
     ApiKey,
     ApiKeyMatch,
+    Attachment,
+    AttachmentContent,
+    AttachmentFile,
     Conversation,
+    ExportedAttachment,
     Feedback,
     HistoryPage,
     HistoryRow,
     Message,
     MessageFilter,
+    NewAttachment,
     Page,
     ParentRef,
     Rating,
@@ -52,7 +57,45 @@ class ConversationReader(Protocol):
     def delete_conversation(self, principal: Principal, conversation_id: uuid.UUID | str) -> None: ...
 
 
-class ChatStore(ConversationReader, Protocol):
+class AttachmentReader(Protocol):
+    """What both the chat page and the History page read of attached files. Listing never reads an
+    original: a page rerun costs the names and thumbnails, whatever the files weigh."""
+
+    def message_attachments(
+        self, principal: Principal, message_ids: Sequence[uuid.UUID]
+    ) -> Mapping[uuid.UUID, Sequence[Attachment]]:
+        """The attachments (with thumbnails, without originals) of those of `message_ids` the principal may
+        read, by message, oldest first; messages without any are left out."""
+        ...
+
+    def attachment_file(self, principal: Principal, attachment_id: uuid.UUID | str) -> AttachmentFile:
+        """One original (a download, an opened file); NotFound when the principal may not read it."""
+        ...
+
+
+class AttachmentStore(AttachmentReader, Protocol):
+    """Attached files: stored with a user message, sent to the model with it."""
+
+    def add_attachments(
+        self, principal: Principal, message_id: uuid.UUID | str, items: Sequence[NewAttachment]
+    ) -> list[Attachment]:
+        """Store files with one of the principal's own messages, all in one transaction (NotFound for a
+        message that is not theirs); returns them as `message_attachments` lists them."""
+        ...
+
+    def copy_attachments(
+        self, principal: Principal, from_message: uuid.UUID | str, to_message: uuid.UUID | str
+    ) -> int:
+        """Give `to_message` copies of the files of `from_message` (both the principal's own; an edited
+        message keeps its files); returns how many were copied."""
+        ...
+
+    def attachment_contents(self, principal: Principal, message_ids: Sequence[uuid.UUID]) -> list[AttachmentContent]:
+        """What the model is sent for these messages' files: documents' text, images' bytes."""
+        ...
+
+
+class ChatStore(ConversationReader, AttachmentStore, Protocol):
     """Conversations, messages and the checkpoints of a streaming reply."""
 
     def create_conversation(
@@ -155,8 +198,17 @@ class ChatStore(ConversationReader, Protocol):
         """The model the principal last picked, if any (it may no longer be offered)."""
         ...
 
+    def default_instructions(self, principal: Principal) -> str | None:
+        """The principal's own default instructions for new conversations; None when they set none."""
+        ...
 
-class ReviewStore(ConversationReader, Protocol):
+    def save_default_instructions(self, principal: Principal, text: str) -> str | None:
+        """Store the principal's own default instructions, cleaned ("" clears them); returns what is
+        stored (None: none). Their display name and model choice stay as they were."""
+        ...
+
+
+class ReviewStore(ConversationReader, AttachmentReader, Protocol):
     """Search, filters, usage, exports and erasure: what reviewing stored history needs."""
 
     def search_messages(
@@ -179,6 +231,11 @@ class ReviewStore(ConversationReader, Protocol):
     def message_models(self, principal: Principal, all_users: bool = False) -> list[str]: ...
 
     def export_csv(self, principal: Principal) -> Iterator[bytes]: ...
+
+    def iter_attachments(self, principal: Principal, batch_size: int = 4) -> Iterator[ExportedAttachment]:
+        """Every file this user attached (their own, also for reviewers), originals included, oldest first,
+        `batch_size` at a time (files can be large)."""
+        ...
 
     def current_path_ids(self, principal: Principal, conversation_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Ids of the messages on the current path (root to current leaf) of each of these conversations

@@ -3,9 +3,11 @@
 Two kinds of transaction, both under row-level security:
 - as the signed-in user (`as_principal`: role `authenticated` with the user's claims) for what a person
   does to their own sessions and what an administrator writes to or reads from the audit log;
-- as `chat_signin` (`set local role`) for what happens before anyone is signed in: opening a session
-  after a password check, finding a session by its cookie, counting failures. See the migration
-  20261128000600_sessions_signin_audit.sql for the policies.
+- as `chat_signin` (`set local role`) with this app's sign-in claims for what happens before anyone is
+  signed in: opening a session after a password check, finding a session by its cookie, counting
+  failures. That work is done only by the `public.signin_*` functions (migration 20261128001710), which
+  accept only the sign-in claims; the role itself can touch no table (20261128001700). The Supabase
+  backend calls the same functions with a sign-in token.
 
 Every time is passed in by the caller (services/sessions.py owns the clock), so tests can move it.
 """
@@ -25,13 +27,16 @@ from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from services.auth import Principal
-from services.store.postgres import as_principal
+from services.store.postgres import as_principal, as_signin
 from services.store.types import StoreUnavailable
 
 SIGNIN_ROLE = "chat_signin"
 SESSION_COLUMNS = (
     "id, user_id, created_at, last_seen_at, expires_at, idle_timeout_s, revoked_at, user_agent, client_address"
 )
+# Cut here as in public.signin_open_session, so the values sent are the values stored.
+MAX_USER_AGENT = 300
+MAX_CLIENT_ADDRESS = 64
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,7 @@ class PostgresSigninStore:
     @contextmanager
     def _service(self) -> Iterator[psycopg.Connection]:
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                conn.execute(f"set local role {SIGNIN_ROLE}")
+            with as_signin(self._pool) as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable("The database cannot be reached right now. Please try again.") from exc
@@ -134,18 +138,15 @@ class PostgresSigninStore:
     ) -> SessionRow:
         with self._service() as conn, conn.cursor(row_factory=class_row(SessionRow)) as cur:
             cur.execute(
-                "insert into public.sessions (user_id, secret_hash, created_at, last_seen_at, expires_at,"
-                " idle_timeout_s, user_agent, client_address) values (%s, %s, %s, %s, %s, %s, %s, %s)"
-                f" returning {SESSION_COLUMNS}",
+                f"select {SESSION_COLUMNS} from public.signin_open_session(%s, %s, %s, %s, %s, %s, %s)",
                 [
                     user_id,
                     secret_hash,
                     instant(now),
-                    instant(now),
                     instant(now + lifetime_s),
                     idle_timeout_s,
-                    user_agent[:300],
-                    client_address[:64],
+                    user_agent[:MAX_USER_AGENT],
+                    client_address[:MAX_CLIENT_ADDRESS],
                 ],
             )
             row = cur.fetchone()
@@ -155,44 +156,31 @@ class PostgresSigninStore:
     def find_session(self, secret_hash: str, *, now: float, touch_after_s: float) -> SessionRow | None:
         """The live session with this cookie hash, its last use moved to `now` (at most once per
         `touch_after_s`, so a busy tab does not write on every click); None if unknown, revoked or over."""
-        moment = instant(now)
         with self._service() as conn, conn.cursor(row_factory=class_row(SessionRow)) as cur:
-            cur.execute(f"select {SESSION_COLUMNS} from public.sessions where secret_hash = %s", [secret_hash])
-            row = cur.fetchone()
-            if row is None or not row.is_live(moment):
-                return None
-            if (moment - row.last_seen_at).total_seconds() >= touch_after_s:
-                cur.execute(
-                    f"update public.sessions set last_seen_at = greatest(last_seen_at, %s) where id = %s"
-                    f" returning {SESSION_COLUMNS}",
-                    [moment, row.id],
-                )
-                row = cur.fetchone() or row
-        return row
+            cur.execute(
+                f"select {SESSION_COLUMNS} from public.signin_find_session(%s, %s, %s)",
+                [secret_hash, instant(now), float(touch_after_s)],
+            )
+            return cur.fetchone()
 
     def revoke_by_hash(self, secret_hash: str, *, now: float) -> str | None:
         """Revoke the session with this cookie hash; returns its user id (None if there was none)."""
         with self._service() as conn:
-            found = conn.execute(
-                "update public.sessions set revoked_at = coalesce(revoked_at, %s) where secret_hash = %s"
-                " returning user_id",
-                [instant(now), secret_hash],
-            ).fetchone()
-        return None if found is None else str(found[0])
+            found = conn.execute("select public.signin_revoke_session(%s, %s)", [secret_hash, instant(now)]).fetchone()
+        return None if found is None or found[0] is None else str(found[0])
 
     def revoke_user_sessions(self, user_id: str, *, now: float, keep: uuid.UUID | None = None) -> int:
         """Revoke every live session of `user_id` but `keep` (password change, disabled account, deletion)."""
         with self._service() as conn:
-            return conn.execute(
-                "update public.sessions set revoked_at = %s where user_id = %s and revoked_at is null"
-                " and id is distinct from %s",
-                [instant(now), user_id, keep],
-            ).rowcount
+            row = conn.execute(
+                "select public.signin_revoke_user_sessions(%s, %s, %s)", [user_id, instant(now), keep]
+            ).fetchone()
+        return 0 if row is None else int(row[0])
 
     def delete_user_sessions(self, user_id: str) -> None:
         """Forget a deleted account's sessions (their addresses and browsers are its personal data)."""
         with self._service() as conn:
-            conn.execute("delete from public.sessions where user_id = %s", [user_id])
+            conn.execute("select public.signin_delete_user_sessions(%s)", [user_id])
 
     # --- sessions: the signed-in user ----------------------------------------------------------------
 
@@ -210,17 +198,15 @@ class PostgresSigninStore:
 
     def revoke_own_sessions(self, principal: Principal, *, now: float, keep: uuid.UUID | None) -> int:
         with self._user(principal) as conn:
-            return conn.execute(
-                "update public.sessions set revoked_at = %s where revoked_at is null and id is distinct from %s",
-                [instant(now), keep],
-            ).rowcount
+            row = conn.execute("select public.revoke_own_sessions(%s, %s)", [instant(now), keep]).fetchone()
+        return 0 if row is None else int(row[0])
 
     # --- sign-in attempts ----------------------------------------------------------------------------
 
     def attempts(self, keys: Sequence[str]) -> dict[str, Attempts]:
         with self._service() as conn:
             rows = conn.execute(
-                "select key, failures, blocked_until from public.signin_attempts where key = any(%s)", [list(keys)]
+                "select key, failures, blocked_until from public.signin_read_attempts(%s)", [list(keys)]
             ).fetchall()
         return {str(k): Attempts(int(f), b) for k, f, b in rows}
 
@@ -230,22 +216,17 @@ class PostgresSigninStore:
         moment = instant(now)
         with self._service() as conn:
             row = conn.execute(
-                "insert into public.signin_attempts as a (key, failures, last_failure_at) values (%s, 1, %s)"
-                " on conflict (key) do update set"
-                "  failures = case when a.last_failure_at <= %s then 1 else a.failures + 1 end,"
-                "  last_failure_at = greatest(a.last_failure_at, excluded.last_failure_at)"
-                " returning failures",
-                [key, moment, moment - timedelta(seconds=window_s)],
+                "select public.signin_record_failure(%s, %s, %s)", [key, moment, int(window_s)]
             ).fetchone()
             failures = int(row[0]) if row else 1
             delay = float(delay_for(failures))
             blocked = moment + timedelta(seconds=delay) if delay > 0 else None
-            conn.execute("update public.signin_attempts set blocked_until = %s where key = %s", [blocked, key])
+            conn.execute("select public.signin_block(%s, %s)", [key, blocked])
         return Attempts(failures, blocked)
 
     def clear_attempts(self, key: str) -> None:
         with self._service() as conn:
-            conn.execute("delete from public.signin_attempts where key = %s", [key])
+            conn.execute("select public.signin_clear_attempts(%s)", [key])
 
     # --- audit log -----------------------------------------------------------------------------------
 
@@ -254,10 +235,7 @@ class PostgresSigninStore:
         params = [action, target_id, json.dumps(detail, separators=(",", ":"), default=str)]
         if principal is None:
             with self._service() as conn:
-                conn.execute(
-                    "insert into public.audit_log (actor_id, action, target_id, detail) values ('signin', %s, %s, %s)",
-                    params,
-                )
+                conn.execute("select public.signin_audit(%s, %s, %s::jsonb)", params)
             return
         with self._user(principal) as conn:
             conn.execute(

@@ -235,3 +235,67 @@ class ApiKeyMatch:
     state: ApiKeyState
     user_id: str | None
     key_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class NewAttachment:
+    """A checked file to store with a message (services/attachments.py checks and prepares it): the original,
+    the thumbnail of an image and the text of a document."""
+
+    name: str
+    media_type: str
+    data: bytes
+    thumbnail: bytes | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A stored file as a page shows it: never the original (read it with `attachment_file`)."""
+
+    id: uuid.UUID
+    message_id: uuid.UUID
+    user_id: str
+    name: str
+    media_type: str
+    size: int
+    created_at: datetime
+    thumbnail: bytes | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.media_type.startswith("image/")
+
+
+@dataclass(frozen=True)
+class AttachmentFile:
+    """One original, read when it is opened or downloaded."""
+
+    name: str
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class AttachmentContent:
+    """What a model is sent for a stored file: a document's text, or an image's bytes (`data`)."""
+
+    id: uuid.UUID
+    message_id: uuid.UUID
+    name: str
+    media_type: str
+    text: str | None
+    data: bytes | None
+
+
+@dataclass(frozen=True)
+class ExportedAttachment:
+    """A stored file with its original, as the JSON export writes it."""
+
+    id: uuid.UUID
+    message_id: uuid.UUID
+    name: str
+    media_type: str
+    size: int
+    created_at: datetime
+    data: bytes

@@ -7,7 +7,8 @@
 -- insert and update policies check that the message named is the writer's own (and that the row's copy
 -- of its created_at is exact), so nobody can rate, or plant a rating on, someone else's reply, whatever
 -- user_id they put in the row. Reviewers read every row (the same reviewer test as
--- messages_select_reviewer) and write none.
+-- messages_select_reviewer) and write none. Like every policy since 20261128001700, the caller and the
+-- reviewer role come from chat_private.user_sub() / has_app_role(): only this app's own tokens reach rows.
 --
 -- Why the policy checks ownership only and the role (an assistant reply, not a streaming one) is checked
 -- in set_feedback(): the policy is what makes a write safe, the function is what makes it meaningful. A
@@ -18,7 +19,7 @@
 
 create table public.feedback (
   message_id uuid primary key references public.messages (id) on delete cascade,
-  user_id text not null default (auth.jwt() ->> 'sub') check (char_length(user_id) between 1 and 255),
+  user_id text not null default (chat_private.user_sub()) check (char_length(user_id) between 1 and 255),
   rating smallint not null check (rating in (-1, 1)),  -- 1 thumbs up, -1 thumbs down
   -- The app's limit is CHAT_FEEDBACK_COMMENT_CHARS (at most this); no comment is null, never ''.
   comment text check (comment is null or char_length(comment) between 1 and 4000),
@@ -44,32 +45,30 @@ alter table public.feedback enable row level security;
 alter table public.feedback force row level security;
 
 create policy feedback_select_own on public.feedback
-  for select to authenticated using ((select auth.jwt() ->> 'sub') = user_id);
+  for select to authenticated using ((select chat_private.user_sub()) = user_id);
 create policy feedback_select_reviewer on public.feedback
-  for select to authenticated using ((
-    select coalesce(auth.jwt() @? '$ ? (@.roles == "reviewer" || @.metadata.roles == "reviewer")', false)
-  ));
+  for select to authenticated using ((select chat_private.has_app_role('reviewer')));
 create policy feedback_insert_own on public.feedback
   for insert to authenticated with check (
-    (select auth.jwt() ->> 'sub') = user_id
+    (select chat_private.user_sub()) = user_id
     and exists (
       select 1 from public.messages m
-      where m.id = feedback.message_id and m.user_id = (select auth.jwt() ->> 'sub')
+      where m.id = feedback.message_id and m.user_id = (select chat_private.user_sub())
         and m.created_at = feedback.message_created_at
     )
   );
 create policy feedback_update_own on public.feedback
-  for update to authenticated using ((select auth.jwt() ->> 'sub') = user_id)
+  for update to authenticated using ((select chat_private.user_sub()) = user_id)
   with check (
-    (select auth.jwt() ->> 'sub') = user_id
+    (select chat_private.user_sub()) = user_id
     and exists (
       select 1 from public.messages m
-      where m.id = feedback.message_id and m.user_id = (select auth.jwt() ->> 'sub')
+      where m.id = feedback.message_id and m.user_id = (select chat_private.user_sub())
         and m.created_at = feedback.message_created_at
     )
   );
 create policy feedback_delete_own on public.feedback
-  for delete to authenticated using ((select auth.jwt() ->> 'sub') = user_id);
+  for delete to authenticated using ((select chat_private.user_sub()) = user_id);
 
 revoke all on public.feedback from anon;
 grant select, insert, update, delete on public.feedback to authenticated;
@@ -89,7 +88,7 @@ as $fn$
   select m.id, m.user_id, thumb, nullif(note, ''), m.created_at
   from public.messages m
   where m.id = target and m.role = 'assistant' and m.status <> 'streaming'
-    and m.user_id = (select auth.jwt() ->> 'sub')
+    and m.user_id = (select chat_private.user_sub())
   on conflict (message_id) do update
     set rating = excluded.rating,
         comment = case when note is null then f.comment else excluded.comment end,

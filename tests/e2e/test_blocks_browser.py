@@ -90,10 +90,11 @@ def test_a_streamed_reply_and_its_reload_are_the_same_elements(
     expect(page.get_by_test_id("stChatMessage")).to_have_count(2, timeout=30_000)
     expect(page.get_by_test_id("stChatMessage").last).to_contain_text("·", timeout=60_000)  # the final meta line
     idle(page)
-    # The Stop and Regenerate drawn before the reply streamed are replaced, not added to.
+    # The Stop and Regenerate drawn before the reply streamed are replaced (by Regenerate and Copy), not added to.
     actions = page.get_by_test_id("stChatMessage").last.get_by_role("button")
-    expect(actions).to_have_count(1)
-    expect(actions).to_contain_text("Regenerate")
+    expect(actions).to_have_count(2)
+    expect(actions.nth(0)).to_contain_text("Regenerate")
+    expect(actions.nth(1)).to_contain_text("Copy")
     live = reply_elements(page)
     assert "c=" in page.url
     page.reload(wait_until="domcontentloaded")
