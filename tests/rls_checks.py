@@ -576,12 +576,9 @@ STRANGER_WRITES: list[str] = [
     "select public.delete_all_user_data()",
     "select hits from public.count_request(60)",
     "select id from public.choose_branch(%(my_message)s)",
-    "insert into public.feedback (message_id, user_id, rating, message_created_at)"
-    " select id, user_id, -1, created_at from public.messages",
+    # `me` has feedback on my_message (build_world): a stranger naming `me` must not change or remove it.
     "update public.feedback set comment = 'planted'",
     "delete from public.feedback",
-    "select message_id from public.set_feedback(%(my_message)s, -1::smallint, 'planted')",
-    "select message_id from public.set_feedback(%(other_spare_message)s, -1::smallint, 'planted')",
     "select 1 where public.clear_feedback(%(my_message)s) > 0",
 ]
 
