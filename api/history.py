@@ -1,7 +1,7 @@
 """GET /api/chat/history, GET /api/conversations, DELETE /api/conversations/{id}: stored history as JSON.
 
 History takes the History page's own parameters, parsed by services/history_query.py (`q`, `role`, `model`,
-`status`, `from`, `to`, `scope=all` for reviewers, `before`/`after` cursors), plus `conversation_id` (the
+`status`, `feedback`, `from`, `to`, `scope=all` for reviewers, `before`/`after` cursors), plus `conversation_id` (the
 page calls it `conversation`) and any `limit` from 1 to 100. Where the page drops a bad value with a notice
 and shows the first page, the API answers 400 and says which parameter was wrong: a script should hear
 about its mistake, not get a different listing. Dates are days in UTC.
@@ -37,6 +37,7 @@ NOTICE_PARAMS = {
     hq.ROLE_NOTICE: "role",
     hq.STATUS_NOTICE: "status",
     hq.MODEL_NOTICE: "model",
+    hq.FEEDBACK_NOTICE: "feedback",
     hq.DATE_NOTICES["from"]: "from",
     hq.DATE_NOTICES["to"]: "to",
     hq.RANGE_NOTICE: "from/to",
@@ -82,6 +83,8 @@ def message_json(row: HistoryRow) -> dict[str, Any]:
         "output_tokens": row.output_tokens,
         "latency_ms": row.latency_ms,
         "created_at": row.created_at.isoformat(),
+        "feedback": row.feedback,
+        "feedback_comment": row.feedback_comment,
     }
 
 

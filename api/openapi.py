@@ -76,6 +76,11 @@ SCHEMAS: dict[str, Any] = {
             "output_tokens": {"type": ["integer", "null"]},
             "latency_ms": {"type": ["integer", "null"]},
             "created_at": {"type": "string", "format": "date-time"},
+            "feedback": {
+                "enum": ["up", "down", None],
+                "description": "The thumb its author gave this reply (null: none).",
+            },
+            "feedback_comment": {"type": ["string", "null"], "description": "The author's comment with it."},
         },
     },
     "Conversation": {
@@ -219,6 +224,11 @@ PATHS: dict[str, dict[str, Any]] = {
                 _query("role", {"enum": ["user", "assistant"]}, "Messages of one role."),
                 _query("status", {"enum": ["streaming", "complete", "interrupted", "error"]}, "One status."),
                 _query("model", {"type": "string", "maxLength": 200}, "One model id."),
+                _query(
+                    "feedback",
+                    {"enum": ["up", "down", "none", "comment"]},
+                    "Replies with a thumb up, a thumb down, a comment, or (`none`) replies without feedback.",
+                ),
                 _query("from", {"type": "string", "format": "date"}, "First day (UTC), inclusive."),
                 _query("to", {"type": "string", "format": "date"}, "Last day (UTC), inclusive."),
                 _query("scope", {"enum": ["own", "all"]}, "`all`: every user's messages (reviewers only)."),

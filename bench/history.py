@@ -15,6 +15,11 @@ plus worst cases (a term in one message; a term with filters just too rare for t
 reviewer's all-users search; a filter nothing matches), and a full CSV export of the
 heavy user's 200,000 messages in a child process: seconds and peak RSS (targets < 10 s, < 300 MB).
 `--only-history` skips the keyset/OFFSET part.
+
+Feedback (issue 15), same data plus feedback on 2% of every user's replies (a third of them with a
+comment): the feedback filter's pages (up, down, comment, none; with a search; the reviewer's all-users
+view) beside the unfiltered listing, which now carries each row's feedback through a primary-key join,
+and the usage chart's query (feedback counts per day) over the heavy user's year.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,6 +58,8 @@ PER_CONVERSATION = 50
 PAGE = 20
 HEAVY = "user_heavy"
 SEED_TAG = f"v2:{TOTAL}:{USERS}:{HEAVY_ROWS}"
+FEEDBACK_TAG = "feedback:v3"
+FEEDBACK_EVERY = 50  # one reply in 50 (2%) has feedback
 
 WORDS = (
     "postgres streamlit python keyset cursor index latency stream token model reply prompt search export "
@@ -133,6 +141,32 @@ def seed(admin_url: str) -> None:
         print(f"seed: 1,000,000 messages in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
+def seed_feedback(admin_url: str) -> None:
+    """Feedback on every FEEDBACK_EVERY-th reply, alternately up and down, a comment on every third one
+    (seeded once, after the messages; reseeding the messages empties it through the foreign key)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("select 1 from public.bench_seed where tag = %s", [FEEDBACK_TAG]).fetchone():
+            return
+        conn.execute("delete from public.bench_seed where tag like 'feedback:%'")
+        started = time.perf_counter()
+        with conn.transaction():
+            conn.execute("set local session_replication_role = replica")
+            conn.execute("truncate public.feedback")
+            conn.execute(
+                "insert into public.feedback (message_id, user_id, rating, comment, created_at, updated_at,"
+                " message_created_at)"
+                f" select id, user_id, case when (n / {FEEDBACK_EVERY}) % 2 = 0 then 1 else -1 end,"
+                f"   case when (n / {FEEDBACK_EVERY}) % 3 = 0 then 'comment on ' || left(content, 40) end,"
+                "   created_at, created_at, created_at"
+                " from (select id, user_id, content, created_at, row_number() over (order by id) as n"
+                "       from public.messages where role = 'assistant') r"
+                f" where n % {FEEDBACK_EVERY} = 0"
+            )
+            conn.execute("insert into public.bench_seed values (%s)", [FEEDBACK_TAG])
+        conn.execute("vacuum analyze public.feedback")
+        print(f"seed: feedback in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+
 def timed(fn: Callable[[], Any]) -> Callable[[], float]:
     """Wall-clock milliseconds of one call of fn, as seen by the client (round trips included)."""
 
@@ -184,6 +218,7 @@ def main() -> None:
     db = embedded.start(Path(args.data_dir), database="bench")
     migrate(db.admin_url)
     seed(db.admin_url)
+    seed_feedback(db.admin_url)
     if args.only_history:
         history = history_section(db, args)
         print(json.dumps(history, indent=2))
@@ -371,6 +406,18 @@ WORST = {
     ),
     "filter nothing matches (status error)": MessageFilter(status="error"),
 }
+# The feedback filter (issue 15): thumbs and comments are driven from the feedback indexes, "none" walks
+# the newest-first index with a primary-key anti-join (public.history_page, migration 20261128001910); with a
+# search it is one more per-row condition inside public.search_messages.
+FEEDBACK = {
+    "feedback down (1% of replies)": MessageFilter(feedback="down"),
+    "feedback up": MessageFilter(feedback="up"),
+    "feedback with a comment": MessageFilter(feedback="comment"),
+    "feedback none (replies nobody rated)": MessageFilter(feedback="none"),
+    "search 'supabase' + feedback down": MessageFilter(query="supabase", feedback="down"),
+    "reviewer, all users: feedback down": MessageFilter(feedback="down", all_users=True),
+}
+FEEDBACK_DEEP = {"feedback down (1% of replies)", "feedback none (replies nobody rated)"}
 
 
 def oracle_conditions(principal: Principal, where: MessageFilter) -> tuple[list[str], dict[str, Any]]:
@@ -379,6 +426,18 @@ def oracle_conditions(principal: Principal, where: MessageFilter) -> tuple[list[
     caller's scope is spelled out)."""
     conditions = [] if where.all_users else ["m.user_id = %(uid)s"]
     params: dict[str, Any] = {"uid": principal.user_id}
+    if where.feedback is not None:
+        # Spelled out independently of the store's SQL (migration 20261128001910): the oracle of the timed pages.
+        conditions.append(
+            {
+                "up": "exists (select 1 from public.feedback f where f.message_id = m.id and f.rating = 1)",
+                "down": "exists (select 1 from public.feedback f where f.message_id = m.id and f.rating = -1)",
+                "comment": "exists (select 1 from public.feedback f where f.message_id = m.id"
+                " and f.comment is not null)",
+                "none": "m.role = 'assistant' and not exists (select 1 from public.feedback f"
+                " where f.message_id = m.id)",
+            }[where.feedback]
+        )
     if where.query.strip():
         conditions.append("m.search @@ websearch_to_tsquery('simple', %(q)s)")
         params["q"] = where.query
@@ -397,13 +456,13 @@ def history_section(db: embedded.EmbeddedDatabase, args: argparse.Namespace) -> 
     owner = psycopg.connect(db.admin_url)
     out: dict[str, Any] = {"searches": {}}
     try:
-        for name, where in {**SEARCHES, **WORST}.items():
+        for name, where in {**SEARCHES, **WORST, **FEEDBACK}.items():
             principal = reviewer if where.all_users else heavy
             conditions, params = oracle_conditions(principal, where)
             total = owner.execute(
                 f"select count(*) from public.messages m where {' and '.join(conditions)}", params
             ).fetchone()[0]  # type: ignore[index]
-            depths = [1, 1_000] if name in SEARCHES else [1]
+            depths = [1, 1_000] if name in SEARCHES else [1, 50] if name in FEEDBACK_DEEP else [1]
             entries: dict[str, tuple[Callable[[], float], int]] = {}
             for depth in depths:
                 if depth > 1 and (depth - 1) * PAGE >= total:
@@ -424,12 +483,16 @@ def history_section(db: embedded.EmbeddedDatabase, args: argparse.Namespace) -> 
                     {**params, "n": PAGE, "off": (depth - 1) * PAGE},
                 ).fetchall()
                 assert [r.id for r in page.items] == [r[0] for r in expected], f"{name}: wrong page at {depth}"
-                reps = args.reps if name in SEARCHES else 10
+                reps = args.reps if name in SEARCHES or name in FEEDBACK else 10
                 entries[f"depth {depth:,}"] = (
                     timed(partial(store.search_messages, principal, where, PAGE, before=cursor)),
                     reps,
                 )
             out["searches"][name] = {"matches": total, **sample(entries, budget_s=15.0)}
+        # The usage chart's query (now with feedback counts per day): the heavy user's whole year.
+        since, until = datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
+        usage = partial(store.usage_by_day, heavy, since, until, "UTC")
+        out["usage_by_day"] = sample({"heavy user, one year": (timed(usage), 20)}, budget_s=15.0)
         out["export"] = export_in_child(args.data_dir, "csv")
         out["export_json"] = export_in_child(args.data_dir, "json")
     finally:
@@ -483,12 +546,18 @@ def export_child(data_dir: Path, fmt: str) -> None:
 
 def print_history_table(history: dict[str, Any]) -> None:
     print()
-    print("| history page, heavy user (200,000 messages) | matches | depth 1 p50 / p95 ms | depth 1,000 p50 / p95 ms |")
+    print(
+        "| history page, heavy user (200,000 messages) | matches | depth 1 p50 / p95 ms"
+        " | deep p50 / p95 ms (depth 1,000; feedback: 50) |"
+    )
     print("|---|---:|---:|---:|")
     for name, v in history["searches"].items():
-        cells = [f"{v[d]['p50_ms']:.2f} / {v[d]['p95_ms']:.2f}" if d in v else "-" for d in ("depth 1", "depth 1,000")]
+        deep = "depth 50" if "depth 50" in v else "depth 1,000"
+        cells = [f"{v[d]['p50_ms']:.2f} / {v[d]['p95_ms']:.2f}" if d in v else "-" for d in ("depth 1", deep)]
         print(f"| {name} | {v['matches']:,} | {cells[0]} | {cells[1]} |")
     print()
+    for name, u in history.get("usage_by_day", {}).items():
+        print(f"usage_by_day ({name}): p50 {u['p50_ms']:.2f} ms, p95 {u['p95_ms']:.2f} ms")
     for label, e in (("CSV", history["export"]), ("JSON", history["export_json"])):
         print_export(label, e)
     print("Targets: search p50 < 20 ms, filter p50 < 2 ms (depth 1 and 1,000); export < 10 s and < 300 MB RSS.")

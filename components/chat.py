@@ -20,11 +20,13 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
 
+from components import feedback as feedback_view
 from components import state
 from components.attachments import FileOpener, files_in_bubble
 from components.blocks import BlockSplitter, close_for_display
 from components.markdown import neutralise
 from services.chat import Reply
+from services.feedback import rateable
 from services.providers.catalogue import Catalogue
 from services.providers.demo import EXAMPLES
 from services.store import Attachment, Conversation, Message, Versions
@@ -194,6 +196,7 @@ def message_bubble(
     branching: Branching | None = None,
     files: Sequence[Attachment] = (),
     open_file: FileOpener | None = None,
+    feedback: feedback_view.FeedbackControls | None = None,
 ) -> Bubble:
     bubble = Bubble(message.role)
     if files and open_file is not None:
@@ -215,7 +218,8 @@ def message_bubble(
         bubble.meta.caption(f"{meta_line(message, catalogue)}" + (f" · {note}" if note else ""))
     editable = branching is not None and message.role == "user"
     copyable = message.role == "assistant" and bool(message.content)
-    if versions is not None or editable or copyable:
+    rate = feedback is not None and rateable(message)
+    if versions is not None or editable or copyable or rate:
         with bubble.actions.container(horizontal=True, vertical_alignment="center", gap="small"):
             if versions is not None:
                 version_switcher(mid, versions, branching)
@@ -226,6 +230,8 @@ def message_bubble(
                 )
             if copyable:
                 copy_popover(message.content)
+            if rate and feedback is not None:
+                feedback_view.controls(message.id, feedback)
     return bubble
 
 
@@ -252,10 +258,12 @@ def messages(
     branching: Branching | None = None,
     files: Mapping[uuid.UUID, Sequence[Attachment]] | None = None,
     open_file: FileOpener | None = None,
+    feedback: feedback_view.FeedbackControls | None = None,
 ) -> list[Bubble]:
     known, attached = versions or {}, files or {}
     return [
-        message_bubble(m, catalogue, known.get(m.id), branching, attached.get(m.id, ()), open_file) for m in items
+        message_bubble(m, catalogue, known.get(m.id), branching, attached.get(m.id, ()), open_file, feedback)
+        for m in items
     ]
 
 
@@ -292,7 +300,11 @@ def streamed_reply(reply: Reply, bubble: Bubble) -> None:
 
 
 def live_reply(
-    reply: Reply, catalogue: Catalogue, on_regenerate: Callable[[str], None], from_chat_input: bool
+    reply: Reply,
+    catalogue: Catalogue,
+    on_regenerate: Callable[[str], None],
+    from_chat_input: bool,
+    feedback: feedback_view.FeedbackControls | None = None,
 ) -> None:
     """The reply being generated. What must stay on the page if the user stops it is drawn first: after
     a stop Streamlit draws nothing more.
@@ -327,10 +339,15 @@ def live_reply(
             reply_error(outcome.error or "The reply failed.", "retry-live", on_regenerate, cid)
         else:
             regenerate_button("regenerate-done", on_regenerate, cid)
-            stored = outcome.message.content if outcome is not None and outcome.message is not None else ""
-            if stored:
-                copy_popover(stored)
-            else:
+            finished = outcome.message if outcome is not None else None
+            drawn = False
+            if finished is not None and finished.content:
+                copy_popover(finished.content)
+                drawn = True
+            if feedback is not None and finished is not None and rateable(finished):
+                feedback_view.controls(finished.id, feedback)  # a new reply has none yet: only the thumbs
+                drawn = True
+            if not drawn:
                 st.empty()
 
 

@@ -26,9 +26,17 @@ from components.markdown import neutralise
 from services.errors import UserError
 from services.history import FilterOptions, Usage
 from services.history_query import PAGE_SIZES, HistoryQuery
-from services.store import MAX_QUERY_CHARS, ROLES, STATUSES, Attachment, HistoryPage, HistoryRow
+from services.store import FEEDBACK_FILTERS, MAX_QUERY_CHARS, ROLES, STATUSES, Attachment, HistoryPage, HistoryRow
 
 PREVIEW_CHARS = 120
+# The feedback filter's choices and the table's feedback cells.
+FEEDBACK_LABELS = {
+    "up": "👍 Thumbs up",
+    "down": "👎 Thumbs down",
+    "none": "Replies without",
+    "comment": "With a comment",
+}
+THUMBS = {"up": "👍", "down": "👎"}
 VIEWS = ("Messages", "Usage", "Export & delete")
 ALL_DATA = "all"  # the pending-delete marker for "all my data" (a conversation is an (id, title) pair)
 
@@ -49,6 +57,7 @@ def widgets(query: HistoryQuery) -> dict[str, Any]:
         state.HISTORY_TO: query.date_to,
         state.HISTORY_LIMIT: query.limit,
         state.HISTORY_ALL_USERS: query.all_users,
+        state.HISTORY_FEEDBACK: query.feedback,
     }
 
 
@@ -117,11 +126,18 @@ def filter_bar(query: HistoryQuery, options: FilterOptions, *, may_review: bool,
     cols[1].selectbox("Role", [None, *ROLES], key=state.HISTORY_ROLE, format_func=_all_or, placeholder=ALL)
     cols[2].selectbox("Model", model_options, key=state.HISTORY_MODEL, format_func=_all_or, placeholder=ALL)
     cols[3].selectbox("Status", [None, *STATUSES], key=state.HISTORY_STATUS, format_func=_all_or, placeholder=ALL)
-    days = st.columns([1, 1, 2], vertical_alignment="bottom")
+    days = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
     days[0].date_input("From", key=state.HISTORY_FROM, format="YYYY-MM-DD")
     days[1].date_input("To", key=state.HISTORY_TO, format="YYYY-MM-DD")
+    days[2].selectbox(
+        "Feedback",
+        [None, *FEEDBACK_FILTERS],
+        key=state.HISTORY_FEEDBACK,
+        format_func=lambda f: ALL if f is None else FEEDBACK_LABELS[f],
+        placeholder=ALL,
+    )
     if may_review:
-        days[2].toggle("All users (reviewer, read-only)", key=state.HISTORY_ALL_USERS)
+        days[3].toggle("All users (reviewer, read-only)", key=state.HISTORY_ALL_USERS)
 
     chosen = HistoryQuery(
         limit=st.session_state[state.HISTORY_LIMIT],
@@ -133,6 +149,7 @@ def filter_bar(query: HistoryQuery, options: FilterOptions, *, may_review: bool,
         date_from=st.session_state[state.HISTORY_FROM],
         date_to=st.session_state[state.HISTORY_TO],
         all_users=bool(may_review and st.session_state.get(state.HISTORY_ALL_USERS)),
+        feedback=st.session_state[state.HISTORY_FEEDBACK],
     )
     if widgets(chosen) != url_state:
         st.session_state[state.HISTORY_SYNCED] = widgets(chosen)
@@ -167,6 +184,10 @@ def _tokens_cell(row: HistoryRow) -> str:
     return "" if tokens is None else f"{tokens:,}"
 
 
+def feedback_cell(row: HistoryRow) -> str:
+    return THUMBS.get(row.feedback or "", "")
+
+
 def user_label(user_id: str, names: Mapping[str, str]) -> str:
     """A user's display name, or their id when they have none (e.g. they never signed in since names
     were kept)."""
@@ -197,7 +218,10 @@ def history_frame(
             "Model": [r.model for r in rows],
             "Status": [r.status for r in rows],
             "Tokens": [_tokens_cell(r) for r in rows],
+            # Before the wide preview, so a thumb is in view without scrolling the table sideways.
+            "Feedback": [feedback_cell(r) for r in rows],
             "Preview": [_preview(r.content) for r in rows],
+            "Comment": [_preview(r.feedback_comment or "") for r in rows],
             "Version": [version_cell(r, on_path) for r in rows],
         }
     )
@@ -282,6 +306,12 @@ def detail(
         if files is not None and open_file is not None:
             # Asked only for the message picked: the table's page reads no file at all.
             files_in_bubble(st.empty(), files(row.id), open_file)
+        if row.feedback:
+            who = "Your" if own else "The author's"
+            said = "thumbs up" if row.feedback == "up" else "thumbs down"
+            st.caption(f"{who} feedback: {THUMBS[row.feedback]} {said}")
+            if row.feedback_comment:
+                st.text(f"Comment: {row.feedback_comment}")  # user text, shown literally
         if not own:
             st.caption("Another user's message: read-only.")
             st.page_link(
@@ -396,11 +426,15 @@ def usage_chart(usage: Usage) -> None:
             "model": [r.model for r in usage.rows],
             "messages": [r.messages for r in usage.rows],
             "tokens": [r.input_tokens + r.output_tokens for r in usage.rows],
+            "thumbs up": [r.thumbs_up for r in usage.rows],
+            "thumbs down": [r.thumbs_down for r in usage.rows],
         }
     )
-    cols = st.columns(2)
+    cols = st.columns(4)
     cols[0].metric("Messages", f"{int(frame['messages'].sum()):,}")
     cols[1].metric("Tokens", f"{int(frame['tokens'].sum()):,}")
+    cols[2].metric("👍 Thumbs up", f"{int(frame['thumbs up'].sum()):,}")
+    cols[3].metric("👎 Thumbs down", f"{int(frame['thumbs down'].sum()):,}")
     if usage.by_user:
         st.subheader("By user")
         st.dataframe(
@@ -419,6 +453,10 @@ def usage_chart(usage: Usage) -> None:
     st.bar_chart(frame, x="day", y="messages", color="model")
     st.subheader("Tokens per day")
     st.bar_chart(frame, x="day", y="tokens", color="model")
+    st.subheader("Feedback per day")
+    st.caption("Thumbs on the replies written each day, as their authors gave them.")
+    per_day = frame.groupby("day", as_index=False)[["thumbs up", "thumbs down"]].sum()
+    st.bar_chart(per_day, x="day", y=["thumbs up", "thumbs down"], color=["#2e7d32", "#c62828"])
 
 
 def exports_and_delete(export_csv: Download, export_json: Download) -> None:

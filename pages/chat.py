@@ -16,6 +16,7 @@ import streamlit as st
 from components import attachments as files_view
 from components import chat as view
 from components import conversation_tools as tools
+from components import feedback as feedback_view
 from components import state
 from components.auth_gate import require_principal
 from components.history import user_timezone
@@ -31,6 +32,7 @@ from services.store import Conversation, Message, NotFound
 principal: Principal = require_principal()  # first: a fresh server may run this file without app.py
 services: Services = page_services()
 chat, catalogue = services.chat, services.catalogue
+feedback = services.feedback if services.feedback is not None and services.feedback.enabled else None
 
 
 def _flash_errors(action: Callable[[], object]) -> None:
@@ -106,6 +108,29 @@ def delete_open() -> None:
         _flash_errors(lambda: chat.delete(principal, cid))
         if st.query_params.get("c") == cid:
             new_chat()
+
+
+def thumb_changed(message_id: str) -> None:
+    # Clicking the given thumb again takes it back (the widget answers None): the feedback goes, comment too.
+    if feedback is None:
+        return
+    rating = feedback_view.rating_of(message_id)
+    if rating is None:
+        _flash_errors(lambda: feedback.clear(principal, message_id))
+    else:
+        _flash_errors(lambda: feedback.give(principal, message_id, rating))
+
+
+def save_comment(message_id: str) -> None:
+    rating = feedback_view.rating_of(message_id)
+    if feedback is not None and rating is not None:
+        _flash_errors(lambda: feedback.give(principal, message_id, rating, feedback_view.typed_comment(message_id)))
+
+
+def clear_comment(message_id: str) -> None:
+    rating = feedback_view.rating_of(message_id)
+    if feedback is not None and rating is not None:
+        _flash_errors(lambda: feedback.give(principal, message_id, rating, ""))
 
 
 def remove_pending_file(index: int) -> None:
@@ -273,7 +298,20 @@ if conversation is not None:
             switch_version, start_edit, save_edit, cancel_edit, editing=st.session_state.get(state.EDITING)
         )
     )
-    view.messages(shown, catalogue, window.versions, branching, window.attachments, open_file)
+    ratings = None
+    if feedback is not None:
+        try:
+            ratings = feedback_view.FeedbackControls(
+                feedback.for_messages(principal, shown),
+                thumb_changed,
+                save_comment,
+                clear_comment,
+                feedback.comment_chars,
+                read_only=read_only,
+            )
+        except UserError as exc:
+            st.caption(f":material/error: {exc.message}")  # the conversation is still shown, without thumbs
+    view.messages(shown, catalogue, window.versions, branching, window.attachments, open_file, ratings)
     last = shown[-1] if shown else None
 
 first_screen = st.empty()  # drawn in every run, so the page keeps the same places whether it is filled
@@ -330,4 +368,15 @@ if not read_only:
 
 if reply is not None:
     # An example prompt is sent by a button, not the chat input, so it gets no chat-input stop: its own.
-    view.live_reply(reply, catalogue, regenerate, from_chat_input=submitted is not None and prompt != example)
+    live_feedback = None
+    if feedback is not None:
+        live_feedback = feedback_view.FeedbackControls(
+            {}, thumb_changed, save_comment, clear_comment, feedback.comment_chars
+        )
+    view.live_reply(
+        reply,
+        catalogue,
+        regenerate,
+        from_chat_input=submitted is not None and prompt != example,
+        feedback=live_feedback,
+    )

@@ -308,6 +308,13 @@ class Settings:
         shown="—",
     )
 
+    feedback_enabled: bool = setting(
+        "CHAT_FEEDBACK", "bool", True, "Thumbs up/down and an optional comment on each reply, for History's reviewers."
+    )
+    feedback_comment_chars: int = setting(
+        "CHAT_FEEDBACK_COMMENT_CHARS", "int", 1_000, "Longest feedback comment.", lo=1, hi=4_000
+    )
+
     rate_limit_per_minute: int = setting(
         "CHAT_RATE_LIMIT_PER_MINUTE", "int", 20, "Messages per user per minute; 0 turns the limit off.",
         lo=0, hi=100_000,

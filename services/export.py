@@ -48,6 +48,9 @@ def _message_json(row: HistoryRow) -> dict[str, Any]:
         "output_tokens": row.output_tokens,
         "latency_ms": row.latency_ms,
         "created_at": utc_text(row.created_at),
+        # The author's thumb on a reply ("up", "down" or null) and their comment with it (or null).
+        "feedback": row.feedback,
+        "feedback_comment": row.feedback_comment,
     }
 
 

@@ -19,11 +19,13 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from services.store import (
+    FeedbackFilter,
     InvalidInput,
     MessageFilter,
     NotFound,
     Role,
     Status,
+    check_feedback_filter,
     check_limit,
     check_query,
     check_role,
@@ -58,6 +60,7 @@ CONVERSATION_NOTICE = "The conversation in the link is not valid; showing all co
 ROLE_NOTICE = "Unknown role in the link; showing every role."
 STATUS_NOTICE = "Unknown status in the link; showing every status."
 MODEL_NOTICE = "The model in the link is not valid; showing every model."
+FEEDBACK_NOTICE = "Unknown feedback filter in the link (up, down, none or comment); showing every message."
 DATE_NOTICES = {
     key: f"The '{key}' date in the link is not a date like 2026-11-26 between {MIN_DAY} and {MAX_DAY}; ignored."
     for key in ("from", "to")
@@ -74,6 +77,7 @@ NOTICES = frozenset(
         ROLE_NOTICE,
         STATUS_NOTICE,
         MODEL_NOTICE,
+        FEEDBACK_NOTICE,
         *DATE_NOTICES.values(),
         RANGE_NOTICE,
         REVIEWER_NOTICE,
@@ -96,6 +100,7 @@ class HistoryQuery:
     date_from: date | None = None
     date_to: date | None = None
     all_users: bool = False
+    feedback: FeedbackFilter | None = None
 
     def params(self) -> dict[str, str]:
         """The URL form (only non-default values, so links stay short)."""
@@ -110,6 +115,7 @@ class HistoryQuery:
             ("status", self.status),
             ("from", self.date_from),
             ("to", self.date_to),
+            ("feedback", self.feedback),
         ):
             if value:
                 out[key] = value.isoformat() if isinstance(value, date) else str(value)
@@ -130,6 +136,7 @@ class HistoryQuery:
             since=start_of(self.date_from, tz) if self.date_from else None,
             until=start_of(self.date_to + timedelta(days=1), tz) if self.date_to else None,
             all_users=self.all_users,
+            feedback=self.feedback,
         )
 
 
@@ -234,6 +241,11 @@ def parse_query(params: Mapping[str, str], *, may_review: bool) -> tuple[History
             query = replace(query, model=clean_model(model))
         except InvalidInput:
             notices.append(MODEL_NOTICE)
+    if feedback := text("feedback"):
+        try:
+            query = replace(query, feedback=check_feedback_filter(feedback))
+        except InvalidInput:
+            notices.append(FEEDBACK_NOTICE)
     days: dict[str, date | None] = {}
     for key in ("from", "to"):
         days[key] = _parse_day(raw) if (raw := text(key)) else None

@@ -20,6 +20,7 @@ from services.chat import ChatService
 from services.client_chats import ClientChats
 from services.config import ConfigError, Settings, load_settings, redact
 from services.errors import UserError
+from services.feedback import FeedbackService
 from services.history import HistoryService
 from services.identity import Identity, build_identity, keys_dir, session_service
 from services.metrics import Metrics, process_metrics
@@ -55,6 +56,8 @@ class Services:
     api_keys: ApiKeyService | None = None
     # Finalises replies left `streaming` by a server that died (services/sweeper.py).
     sweeper: Sweeper | None = None
+    # Thumbs and comments on replies (CHAT_FEEDBACK); the chat page writes them, History shows them.
+    feedback: FeedbackService | None = None
 
     def close(self) -> None:
         if self.sweeper is not None:
@@ -132,6 +135,9 @@ def build_services(settings: Settings, metrics: Metrics | None = None) -> Servic
     limiter = RateLimiter(store, settings.rate_limit_per_minute, on_refused=metrics.refused)
     chat = ChatService(store, catalogue, limiter, settings=settings, observer=metrics)
     history = HistoryService(store)
+    feedback = FeedbackService(
+        store, comment_chars=settings.feedback_comment_chars, enabled=settings.feedback_enabled
+    )
     sessions = None
     if identity.mode == "local":
         try:
@@ -174,6 +180,7 @@ def build_services(settings: Settings, metrics: Metrics | None = None) -> Servic
         client_chats=ClientChats(store),
         api_keys=api_keys,
         sweeper=sweeper,
+        feedback=feedback,
     )
 
 

@@ -40,6 +40,7 @@ PUBLIC_TABLES = (
     "attachments",
     "audit_log",
     "conversations",
+    "feedback",
     "messages",
     "profiles",
     "rate_limits",
@@ -50,7 +51,7 @@ PUBLIC_TABLES = (
 # are written before anyone is signed in only through the definer functions `public.signin_*` (migration
 # 20261128001710); tests/test_sessions.py checks their isolation through the sign-in service, and the
 # catalogue checks here pin their flags and policies.
-BEHAVIOUR_TABLES = ("api_keys", "attachments", "conversations", "messages", "profiles", "rate_limits")
+BEHAVIOUR_TABLES = ("api_keys", "attachments", "conversations", "feedback", "messages", "profiles", "rate_limits")
 # Behaviour tables users may not update at all (no grant, no update policy): checked by never_updated_problems.
 NEVER_UPDATED_TABLES = ("attachments",)
 
@@ -69,6 +70,14 @@ _CALLER = _OWN.removeprefix("(").removesuffix(" = user_id)")
 _ATTACHMENT_INSERT = (
     f"(({_CALLER} = user_id) AND (EXISTS ( SELECT 1 FROM messages m"
     f" WHERE ((m.id = attachments.message_id) AND (m.user_id = {_CALLER})))))"
+)
+
+# Feedback may be written only by the owner of the message it is about, with that message's own created_at
+# (History's keyset order walks the copy; migration 20261128001900).
+_FEEDBACK_WRITE = (
+    f"(({_CALLER} = user_id) AND (EXISTS ( SELECT 1 FROM messages m"
+    f" WHERE ((m.id = feedback.message_id) AND (m.user_id = {_CALLER})"
+    " AND (m.created_at = feedback.message_created_at)))))"
 )
 
 
@@ -116,6 +125,11 @@ EXPECTED_POLICIES: dict[str, Policy] = {
     # cannot move a key, so only the catalogue check can see it. A widened `using` is seen (REACH).
     "api_keys_update_own": Policy("api_keys", "UPDATE", _OWN, _OWN, behaviour=False),
     "api_keys_delete_own": Policy("api_keys", "DELETE", _OWN, None),
+    "feedback_select_own": Policy("feedback", "SELECT", _OWN, None),
+    "feedback_select_reviewer": Policy("feedback", "SELECT", _REVIEWER, None),
+    "feedback_insert_own": Policy("feedback", "INSERT", None, _FEEDBACK_WRITE),
+    "feedback_update_own": Policy("feedback", "UPDATE", _OWN, _FEEDBACK_WRITE),
+    "feedback_delete_own": Policy("feedback", "DELETE", _OWN, None),
     # No update policy (and no update grant): an attachment is never edited, so it can never be moved.
     "attachments_select_own": Policy("attachments", "SELECT", _OWN, None),
     "attachments_select_reviewer": Policy("attachments", "SELECT", _REVIEWER, None),
@@ -216,9 +230,9 @@ def policy_problems(conn: psycopg.Connection) -> list[str]:
 
 @dataclass(frozen=True)
 class World:
-    """Rows the behaviour checks act on: `me` and `other` each own a conversation with one message, an
-    empty conversation and a rate-limit counter; `mover` owns one empty conversation and nothing else;
-    `nobody` owns nothing."""
+    """Rows the behaviour checks act on: `me` and `other` each own a conversation with one message (with
+    feedback), an empty conversation and a rate-limit counter; `other` also has a spare reply nobody rated;
+    `mover` owns one empty conversation and nothing else; `nobody` owns nothing."""
 
     me: str
     other: str
@@ -230,6 +244,7 @@ class World:
     other_conversation: uuid.UUID
     other_message: uuid.UUID
     my_key: uuid.UUID
+    other_spare_message: uuid.UUID
     my_attachment: uuid.UUID
 
 
@@ -247,6 +262,7 @@ def params_for(world: World) -> dict[str, object]:
         "other_conversation": world.other_conversation,
         "other_message": world.other_message,
         "my_key": world.my_key,
+        "other_spare_message": world.other_spare_message,
         "my_attachment": world.my_attachment,
         "planted_hash": "f" * 64,
     }
@@ -278,6 +294,7 @@ MOVES: dict[str, tuple[str, str]] = {
     "conversations": ("mover", "update public.conversations set user_id = %(other)s"),
     "rate_limits": ("me", "update public.rate_limits set user_id = %(nobody)s"),
     "profiles": ("me", "update public.profiles set user_id = %(nobody)s"),
+    "feedback": ("me", "update public.feedback set user_id = %(other)s"),
 }
 # Plant rows owned by someone else (no RETURNING, for the same reason): only `with check` refuses.
 PLANTS: dict[str, str] = {
@@ -288,6 +305,9 @@ PLANTS: dict[str, str] = {
     "profiles": "insert into public.profiles (user_id, display_name) values (%(nobody)s, 'planted')",
     "api_keys": "insert into public.api_keys (user_id, name, prefix, secret_hash)"
     " values (%(nobody)s, 'planted', 'sk-chat-', %(planted_hash)s)",
+    # A thumb on another user's reply, in their name: the feedback they never gave.
+    "feedback": "insert into public.feedback (message_id, user_id, rating, message_created_at)"
+    " values (%(other_spare_message)s, %(other)s, -1, now())",
     # On the other user's own message, so the composite foreign key holds and only the policy can refuse.
     "attachments": "insert into public.attachments (message_id, conversation_id, user_id, name, media_type, size,"
     " data) values (%(other_message)s, %(other_conversation)s, %(other)s, 'planted', 'text/plain', 1, '\\x41')",
@@ -341,6 +361,11 @@ REACH: list[tuple[str, str, int]] = [
     ("api_keys", "delete from public.api_keys where user_id <> %(me)s", 0),
     ("api_keys", "update public.api_keys set name = 'pwned'", 1),
     ("api_keys", "delete from public.api_keys", 1),
+    ("feedback", "select message_id from public.feedback where user_id <> %(me)s", 0),
+    ("feedback", "update public.feedback set comment = 'pwned' where user_id <> %(me)s", 0),
+    ("feedback", "delete from public.feedback where user_id <> %(me)s", 0),
+    ("feedback", "update public.feedback set comment = 'pwned'", 1),
+    ("feedback", "delete from public.feedback", 1),
     ("attachments", "select id from public.attachments where user_id <> %(me)s", 0),
     ("attachments", "select data from public.attachment_data((select id from public.attachments"
      " where user_id <> %(me)s limit 1))", 0),
@@ -387,6 +412,11 @@ def own_rows_problems(as_user: AsUser, world: World) -> list[str]:
         renamed = conn.execute("update public.api_keys set name = 'mine' where id = %(my_key)s", params_for(world))
         if renamed.rowcount != 1:
             problems.append("I cannot rename my own API key")
+        commented = conn.execute(
+            "update public.feedback set comment = 'mine' where message_id = %(my_message)s", params_for(world)
+        )
+        if commented.rowcount != 1:
+            problems.append("I cannot change my own feedback")
     return problems
 
 
@@ -523,6 +553,11 @@ STRANGER_READS: list[str] = [
     "select model from public.message_models(true)",
     "select user_id from public.usage_by_user('-infinity', 'infinity', true)",
     "select id from public.attachments",
+    "select message_id from public.feedback",
+    "select message_id from public.message_feedback(array[%(my_message)s, %(other_spare_message)s]::uuid[])",
+    "select id from public.history_page(100, p_all_users => true, p_feedback => 'up')",
+    "select id from public.search_messages('hello', 100, all_users => true, feedback_filter => 'up')",
+    "select day from public.usage_by_day('-infinity', 'infinity', 'UTC', true) where thumbs_up + thumbs_down > 0",
 ]
 # Writes that must be refused or touch nothing for a stranger token.
 STRANGER_WRITES: list[str] = [
@@ -541,6 +576,10 @@ STRANGER_WRITES: list[str] = [
     "select public.delete_all_user_data()",
     "select hits from public.count_request(60)",
     "select id from public.choose_branch(%(my_message)s)",
+    # `me` has feedback on my_message (build_world): a stranger naming `me` must not change or remove it.
+    "update public.feedback set comment = 'planted'",
+    "delete from public.feedback",
+    "select 1 where public.clear_feedback(%(my_message)s) > 0",
 ]
 
 
@@ -687,6 +726,11 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
                 [message[0], conversation[0]],
             ).fetchone()
             assert attachment is not None
+            conn.execute(
+                "insert into public.feedback (message_id, rating, message_created_at)"
+                " select id, 1, created_at from public.messages where id = %s",
+                [message[0]],
+            )
             ids[sub] = {
                 "conversation": conversation[0],
                 "empty": empty[0],
@@ -694,6 +738,14 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
                 "key": key[0],
                 "attachment": attachment[0],
             }
+    with as_user(other) as conn:
+        # Only `other` has it: my own rows stay exactly one message per table for the counts above.
+        spare = conn.execute(
+            "insert into public.messages (conversation_id, role, content, model)"
+            " values (%s, 'assistant', 'unrated', 'demo') returning id",
+            [ids[other]["conversation"]],
+        ).fetchone()
+        assert spare is not None
     with as_user(mover) as conn:
         conn.execute("insert into public.conversations (title) values ('to be moved')")
     return World(
@@ -707,6 +759,7 @@ def build_world(as_user: AsUser, me: str, other: str, mover: str) -> World:
         other_conversation=ids[other]["conversation"],
         other_message=ids[other]["message"],
         my_key=ids[me]["key"],
+        other_spare_message=spare[0],
         my_attachment=ids[me]["attachment"],
     )
 

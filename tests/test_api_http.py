@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NODE_DIR = ROOT / "tests" / "node"
 RATE_LIMIT = 6
 MAX_BODY = 4096
-USERS = ("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ivy")
+USERS = ("ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ivy", "joe")
 WIRE_MODEL = "compat/wire-model"
 DEMO = "demo/echo-1"
 
@@ -423,6 +423,7 @@ def test_history_pages_with_cursors_and_conversations_list_and_delete(world: Wor
         {"from": "2026-02-30"},
         {"conversation_id": "not-a-uuid"},
         {"scope": "all"},
+        {"feedback": "sideways"},
     ],
 )
 def test_bad_history_parameters_are_a_400_that_names_them(
@@ -431,6 +432,28 @@ def test_bad_history_parameters_are_a_400_that_names_them(
     response = client.get("/api/chat/history", params=params, headers=world.auth("hal"))
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] in ("invalid_input", "invalid_cursor")
+
+
+def test_history_filters_by_feedback_and_carries_it(world: World, client: httpx.Client) -> None:
+    me = world.auth("joe")
+    for text in ("first question", "second question"):
+        assert client.post("/api/chat", headers=me, json={"content": text}).status_code == 200
+    replies = client.get("/api/chat/history", params={"role": "assistant"}, headers=me).json()["items"]
+    assert [r["feedback"] for r in replies] == [None, None]
+    store = PostgresStore(world.database.app_url, pool_max=1)
+    try:
+        store.set_feedback(Principal(user_id=world.accounts["joe"].user_id), replies[0]["id"], "down", "Off topic.")
+    finally:
+        store.close()
+    down = client.get("/api/chat/history", params={"feedback": "down"}, headers=me).json()["items"]
+    assert [(r["id"], r["feedback"], r["feedback_comment"]) for r in down] == [(replies[0]["id"], "down", "Off topic.")]
+    commented = client.get("/api/chat/history", params={"feedback": "comment"}, headers=me).json()["items"]
+    assert [r["id"] for r in commented] == [replies[0]["id"]]
+    unrated = client.get("/api/chat/history", params={"feedback": "none"}, headers=me).json()["items"]
+    assert [r["id"] for r in unrated] == [replies[1]["id"]]
+    assert client.get("/api/chat/history", params={"feedback": "up"}, headers=me).json()["items"] == []
+    refused = client.get("/api/chat/history", params={"feedback": "meh"}, headers=me)
+    assert refused.status_code == 400 and refused.json()["error"]["message"] == "Invalid value for: feedback."
 
 
 def test_a_cursor_from_another_user_is_refused(world: World, client: httpx.Client) -> None:

@@ -244,8 +244,8 @@ def test_export_buttons_and_usage_chart(app: AppTest, database: EmbeddedDatabase
     app.run()
     app.radio(key=state.HISTORY_VIEW).set_value("Usage").run()
     assert not app.exception
-    assert len(app.get("vega_lite_chart")) == 2
-    assert [m.value for m in app.metric] == ["12", str(sum(3 * i for i in range(12)))]
+    assert len(app.get("vega_lite_chart")) == 3  # messages, tokens, feedback per day
+    assert [m.value for m in app.metric] == ["12", str(sum(3 * i for i in range(12))), "0", "0"]
     app.radio(key=state.HISTORY_VIEW).set_value("Export & delete").run()
     labels = [b.proto.label for b in app.get("download_button")]
     assert labels == ["All messages as CSV", "All data as JSON"]

@@ -50,7 +50,7 @@ ARGS: dict[str, object] = {
 }
 SIGNATURE = (
     "public.search_messages(text, integer, timestamptz, uuid, boolean, uuid, text, text, text, timestamptz,"
-    " timestamptz, boolean)"
+    " timestamptz, boolean, text)"
 )
 
 

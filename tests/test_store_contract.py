@@ -1360,8 +1360,9 @@ def test_history_rows_carry_their_parent(backend: Backend, tree: Tree) -> None:
     rows = {r.id: r.parent_id for r in s.iter_history(t.who)}
     assert rows[t.a2.id] == t.u1.id and rows[t.u1b.id] is None
     exported = list(csv.reader(io.StringIO(b"".join(s.export_csv(t.who)).decode())))
-    assert exported[0][-1] == "parent_id"
-    assert [str(t.a2.id), str(t.conv), str(t.u1.id)] in [[r[1], r[2], r[-1]] for r in exported]
+    # Where it was added (after every older column); the feedback columns came after it, issue 15.
+    assert exported[0][11] == "parent_id"
+    assert [str(t.a2.id), str(t.conv), str(t.u1.id)] in [[r[1], r[2], r[11]] for r in exported]
 
 
 # --- instructions and the title filter ----------------------------------------------------------------

@@ -30,6 +30,9 @@ INVOKER = (
     "save_model_choice",
     "create_api_key",
     "revoke_own_sessions",
+    "set_feedback",
+    "clear_feedback",
+    "message_feedback",
 )
 # These bypass row-level security, so each checks the token's scope itself (tests/rls_checks.py).
 DEFINER = (

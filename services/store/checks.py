@@ -12,7 +12,19 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from services.store.types import ROLES, STATUSES, InvalidInput, NewAttachment, NotFound, Role, Status
+from services.store.types import (
+    FEEDBACK_FILTERS,
+    RATINGS,
+    ROLES,
+    STATUSES,
+    FeedbackFilter,
+    InvalidInput,
+    NewAttachment,
+    NotFound,
+    Rating,
+    Role,
+    Status,
+)
 
 MAX_PAGE = 200
 MAX_PATH = 10_000  # most messages of one conversation path read at once (the chat page's window)
@@ -23,6 +35,7 @@ MAX_NAME_CHARS = 200
 MAX_KEY_NAME_CHARS = 100
 MAX_INSTRUCTIONS_CHARS = 20_000  # the database's check on conversations.instructions says the same
 MAX_NAME_LOOKUP = 1_000  # user ids per display-name lookup: a page of history names far fewer
+MAX_FEEDBACK_COMMENT_CHARS = 4_000  # the database's check on feedback.comment; CHAT_FEEDBACK_COMMENT_CHARS is lower
 # Hard ceiling for stored text (assistant replies included); user input has the configured, lower limit.
 MAX_STORED_CHARS = 1_000_000
 
@@ -115,6 +128,30 @@ def check_instant(value: datetime, what: str) -> datetime:
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise InvalidInput(f"The {what} date needs a time zone.")
     return value
+
+
+def check_rating(rating: str) -> Rating:
+    for known in RATINGS:
+        if rating == known:
+            return known
+    raise InvalidInput(f"Unknown feedback {rating!r}: it is 'up' or 'down'.")
+
+
+def check_feedback_filter(value: str) -> FeedbackFilter:
+    for known in FEEDBACK_FILTERS:
+        if value == known:
+            return known
+    raise InvalidInput(f"Unknown feedback filter {value!r}.")
+
+
+def clean_feedback_comment(text: str | None, max_chars: int = MAX_FEEDBACK_COMMENT_CHARS) -> str | None:
+    """A feedback comment as stored: surrounding blank space dropped, None when nothing is left."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InvalidInput("Comment must be text.")
+    text = check_text(text.strip(), max_chars=min(max_chars, MAX_FEEDBACK_COMMENT_CHARS), what="Comment")
+    return text or None
 
 
 # The store's own bounds on an attachment (the settings set lower limits, enforced by services/attachments.py).

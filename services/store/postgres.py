@@ -33,14 +33,17 @@ from services.store.checks import (
     MAX_PATH,
     MAX_STORED_CHARS,
     check_attachment,
+    check_feedback_filter,
     check_instant,
     check_limit,
     check_message_ids,
     check_query,
+    check_rating,
     check_role,
     check_status,
     check_text,
     clean_display_name,
+    clean_feedback_comment,
     clean_instructions,
     clean_key_name,
     clean_model,
@@ -57,6 +60,7 @@ from services.store.types import (
     AttachmentFile,
     Conversation,
     ExportedAttachment,
+    Feedback,
     HistoryPage,
     HistoryRow,
     InvalidCursor,
@@ -67,6 +71,7 @@ from services.store.types import (
     NotFound,
     Page,
     ParentRef,
+    Rating,
     RequestCount,
     Role,
     Status,
@@ -86,20 +91,28 @@ API_KEY_COLUMNS = "id, user_id, name, prefix, created_at, last_used_at, expires_
 SIGNIN_ROLE = "chat_signin"
 # The sweep's role (migration 20261128001300).
 SWEEPER_ROLE = "chat_sweeper"
+# public.history_page and public.search_messages return each row's feedback ("up"/"down") and comment
+# (migration 20261128001910).
 HISTORY_COLUMNS = (
     "m.id, m.conversation_id, m.conversation_title, m.user_id, m.role, m.content, m.model, m.status,"
-    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, m.parent_id"
+    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, m.parent_id, m.feedback, m.feedback_comment"
 )
-HISTORY_FROM = "public.messages m join public.conversations c on c.id = m.conversation_id"
-# public.history_page (migration 20261128001710), with every parameter named.
+# The CSV export's COPY: a reply's feedback by primary key (at most one row per message), under RLS.
+HISTORY_FROM = (
+    "public.messages m join public.conversations c on c.id = m.conversation_id"
+    " left join public.feedback f on f.message_id = m.id"
+)
+# public.history_page (migrations 20261128001710, 20261128001910), with every parameter named.
 _HISTORY_PAGE = (
     f"select {HISTORY_COLUMNS} from public.history_page(%(n)s, %(ts)s, %(id)s, %(newer)s, %(cid)s, %(role)s,"
-    " %(model)s, %(status)s, %(since)s, %(until)s, %(all)s) m"
+    " %(model)s, %(status)s, %(since)s, %(until)s, %(all)s, %(feedback)s) m"
 )
+RATING_VALUES: dict[Rating, int] = {"up": 1, "down": -1}
+FEEDBACK_ROW = "message_id, user_id, rating, comment, created_at, updated_at"
 # The same columns from public.search_messages(...) m, which already carries the title.
 SEARCH_COLUMNS = (
     "m.id, m.conversation_id, m.conversation_title, m.user_id, m.role, m.content, m.model, m.status,"
-    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at"
+    " m.input_tokens, m.output_tokens, m.latency_ms, m.created_at, m.feedback, m.feedback_comment"
 )
 
 
@@ -580,6 +593,44 @@ class PostgresStore:
             row = conn.execute("select d from public.set_my_default_instructions(%s) d", [text]).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
+    # --- feedback on replies (SQL in migration 20261128001900, shared with the Supabase backend) -----------
+
+    @staticmethod
+    def _feedback(row: tuple[Any, ...]) -> Feedback:
+        message_id, user_id, rating, comment, created_at, updated_at = row
+        return Feedback(message_id, user_id, "up" if rating > 0 else "down", comment, created_at, updated_at)
+
+    def set_feedback(
+        self, principal: Principal, message_id: uuid.UUID | str, rating: Rating, comment: str | None = None
+    ) -> Feedback:
+        mid = parse_uuid(message_id, "reply")
+        value = RATING_VALUES[check_rating(rating)]
+        # None keeps the stored comment; "" (or only spaces) removes it.
+        note = None if comment is None else (clean_feedback_comment(comment) or "")
+        with self._tx(principal) as conn:
+            row = conn.execute(
+                f"select {FEEDBACK_ROW} from public.set_feedback(%s, %s::smallint, %s)", [mid, value, note]
+            ).fetchone()
+        if row is None:
+            raise NotFound("That reply does not exist, is not yours, or is not finished yet.")
+        return self._feedback(row)
+
+    def clear_feedback(self, principal: Principal, message_id: uuid.UUID | str) -> bool:
+        mid = parse_uuid(message_id, "reply")
+        with self._tx(principal) as conn:
+            row = conn.execute("select public.clear_feedback(%s)", [mid]).fetchone()
+        return bool(row and row[0])
+
+    def feedback_for(self, principal: Principal, message_ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, Feedback]:
+        wanted = sorted({parse_uuid(m, "reply") for m in message_ids})
+        if not wanted:
+            return {}
+        if len(wanted) > MAX_PATH:
+            raise InvalidInput(f"Feedback is read for at most {MAX_PATH:,} messages at a time.")
+        with self._tx(principal) as conn:
+            rows = conn.execute(f"select {FEEDBACK_ROW} from public.message_feedback(%s)", [wanted]).fetchall()
+        return {row[0]: self._feedback(row) for row in rows}
+
     # --- rate-limit counter ---------------------------------------------------------------------------
 
     def count_request(self, principal: Principal, window_s: int) -> RequestCount:
@@ -686,9 +737,11 @@ class PostgresStore:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise InvalidInput(f"Unknown time zone {timezone!r}.") from None
+        # The thumbs per day and model come from the same function (migration 20261128001910).
         with self._tx(principal) as conn, conn.cursor(row_factory=class_row(UsageRow)) as cur:
             cur.execute(
-                "select day, model, messages, input_tokens, output_tokens from public.usage_by_day(%s, %s, %s, %s)",
+                "select day, model, messages, input_tokens, output_tokens, thumbs_up, thumbs_down"
+                " from public.usage_by_day(%s, %s, %s, %s)",
                 [since, until, timezone, all_users],
             )
             return cur.fetchall()
@@ -734,7 +787,8 @@ class PostgresStore:
             f" {guard('c.title')} as conversation_title, m.role, {guard('m.model')} as model, m.status,"
             f" m.input_tokens, m.output_tokens, m.latency_ms, {guard('m.content')} as content,"
             # last, so readers that take the earlier columns by position keep working
-            " m.parent_id"
+            " m.parent_id, case f.rating when 1 then 'up' when -1 then 'down' end as feedback,"
+            f" {guard('f.comment')} as feedback_comment"
             f" from {HISTORY_FROM} where m.user_id = %(uid)s order by m.created_at, m.id)"
             " to stdout (format csv, header true)"
         )
@@ -918,13 +972,15 @@ def _history_params(where: MessageFilter) -> dict[str, Any]:
         "since": None if where.since is None else check_instant(where.since, "start"),
         "until": None if where.until is None else check_instant(where.until, "end"),
         "all": where.all_users,
+        "feedback": None if where.feedback is None else check_feedback_filter(where.feedback),
     }
 
 
 def _search_call(params: dict[str, Any]) -> str:
-    """The call of public.search_messages (migration 20261126000300, trust rules in 20261128001700) for
-    validated parameters from _history_params plus the cursor."""
+    """The call of public.search_messages (migration 20261126000300, trust rules in 20261128001700, the
+    feedback filter and columns in 20261128001910) for validated parameters from _history_params plus the
+    cursor."""
     return (
         f"select {SEARCH_COLUMNS} from public.search_messages(%(q)s, %(n)s, %(ts)s, %(id)s,"
-        " %(newer)s, %(cid)s, %(role)s, %(model)s, %(status)s, %(since)s, %(until)s, %(all)s) m"
+        " %(newer)s, %(cid)s, %(role)s, %(model)s, %(status)s, %(since)s, %(until)s, %(all)s, %(feedback)s) m"
     )

@@ -24,6 +24,7 @@ from services.store.types import (
     AttachmentFile,
     Conversation,
     ExportedAttachment,
+    Feedback,
     HistoryPage,
     HistoryRow,
     Message,
@@ -31,6 +32,7 @@ from services.store.types import (
     NewAttachment,
     Page,
     ParentRef,
+    Rating,
     RequestCount,
     Role,
     Status,
@@ -262,6 +264,26 @@ class ProfileStore(Protocol):
         ...
 
 
+class FeedbackStore(Protocol):
+    """Thumbs and comments on assistant replies: each user writes only their own, on their own finished
+    replies; the owner and reviewers read them."""
+
+    def set_feedback(
+        self, principal: Principal, message_id: uuid.UUID | str, rating: Rating, comment: str | None = None
+    ) -> Feedback:
+        """Give or change the principal's feedback on one of their finished assistant replies. `comment`:
+        None keeps the stored one, "" removes it, other text replaces it. NotFound for any other message."""
+        ...
+
+    def clear_feedback(self, principal: Principal, message_id: uuid.UUID | str) -> bool:
+        """Remove the principal's feedback on a reply (un-thumbing); whether there was any."""
+        ...
+
+    def feedback_for(self, principal: Principal, message_ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, Feedback]:
+        """The feedback on these messages that the principal may read."""
+        ...
+
+
 class RateLimitCounter(Protocol):
     """Counts requests per user in a fixed window shared by every app replica."""
 
@@ -300,7 +322,7 @@ class ApiKeyStore(Protocol):
         ...
 
 
-class Store(ChatStore, ReviewStore, ProfileStore, RateLimitCounter, ApiKeyStore, Protocol):
+class Store(ChatStore, ReviewStore, ProfileStore, FeedbackStore, RateLimitCounter, ApiKeyStore, Protocol):
     """One backend: all these roles over one connection pool."""
 
     def close(self) -> None: ...

@@ -50,14 +50,17 @@ from services.store.checks import (
     MAX_PATH,
     MAX_STORED_CHARS,
     check_attachment,
+    check_feedback_filter,
     check_instant,
     check_limit,
     check_message_ids,
     check_query,
+    check_rating,
     check_role,
     check_status,
     check_text,
     clean_display_name,
+    clean_feedback_comment,
     clean_instructions,
     clean_key_name,
     clean_model,
@@ -74,6 +77,7 @@ from services.store.types import (
     AttachmentFile,
     Conversation,
     ExportedAttachment,
+    Feedback,
     HistoryPage,
     HistoryRow,
     InvalidCursor,
@@ -84,6 +88,7 @@ from services.store.types import (
     NotFound,
     Page,
     ParentRef,
+    Rating,
     RequestCount,
     Role,
     Status,
@@ -107,7 +112,7 @@ CONVERSATION_COLUMNS = "id,user_id,title,created_at,updated_at,current_leaf_id,i
 API_KEY_COLUMNS = "id,user_id,name,prefix,created_at,last_used_at,expires_at,revoked_at"
 CSV_COLUMNS = (
     "created_at", "id", "conversation_id", "conversation_title", "role", "model", "status", "input_tokens",
-    "output_tokens", "latency_ms", "content", "parent_id",
+    "output_tokens", "latency_ms", "content", "parent_id", "feedback", "feedback_comment",
 )  # fmt: skip
 # The same formula guard as the Postgres backend's COPY export (postgres.py export_csv).
 _FORMULA = re.compile(r"^ *[-=+@\t\r]")
@@ -116,6 +121,8 @@ NO_CONVERSATION = "That conversation does not exist."
 NO_MESSAGE = "That message does not exist."
 NO_KEY = "That API key does not exist."
 NO_FILE = "That file does not exist."
+NO_REPLY = "That reply does not exist, is not yours, or is not finished yet."
+RATING_VALUES: dict[Rating, int] = {"up": 1, "down": -1}
 UNREACHABLE = "The database cannot be reached right now. Please try again."
 TOO_SLOW = "The database took too long to answer. Please try again."
 
@@ -612,6 +619,42 @@ class SupabaseStore:
         value = self._rpc(principal, "set_my_default_instructions", {"instructions": clean_instructions(text)})
         return None if value is None else str(value)
 
+    # --- feedback on replies (the SQL functions of migration 20261128001900, as postgres.py calls them) -----
+
+    @staticmethod
+    def _feedback(row: Mapping[str, Any]) -> Feedback:
+        return Feedback(
+            message_id=uuid.UUID(str(row["message_id"])),
+            user_id=str(row["user_id"]),
+            rating="up" if int(row["rating"]) > 0 else "down",
+            comment=row["comment"],
+            created_at=datetime.fromisoformat(str(row["created_at"])),
+            updated_at=datetime.fromisoformat(str(row["updated_at"])),
+        )
+
+    def set_feedback(
+        self, principal: Principal, message_id: uuid.UUID | str, rating: Rating, comment: str | None = None
+    ) -> Feedback:
+        mid = parse_uuid(message_id, "reply")
+        value = RATING_VALUES[check_rating(rating)]
+        # None keeps the stored comment; "" (or only spaces) removes it.
+        note = None if comment is None else (clean_feedback_comment(comment) or "")
+        rows = self._rpc(principal, "set_feedback", {"target": mid, "thumb": value, "note": note}, NO_REPLY)
+        return self._feedback(_one(rows, NO_REPLY))
+
+    def clear_feedback(self, principal: Principal, message_id: uuid.UUID | str) -> bool:
+        mid = parse_uuid(message_id, "reply")
+        return bool(self._rpc(principal, "clear_feedback", {"target": mid}, NO_REPLY))
+
+    def feedback_for(self, principal: Principal, message_ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, Feedback]:
+        wanted = sorted({parse_uuid(m, "reply") for m in message_ids})
+        if not wanted:
+            return {}
+        if len(wanted) > MAX_PATH:
+            raise InvalidInput(f"Feedback is read for at most {MAX_PATH:,} messages at a time.")
+        rows = self._rpc(principal, "message_feedback", {"targets": wanted}, NO_REPLY)
+        return {f.message_id: f for f in map(self._feedback, rows)}
+
     # --- rate-limit counter --------------------------------------------------------------------------------
 
     def count_request(self, principal: Principal, window_s: int) -> RequestCount:
@@ -922,6 +965,7 @@ def _filter_args(where: MessageFilter) -> dict[str, Any]:
         "p_since": None if where.since is None else check_instant(where.since, "start"),
         "p_until": None if where.until is None else check_instant(where.until, "end"),
         "p_all_users": where.all_users,
+        "p_feedback": None if where.feedback is None else check_feedback_filter(where.feedback),
     }
 
 
@@ -931,6 +975,7 @@ _SEARCH_NAMES = {
     "p_page_size": "page_size", "p_cursor_at": "cursor_at", "p_cursor_id": "cursor_id", "p_newer": "newer",
     "p_conversation": "conversation", "p_role": "message_role", "p_model": "message_model",
     "p_status": "message_status", "p_since": "since", "p_until": "until", "p_all_users": "all_users",
+    "p_feedback": "feedback_filter",
 }  # fmt: skip
 
 
@@ -952,6 +997,8 @@ def _csv_row(row: HistoryRow) -> list[str | None]:
         None if row.latency_ms is None else str(row.latency_ms),
         _guard(row.content),
         None if row.parent_id is None else str(row.parent_id),
+        row.feedback,
+        None if row.feedback_comment is None else _guard(row.feedback_comment),
     ]
 
 

@@ -16,6 +16,11 @@ Role = Literal["user", "assistant"]
 Status = Literal["streaming", "complete", "interrupted", "error"]
 ROLES: tuple[Role, ...] = ("user", "assistant")
 STATUSES: tuple[Status, ...] = ("streaming", "complete", "interrupted", "error")
+# Feedback on a reply (stored as 1 / -1), and what History can filter by: a thumb, none, or a comment.
+Rating = Literal["up", "down"]
+RATINGS: tuple[Rating, ...] = ("up", "down")
+FeedbackFilter = Literal["up", "down", "none", "comment"]
+FEEDBACK_FILTERS: tuple[FeedbackFilter, ...] = ("up", "down", "none", "comment")
 
 
 class StoreError(UserError):
@@ -116,6 +121,8 @@ class MessageFilter:
     since: datetime | None = None
     until: datetime | None = None
     all_users: bool = False
+    # "up"/"down": replies with that thumb; "comment": with a comment; "none": replies nobody rated.
+    feedback: str | None = None
 
     def scope(self) -> str:
         """The cursor scope of this listing: a cursor made for other filters is rejected."""
@@ -129,6 +136,8 @@ class MessageFilter:
             self.until.isoformat() if self.until else "",
             "all" if self.all_users else "own",
         ]
+        if self.feedback:
+            parts.append(f"feedback={self.feedback}")  # only when set: links made before it keep working
         digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
         return f"history:{digest}"
 
@@ -138,6 +147,21 @@ class HistoryRow(Message):
     """A message with its conversation's title, as the history table and the exports show it."""
 
     conversation_title: str
+    # The reply's feedback ("up"/"down", None for none) and its comment, as its owner gave them.
+    feedback: str | None = field(default=None, kw_only=True)
+    feedback_comment: str | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A thumb on an assistant reply, with an optional comment, as its owner gave it."""
+
+    message_id: uuid.UUID
+    user_id: str
+    rating: Rating
+    comment: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,8 @@ class UsageRow:
     messages: int
     input_tokens: int
     output_tokens: int
+    thumbs_up: int = 0  # feedback on that day's replies of that model
+    thumbs_down: int = 0
 
 
 @dataclass(frozen=True)
