@@ -197,7 +197,9 @@ def message_bubble(
     files: Sequence[Attachment] = (),
     open_file: FileOpener | None = None,
     feedback: feedback_view.FeedbackControls | None = None,
+    replying: bool = False,
 ) -> Bubble:
+    """A stored message. `replying`: this run goes on to write a reply, so nothing here may rerun the page."""
     bubble = Bubble(message.role)
     if files and open_file is not None:
         files_in_bubble(bubble.files, files, open_file)
@@ -229,21 +231,30 @@ def message_bubble(
                     on_click=branching.on_edit, args=(mid,),
                 )
             if copyable:
-                copy_popover(message.content)
+                copy_popover(message.content, mid, lazy=not replying)
             if rate and feedback is not None:
                 feedback_view.controls(message.id, feedback)
     return bubble
 
 
-def copy_popover(text: str) -> None:
+def copy_popover(text: str, message_id: str, lazy: bool = True) -> None:
     """Copy a reply as its raw markdown: a popover holding the text as a code block, whose copy icon copies it.
 
     Streamlit 1.67 has no copy button for arbitrary text; its code blocks (st.code, and fenced code inside
     markdown) carry one, which copies the block's text as given (navigator.clipboard.writeText). The text
-    goes to the browser as data in the code element, never as HTML, and no script of this app's runs. The
-    content is sent with the page (a popover's content is, unless it reruns the page on opening, which would
-    stop a reply being written)."""
-    with st.popover("Copy", icon=":material/content_copy:", type="tertiary", help="This reply as markdown"):
+    goes to the browser as data in the code element, never as HTML, and no script of this app's runs.
+
+    `lazy`: the text is sent only when the popover is opened (opening it reruns the page), not with every
+    reply on every run: drawn eagerly, each reply's text went to the browser twice, and the Copy of a reply
+    just streamed was 7% of its bytes. Only a run that is writing a reply draws eagerly: opening a lazy
+    popover there would rerun the page, which stops the reply."""
+    popover = st.popover(
+        "Copy", icon=":material/content_copy:", type="tertiary", help="This reply as markdown",
+        key=f"copy-{message_id}" if lazy else None, on_change="rerun" if lazy else "ignore",
+    )  # fmt: skip
+    if lazy and not popover.open:
+        return
+    with popover:
         # st.code drops one newline at each end of its text: padded, the copied text is `text` exactly.
         st.code(f"\n{text}\n", language="markdown", wrap_lines=True, height=COPY_HEIGHT_PX)
 
@@ -259,10 +270,13 @@ def messages(
     files: Mapping[uuid.UUID, Sequence[Attachment]] | None = None,
     open_file: FileOpener | None = None,
     feedback: feedback_view.FeedbackControls | None = None,
+    replying: bool = False,
 ) -> list[Bubble]:
     known, attached = versions or {}, files or {}
     return [
-        message_bubble(m, catalogue, known.get(m.id), branching, attached.get(m.id, ()), open_file, feedback)
+        message_bubble(
+            m, catalogue, known.get(m.id), branching, attached.get(m.id, ()), open_file, feedback, replying
+        )
         for m in items
     ]
 
@@ -342,7 +356,7 @@ def live_reply(
             finished = outcome.message if outcome is not None else None
             drawn = False
             if finished is not None and finished.content:
-                copy_popover(finished.content)
+                copy_popover(finished.content, str(finished.id))
                 drawn = True
             if feedback is not None and finished is not None and rateable(finished):
                 feedback_view.controls(finished.id, feedback)  # a new reply has none yet: only the thumbs

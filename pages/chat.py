@@ -311,7 +311,9 @@ if conversation is not None:
             )
         except UserError as exc:
             st.caption(f":material/error: {exc.message}")  # the conversation is still shown, without thumbs
-    view.messages(shown, catalogue, window.versions, branching, window.attachments, open_file, ratings)
+    view.messages(
+        shown, catalogue, window.versions, branching, window.attachments, open_file, ratings, replying=reply is not None
+    )
     last = shown[-1] if shown else None
 
 first_screen = st.empty()  # drawn in every run, so the page keeps the same places whether it is filled

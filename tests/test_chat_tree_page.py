@@ -15,7 +15,7 @@ from components import state
 from components.markdown import neutralise
 from devtools.wire_servers import Script, WireServer
 from services.providers.demo import demo_reply
-from services.store import NotFound
+from services.store import Message, NotFound
 from services.store.postgres import PostgresStore
 from tests.chat_page_support import APP, ME, app, bubbles, cid_of, my_store, reload, stop_keeps_the_page, wire
 
@@ -237,6 +237,12 @@ def copy_texts(bubble: Any) -> list[str]:
     return [code.value for code in bubble.code if code.language == "markdown"]
 
 
+def opened_copy(at: AppTest, message: Message) -> AppTest:
+    """Open a reply's Copy popover as a click does: its key holds its open state, and opening reruns."""
+    at.session_state[f"copy-{message.id}"] = True
+    return at.run()
+
+
 def test_each_reply_can_be_copied_as_its_raw_markdown(
     app: Callable[..., AppTest], my_store: PostgresStore, wire: WireServer
 ) -> None:
@@ -246,16 +252,30 @@ def test_each_reply_can_be_copied_as_its_raw_markdown(
     assert not at.exception, at.exception
     stored = my_store.path_messages(ME, cid_of(at))[-1]
     assert stored.content == REPLY
+    # The text is sent only when Copy is opened, not a second time with every reply.
+    assert copy_texts(at.chat_message[-1]) == []
     # the reply just streamed, and the same reply drawn from the database, copy the stored text exactly
+    at = opened_copy(at, stored)
+    assert not at.exception, at.exception
     assert copy_texts(at.chat_message[-1]) == [REPLY]
     again = reload(cid_of(at))
+    assert copy_texts(again.chat_message[-1]) == []
+    again = opened_copy(again, stored)
     assert copy_texts(again.chat_message[-1]) == [REPLY]
     assert copy_texts(again.chat_message[0]) == []  # the user's own message has no Copy
-    # text that starts or ends with blank lines is copied with them (st.code drops one newline at each end)
+    again.session_state[f"copy-{stored.id}"] = False  # closed again (clicking outside it)
+    assert copy_texts(again.run().chat_message[-1]) == []
+    # While a reply is being written, the earlier replies' Copy holds its text already: opening a lazy one
+    # would rerun the page and stop the reply.
     wire.queue(Script(chunks=["\n\nIndented:\n\n    code\n\n"]))
     again.chat_input[0].set_value("Another").run()
-    assert copy_texts(again.chat_message[-1]) == [my_store.path_messages(ME, cid_of(at))[-1].content]
+    assert copy_texts(again.chat_message[1]) == [REPLY]
+    newest = my_store.path_messages(ME, cid_of(at))[-1]
+    # text that starts or ends with blank lines is copied with them (st.code drops one newline at each end)
+    again = opened_copy(again, newest)
+    assert copy_texts(again.chat_message[-1]) == [newest.content]
     assert copy_texts(again.chat_message[-1])[0].endswith("    code\n\n")
+    assert copy_texts(again.chat_message[1]) == []  # closed, and no reply being written: not sent
 
 
 @pytest.mark.usefixtures("stop_keeps_the_page")
