@@ -67,6 +67,7 @@ class WireServer:
         self.models_delay_s = 0.0
         self.model_requests: list[Recorded] = []
         self.sent_chunks = 0  # text chunks written by the latest stream (what a client may have received)
+        self.last_chunk_at: float | None = None  # time.monotonic() the latest stream's last text chunk was written
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"wire": self})
         self._httpd = _QuietServer(("127.0.0.1", 0), handler)
@@ -348,6 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
                 script.gate_before[i].wait(30)
             self._write(OpenAIFormat.text(model, text) if openai else AnthropicFormat.text(text))
             self.wire.sent_chunks = i + 1
+            self.wire.last_chunk_at = time.monotonic()
         if script.fault is not None:
             self._fault(script.fault)
             return
