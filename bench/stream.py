@@ -10,6 +10,9 @@ opens each app, sends a message and watches the reply. Reported, medians over th
   in the page (a MutationObserver in the page), beside the floor: the same stream read by the openai SDK
   alone, measured in the same run;
 - longest freeze: the longest gap between two visible changes of the reply while text is arriving;
+- the same paragraph while another session (a second tab) reruns its page every 0.5 s, as other users of
+  one server do (this app): what their runs cost this stream. Here the other tab is drawn by the same
+  Chromium on the same 2 cores, which a real neighbour's browser is not: an upper bound;
 - stop during a 30 s provider silence (this app): from the stop click until the reply is stored as
   `interrupted` with every word that was shown.
 Replies: 2,000 chunks 2 ms apart, one long paragraph (~8 KB); and a realistic ~8 KB reply with 15
@@ -57,6 +60,8 @@ ON_SCHEDULE = True
 # own table was measured against a server that waited about 0.3 s, as hosted models do.
 FIRST_DELAY_S = 0.0
 END = "Fin."
+# The neighbour case: the paragraph streamed while a second session reruns its page this often.
+NEIGHBOUR_EVERY_S = 0.5
 
 # Records every visible change of the last chat bubble: [ms since the send, text length, has the end].
 OBSERVER = """
@@ -181,11 +186,28 @@ def run_finished(page: Page) -> bool:
     return not page.locator('[data-testid="stStatusWidget"]').is_visible()
 
 
-def measure_reply(browser: Any, url: str, wire: WireServer, chunks: list[str]) -> dict[str, float]:
+def measure_reply(
+    browser: Any, url: str, wire: WireServer, chunks: list[str], neighbour_every_s: float = 0.0
+) -> dict[str, float]:
+    """One reply streamed into a fresh page. `neighbour_every_s`: meanwhile another session (a second tab)
+    reruns its page that often (its "New chat" button), as other users of the same server do."""
     page, counter = open_page(browser, url)
+    neighbour = open_page(browser, url)[0] if neighbour_every_s else None
+    next_rerun = time.monotonic()
+    reruns = 0
     wire.queue(script(chunks))
     pressed = send(page, counter, "Please answer at length")
-    wait_until(lambda: page.evaluate("window.__changes.some(c => c[3])"), 120, "the whole reply on screen", 0.05)
+
+    def whole_on_screen() -> bool:
+        nonlocal next_rerun, reruns
+        if neighbour is not None and time.monotonic() >= next_rerun:
+            neighbour.get_by_role("button", name="New chat").click()
+            next_rerun, reruns = time.monotonic() + neighbour_every_s, reruns + 1
+        return bool(page.evaluate("window.__changes.some(c => c[3])"))
+
+    wait_until(whole_on_screen, 120, "the whole reply on screen", 0.02)
+    if neighbour is not None:
+        neighbour.close()
     page.wait_for_timeout(300)
     wait_until(lambda: run_finished(page), 30, "the run to end", 0.05)
     page.wait_for_timeout(500)  # trailing messages (the run's end, the sidebar)
@@ -198,7 +220,7 @@ def measure_reply(browser: Any, url: str, wire: WireServer, chunks: list[str]) -
     freeze = max((b - a for a, b in zip(arriving, arriving[1:], strict=False)), default=0.0) / 1000
     # How long after the provider's last chunk the last words were on screen (clocks a few ms apart).
     lag = whole - ((wire.last_chunk_at or pressed) - pressed)
-    return {"bytes": counter.bytes, "first": first, "whole": whole, "freeze": freeze, "lag": lag}
+    return {"bytes": counter.bytes, "first": first, "whole": whole, "freeze": freeze, "lag": lag, "reruns": reruns}
 
 
 def measure_stop(browser: Any, url: str, wire: WireServer, store: PostgresStore) -> float:
@@ -227,7 +249,7 @@ def measure_stop(browser: Any, url: str, wire: WireServer, store: PostgresStore)
     return elapsed
 
 
-KEYS = ("bytes", "first", "whole", "freeze", "lag")
+KEYS = ("bytes", "first", "whole", "freeze", "lag", "reruns")
 
 
 def med(rows: list[dict[str, float]], key: str) -> float:
@@ -240,7 +262,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--first-token-s", type=float, default=0.0, help="provider wait before its first chunk")
     parser.add_argument("--sleep-after-chunk", action="store_true", help="2 ms after each write, not on a schedule")
-    parser.add_argument("--cases", default="paragraph,mixed,stop", help="which of paragraph, mixed, stop to run")
+    parser.add_argument(
+        "--cases", default="paragraph,mixed,neighbour,stop", help="which of paragraph, mixed, neighbour, stop to run"
+    )
     args = parser.parse_args()
     global FIRST_DELAY_S, ON_SCHEDULE
     FIRST_DELAY_S = args.first_token_s
@@ -266,9 +290,15 @@ def main() -> None:
             rows: dict[str, list[dict[str, float]]] = {"floor": [], "stock": [], "ours": []}
             for _ in range(args.rounds):
                 first, whole, lag = floor(wire, chunks)
-                rows["floor"].append({"first": first, "whole": whole, "bytes": 0, "freeze": 0, "lag": lag})
+                rows["floor"].append(
+                    {"first": first, "whole": whole, "bytes": 0, "freeze": 0, "lag": lag, "reruns": 0}
+                )
                 rows["stock"].append(measure_reply(browser, stock, wire, chunks))
                 rows["ours"].append(measure_reply(browser, ours.url, wire, chunks))
+                if "neighbour" in chosen and name == "paragraph":
+                    rows.setdefault("busy", []).append(
+                        measure_reply(browser, ours.url, wire, chunks, NEIGHBOUR_EVERY_S)
+                    )
             results[name] = {
                 "chars": len("".join(chunks)),
                 **{who: {k: med(r, k) for k in KEYS} for who, r in rows.items()},
@@ -302,8 +332,16 @@ def print_table(r: dict[str, Any], rounds: int) -> None:
         print("| | websocket bytes | time to first text | whole reply on screen | after last chunk | longest freeze |")
         print("|---|---:|---:|---:|---:|---:|")
         print(f"| SDK alone (floor) | - | {fl['first']:.3f} s | {fl['whole']:.3f} s | {fl['lag'] * 1000:.0f} ms | - |")
-        for who, label in (("stock", "stock st.write_stream"), ("ours", "this app")):
+        for who, label in (
+            ("stock", "stock st.write_stream"),
+            ("ours", "this app"),
+            ("busy", f"this app, another session rerunning every {NEIGHBOUR_EVERY_S:.1f} s"),
+        ):
+            if who not in c:
+                continue
             x = c[who]
+            if who == "busy":
+                label += f" ({x['reruns']:.0f} reruns)"
             print(
                 f"| {label} | {x['bytes'] / 1000:,.1f} KB | {x['first']:.3f} s | {x['whole']:.3f} s "
                 f"({x['whole'] / fl['whole']:.2f}x floor) | {x['lag'] * 1000:.0f} ms | {x['freeze'] * 1000:.0f} ms |"
