@@ -310,4 +310,4 @@ def test_an_edits_reply_has_its_own_stop_button_and_keeps_what_was_shown(
     assert at.chat_message[-1].caption[-1].value.endswith("Stopped before the end.")
     assert at.button(key="regenerate-last").label == "Regenerate"
     assert versions_shown(at) == ["2 / 2"]  # the first question and its answer stay as the other version
-    assert copy_texts(at.chat_message[-1]) == ["Thinking aloud"]
+    assert copy_texts(opened_copy(at, path[-1]).chat_message[-1]) == ["Thinking aloud"]
