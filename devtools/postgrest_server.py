@@ -57,13 +57,16 @@ _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 @dataclass
 class Fault:
     """A scripted answer for one request: `status`/`body` instead of running it, after `delay_s`; with
-    `hang`, the server holds the request until `release` is set (or the server stops)."""
+    `hang`, the server holds the request until `release` is set (or the server stops). With `path`, it waits
+    for a request to that path, and lets `skip` of those through first (the second file of an upload)."""
 
     status: int = 503
     body: Any = field(default_factory=lambda: {"message": "Service Unavailable"})
     delay_s: float = 0.0
     hang: bool = False
     content_type: str = "application/json"
+    path: str | None = None
+    skip: int = 0
 
 
 @dataclass
@@ -173,7 +176,15 @@ class PostgrestServer:
     def _record(self, recorded: Recorded) -> Fault | None:
         with self._lock:
             self.requests.append(recorded)
-            return self.faults.popleft() if self.faults else None
+            for fault in self.faults:
+                if fault.path is not None and recorded.path != fault.path:
+                    continue
+                if fault.skip:
+                    fault.skip -= 1
+                    return None
+                self.faults.remove(fault)
+                return fault
+            return None
 
     # --- the gateway and the JWT ------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from services.app_tokens import APP_ISSUER
 from services.auth import Principal
 from services.store import embedded
 from services.store.supabase import TOO_SLOW, UNREACHABLE, SupabaseStore, map_api_error
-from services.store.types import InvalidInput, NotFound, StoreUnavailable
+from services.store.types import InvalidInput, NewAttachment, NotFound, StoreUnavailable
 from services.token_minter import AppSigner, TokenMinter
 from tests.supabase_support import ANON_KEY, LocalSupabase, local_supabase, shared_signer
 
@@ -116,6 +116,55 @@ def test_a_message_is_added_by_one_rpc_with_named_arguments(local: LocalSupabase
         "p_at_leaf": True,
     }
     assert added.content == "hello" and local.store.get_conversation(alice, conv.id).current_leaf_id == added.id
+
+
+FILES = [NewAttachment(f"{n}.txt", "text/plain", n.encode() * 10, text=n * 10) for n in ("one", "two", "three")]
+ADD_FILE = "/rest/v1/rpc/add_attachment"
+
+
+def test_an_upload_that_fails_at_its_second_file_leaves_the_message_without_files(local: LocalSupabase) -> None:
+    """The Data API has no transaction across requests: the store deletes the files it already stored."""
+    alice = user("alice")
+    conv = local.store.create_conversation(alice, "files")
+    message = local.store.add_message(alice, conv.id, "user", "see files", "demo")
+    local.server.fail_next(
+        Fault(503, {"code": "PGRST002", "message": "Could not query the database"}, path=ADD_FILE, skip=1)
+    )
+    with pytest.raises(StoreUnavailable) as caught:
+        local.store.add_attachments(alice, message.id, FILES)
+    assert caught.value.message == UNREACHABLE
+    first_add, failed_add, cleanup = last(local.server, 3)
+    assert (first_add.path, first_add.status) == (ADD_FILE, 200)
+    assert (failed_add.path, failed_add.status, failed_add.body["p_name"]) == (ADD_FILE, 503, "two.txt")
+    assert (cleanup.method, cleanup.path, cleanup.status) == ("DELETE", "/rest/v1/attachments", 200)
+    stored_id = first_add.answer[0]["id"]
+    assert cleanup.params == [("id", f"in.({stored_id})")]  # that one file, nothing else
+    assert [row["id"] for row in cleanup.answer] == [stored_id]  # and row-level security let it go
+    assert local.store.message_attachments(alice, [message.id]) == {}
+    # A later upload to the same message stores all of its files.
+    assert [a.name for a in local.store.add_attachments(alice, message.id, FILES)] == [
+        "one.txt",
+        "two.txt",
+        "three.txt",
+    ]
+
+
+def test_when_the_clean_up_fails_too_the_upload_error_is_raised_and_the_leftover_logged(
+    local: LocalSupabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = user("alice")
+    conv = local.store.create_conversation(alice, "files")
+    message = local.store.add_message(alice, conv.id, "user", "see files", "demo")
+    local.server.fail_next(
+        Fault(504, "<html>gateway timeout</html>", content_type="text/html", path=ADD_FILE, skip=2),
+        Fault(503, "<html>down</html>", content_type="text/html", path="/rest/v1/attachments"),
+    )
+    with caplog.at_level("WARNING", logger="services.store.supabase"), pytest.raises(StoreUnavailable):
+        local.store.add_attachments(alice, message.id, FILES)
+    assert [r.getMessage() for r in caplog.records] == ["files of a failed upload could not be removed"]
+    assert caplog.records[0].count == 2  # type: ignore[attr-defined]
+    # What could not be removed stays visible to its owner (the message shows two of its three files).
+    assert [a.name for a in local.store.message_attachments(alice, [message.id])[message.id]] == ["one.txt", "two.txt"]
 
 
 def test_a_checkpoint_patches_only_the_known_usage(local: LocalSupabase) -> None:
