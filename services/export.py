@@ -118,13 +118,19 @@ def json_chunks(
 
 
 def markdown_chunks(conversation: Conversation, rows: Iterable[HistoryRow]) -> Iterator[bytes]:
-    """One conversation as Markdown: a heading per message with who, model, time and non-final status."""
+    """One conversation as Markdown: a heading per message with who, model, time and non-final status; under
+    a reply the author rated, their thumb and comment (quoted like the content: it is typed text)."""
     started = utc_text(conversation.created_at)
     yield f"# {conversation.title}\n\nConversation {conversation.id}, started {started}\n".encode()
     for row in rows:
         who = "User" if row.role == "user" else f"Assistant ({row.model})"
         status = "" if row.status == "complete" else f" · {row.status}"
-        yield f"\n## {who} · {utc_text(row.created_at)}{status}\n\n{_quoted(row.content)}\n".encode()
+        text = f"\n## {who} · {utc_text(row.created_at)}{status}\n\n{_quoted(row.content)}\n"
+        if row.feedback is not None:
+            thumb = "👍 thumbs up" if row.feedback == "up" else "👎 thumbs down"
+            comment = row.feedback_comment
+            text += f"\nFeedback: {thumb}" + (f", with a comment:\n\n{_quoted(comment)}\n" if comment else "\n")
+        yield text.encode()
 
 
 def _quoted(content: str) -> str:

@@ -300,3 +300,14 @@ def test_exports_carry_feedback_with_the_csv_formula_guard(history: AppTest) -> 
         '=HYPERLINK("http://evil.test") made up',  # JSON is lossless: no guard
     )
     assert (messages["answer 3"]["feedback"], messages["answer 3"]["feedback_comment"]) == (None, None)
+
+    def markdown_of(answer: str) -> str:
+        cid = messages[answer]["conversation_id"]
+        return services.history.export_markdown(ME, uuid.UUID(cid)).read().decode()
+
+    assert markdown_of("answer 1").endswith("> answer 1\n\nFeedback: 👍 thumbs up\n")
+    # The comment is quoted like the content: typed text cannot start a heading of the export's own.
+    assert markdown_of("answer 2").endswith(
+        '> answer 2\n\nFeedback: 👎 thumbs down, with a comment:\n\n> =HYPERLINK("http://evil.test") made up\n'
+    )
+    assert "Feedback" not in markdown_of("answer 3")
