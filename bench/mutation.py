@@ -138,6 +138,8 @@ TARGETS: tuple[Target, ...] = (
             "tests/test_paging.py",
             "tests/test_logs.py",
             "tests/test_metrics.py",
+            # The attachments' path through send, check_files and _files_for_model, checked on the wire.
+            "tests/test_attachments_wire.py",
         ),
     ),
     Target(
