@@ -265,3 +265,20 @@ def test_an_edited_message_keeps_its_files_and_sends_them_with_the_new_text(
     assert [m.content for m in window.messages][0] == "What animal is this?"
     assert [a.name for a in window.attachments[window.messages[0].id]] == ["cat.png"]
     assert len(window.versions[window.messages[0].id].ids) == 2  # the refused edit stored nothing
+
+
+@pytest.mark.parametrize("typed", ["", "  \n "])
+def test_files_sent_without_words_are_stored_and_sent_as_a_message_naming_them(
+    store: PostgresStore, wires: dict[str, WireServer], typed: str
+) -> None:
+    chat, wire, who = service(store, wires), wires["openai"], user()
+    before = len(wire.requests)
+    files = [Upload("report.pdf", PDF), Upload("notes.txt", b"keep me")]
+    reply = chat.send(who, None, typed, "openai/gpt-4o-mini", files=files)
+    finish(reply)
+    words = "Attached: report.pdf, notes.txt"
+    notes_block = "\n\n[File: notes.txt]\nkeep me\n[End of file: notes.txt]"
+    assert sent(wire, before)["messages"] == [{"role": "user", "content": words + PDF_BLOCK + notes_block}]
+    window = chat.window(who, chat.open_conversation(who, reply.conversation_id))
+    assert [(m.role, m.content) for m in window.messages][0] == ("user", words)
+    assert chat.open_conversation(who, reply.conversation_id).title == words
