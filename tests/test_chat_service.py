@@ -667,3 +667,41 @@ def test_a_first_hand_over_of_one_character_is_saved_at_once(
     finally:
         held.set()
         reply.close()
+
+
+class _Clock:
+    """services.chat's monotonic clock, moved by the test: durations come out exact (the wire server and the
+    provider's reader keep the real clock)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_latency_and_time_to_first_text_are_measured_from_the_request_in_milliseconds(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock(1_000.0)
+    monkeypatch.setattr(chat_module, "time", clock)
+    held = threading.Event()
+    wires["openai"].queue(Script(chunks=["first", " and the rest"], gate_before={1: held}))
+    alice = user("timed")
+    reply = chat.send(alice, None, "How long?", OPENAI_MODEL)
+    reply.start(wait_s=30)  # the request is opened at 1000 s
+    clock.now = 1_002.0  # the first text arrives two seconds later
+    try:
+        it = iter(reply)
+        assert next(text for text in it if text) == "first"
+        clock.now = 1_004.0  # and the reply ends two seconds after that
+        held.set()
+        assert "".join(it) == " and the rest"
+    finally:
+        held.set()
+        reply.close()
+    outcome = reply.outcome
+    assert outcome is not None and outcome.status == "complete"
+    assert (outcome.first_token_ms, outcome.latency_ms) == (2_000, 4_000)
+    _, assistant = messages(store, alice, reply)
+    assert (assistant.content, assistant.latency_ms) == ("first and the rest", 4_000)
