@@ -145,16 +145,25 @@ def test_an_unexpected_provider_failure_ends_the_reply_as_an_error_and_keeps_the
     ]
 
 
-def test_a_reply_whose_final_state_cannot_be_saved_says_so(chat: ChatService, store: PostgresStore) -> None:
+def test_a_reply_whose_final_state_cannot_be_saved_says_so(
+    chat: ChatService, store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
     """The conversation is deleted (another tab, "delete my data") while the reply is on screen: storing
-    the reply's final state fails in the database, and the outcome says the reply was not saved."""
+    the reply's final state fails in the database, the outcome says the reply was not saved, and the log
+    says which final state was lost and why."""
     alice = user()
     reply = chat.send(alice, None, "hello", DEMO)
     chunks = iter(reply)
     first = next(chunks)
     assert first
     store.delete_conversation(alice, reply.conversation_id)
-    reply.close()  # stop: the reply is finalised now, into a conversation that no longer exists
+    with caplog.at_level(logging.WARNING, logger="services.chat"):
+        reply.close()  # stop: the reply is finalised now, into a conversation that no longer exists
+    [record] = [r for r in caplog.records if r.name == "services.chat"]
+    assert record.levelno == logging.ERROR
+    assert record.getMessage() == (
+        "could not store the final state of a reply (interrupted): That conversation does not exist."
+    )
     outcome = reply.outcome
     assert outcome is not None
     assert outcome.status == "error" and outcome.error_kind == "server"
