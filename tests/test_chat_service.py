@@ -465,11 +465,20 @@ def test_checkpoints_follow_the_clock_while_the_provider_pauses(
         reply.close()
 
 
+@pytest.mark.parametrize("final_write_s", [None, 3_600])
 def test_a_reply_finishes_under_the_sign_in_that_started_it(
-    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+    chat: ChatService,
+    store: PostgresStore,
+    wires: dict[str, WireServer],
+    monkeypatch: pytest.MonkeyPatch,
+    final_write_s: int | None,
 ) -> None:
     # The token expires about half a second into a reply that takes over a second: the reply must finish
-    # and be stored whole; the next turn needs a valid sign-in again.
+    # and be stored whole; the next turn needs a valid sign-in again. The turn's sign-in lasts the provider
+    # timeout, the longest reply and the final write together: a final write allowed longer than the other
+    # two still extends it (the three add up, none is taken off).
+    if final_write_s is not None:
+        monkeypatch.setattr(chat_module, "FINAL_WRITE_S", final_write_s)
     name = f"user_expiring_{uuid.uuid4().hex[:8]}"
     expires = datetime.fromtimestamp(time.time() + 0.6, tz=UTC)
     alice = Principal(user_id=name, expires_at=expires)
