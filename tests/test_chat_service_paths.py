@@ -174,6 +174,33 @@ def test_a_reply_whose_final_state_cannot_be_saved_says_so(
         store.get_conversation(alice, reply.conversation_id)
 
 
+def test_a_reply_whose_checkpoint_cannot_be_saved_ends_as_an_error_and_says_why(
+    chat: ChatService, store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The conversation is deleted while the reply streams on: the next save of the streaming reply fails in
+    the database, the reply ends there, and both the outcome and the log say it could not be saved."""
+    alice = user()
+    reply = chat.send(alice, None, "hello", DEMO)
+    chunks = iter(reply)
+    first = next(chunks)  # handed over before it is saved: the save runs when the reply is read on
+    assert first
+    store.delete_conversation(alice, reply.conversation_id)
+    with caplog.at_level(logging.WARNING, logger="services.chat"):
+        rest = list(chunks)
+    reply.close()
+    assert rest == []  # nothing more is handed over once the reply cannot be saved
+    outcome = reply.outcome
+    assert outcome is not None
+    assert (outcome.status, outcome.error_kind, outcome.message) == ("error", "server", None)
+    assert outcome.error == "The reply could not be saved: That conversation does not exist."
+    assert outcome.text == first
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "services.chat"]
+    assert logged == [
+        (logging.WARNING, "saving a streaming reply failed: That conversation does not exist."),
+        (logging.ERROR, "could not store the final state of a reply (error): That conversation does not exist."),
+    ]
+
+
 # --- the picker's remembered model ---------------------------------------------------------------------
 
 
