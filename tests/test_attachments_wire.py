@@ -165,7 +165,11 @@ def test_a_model_without_images_is_refused_before_anything_is_stored_or_sent(
     files = [Upload("cat.png", PNG), Upload("notes.txt", b"keep me")]
     with pytest.raises(AttachmentRefused) as refused:
         chat.send(who, None, "What is this?", model, files=files)
-    assert "does not take images" in refused.value.message and "nothing was sent" in refused.value.message
+    label = model.replace("/", " · ")
+    assert refused.value.message == (
+        f"{label} does not take images, so nothing was sent. Pick a model that does, "
+        "or remove the images and send again."
+    )
     assert refused.value.kept == tuple(files)  # every file is held for the retry with another model
     assert {name: len(w.requests) for name, w in wires.items()} == before
     assert chat.recent_conversations(who)[0] == []
