@@ -286,3 +286,46 @@ def test_files_sent_without_words_are_stored_and_sent_as_a_message_naming_them(
     window = chat.window(who, chat.open_conversation(who, reply.conversation_id))
     assert [(m.role, m.content) for m in window.messages][0] == ("user", words)
     assert chat.open_conversation(who, reply.conversation_id).title == words
+
+
+def test_regenerating_an_answer_to_an_image_with_a_text_model_is_refused_before_anything_is_sent(
+    store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    chat, who = service(store, wires), user()
+    first = chat.send(who, None, "What is this?", "openai/gpt-4o-mini", files=[Upload("cat.png", PNG)])
+    finish(first)
+    before = {name: len(w.requests) for name, w in wires.items()}
+    with pytest.raises(AttachmentRefused) as refused:
+        chat.regenerate(who, first.conversation_id, "local/llama3")
+    assert refused.value.message == (
+        "local · llama3 does not take images, so nothing was sent. Pick a model that does, "
+        "or remove the images and send again."
+    )
+    assert {name: len(w.requests) for name, w in wires.items()} == before
+    assert [m.role for m in chat.window(who, chat.open_conversation(who, first.conversation_id)).messages] == [
+        "user",
+        "assistant",
+    ]
+
+
+def test_each_message_of_a_chat_brings_its_own_files_and_a_text_model_is_told_of_dropped_images(
+    store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # A first message without files, then an image (to a model that takes it), then a PDF to a text model:
+    # the PDF follows its own message, the image is left out, and the user is told.
+    chat, local, who = service(store, wires), wires["local"], user()
+    hello = chat.send(who, None, "Hello", "local/llama3")
+    said = [finish(hello)]
+    cid = hello.conversation_id
+    said.append(finish(chat.send(who, cid, "Look", "openai/gpt-4o-mini", files=[Upload("cat.png", PNG)])))
+    before = len(local.requests)
+    later = chat.send(who, cid, "And this report", "local/llama3", files=[Upload("report.pdf", PDF)])
+    finish(later)
+    assert sent(local, before)["messages"] == [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": said[0]},
+        {"role": "user", "content": "Look"},
+        {"role": "assistant", "content": said[1]},
+        {"role": "user", "content": "And this report" + PDF_BLOCK},
+    ]
+    assert later.notices == ("Images of earlier messages were not sent: local · llama3 does not take images.",)
