@@ -90,6 +90,7 @@ def test_a_complete_reply_is_stored_with_usage_and_latency(
     wires[kind].queue(Script(chunks=["The ", "answer ", "is ", "42."], usage=(17, 5)))
     alice = user("alice")
     reply = chat.send(alice, None, "What is the answer?", model)
+    assert reply.created_conversation is True  # the chat page redraws its conversation list for it
     assert "".join(drain(reply)) == "The answer is 42."
     assert reply.outcome is not None and reply.outcome.status == "complete" and reply.outcome.error is None
     user_msg, assistant = messages(store, alice, reply)
@@ -287,7 +288,9 @@ def test_context_is_the_conversation_so_far(chat: ChatService, wires: dict[str, 
     first = chat.send(alice, None, "My name is Ada.", OPENAI_MODEL)
     drain(first)  # default script: "Hello, world!"
     before = len(wires["openai"].requests)
-    drain(chat.send(alice, first.conversation_id, "What is my name?", OPENAI_MODEL))
+    second = chat.send(alice, first.conversation_id, "What is my name?", OPENAI_MODEL)
+    assert second.created_conversation is False
+    drain(second)
     (request,) = wires["openai"].requests[before:]
     assert request.body["messages"] == [
         {"role": "user", "content": "My name is Ada."},
