@@ -18,7 +18,7 @@ import pytest
 from services.auth import AuthError, Principal
 from services.chat import ChatService, Reply
 from services.config import settings_from
-from services.providers import Turn, Usage
+from services.providers import ProviderError, Turn, Usage
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider
 from services.store import InvalidInput, NotFound, StoreError
@@ -29,6 +29,7 @@ DEMO = "demo/echo-1"
 # message after the conversation has been created, a real failure of the insert.
 TOO_LONG_MODEL = "demo/" + "x" * 200
 BROKEN = "broken/bug-1"
+DROPPING = "dropping/cut-1"
 
 
 class _BrokenStream:
@@ -51,14 +52,37 @@ class BuggyProvider:
         return _BrokenStream()
 
 
+class _CountedThenDropped:
+    """Yields the whole answer and reports its usage, then the connection drops before the end of the
+    message (what an OpenAI stream cut after its usage chunk, before `[DONE]`, looks like)."""
+
+    usage: Usage | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield "all of the answer"
+        self.usage = Usage(11, 4)
+        raise ProviderError("server", "The connection to the model server dropped.")
+
+    def close(self) -> None:
+        return None
+
+
+class DroppingProvider:
+    name = "dropping"
+
+    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> _CountedThenDropped:
+        return _CountedThenDropped()
+
+
 @pytest.fixture(scope="module")
 def chat(store: PostgresStore) -> ChatService:
     catalogue = Catalogue(
-        {"demo": DemoProvider(chars_per_s=1_000_000), "broken": BuggyProvider()},
+        {"demo": DemoProvider(chars_per_s=1_000_000), "broken": BuggyProvider(), "dropping": DroppingProvider()},
         [
             ModelOption(DEMO, "demo", "echo-1", "Offline demo"),
             ModelOption(TOO_LONG_MODEL, "demo", "echo-1", "Misconfigured"),
             ModelOption(BROKEN, "broken", "bug-1", "Buggy"),
+            ModelOption(DROPPING, "dropping", "cut-1", "Dropping"),
         ],
         default=DEMO,
     )
@@ -143,6 +167,22 @@ def test_an_unexpected_provider_failure_ends_the_reply_as_an_error_and_keeps_the
         ("user", "ask the buggy model", "complete"),
         ("assistant", "partial answer", "error"),
     ]
+
+
+def test_a_reply_that_fails_after_the_provider_counted_it_is_stored_as_an_error_without_token_counts(
+    chat: ChatService, store: PostgresStore
+) -> None:
+    # Token counts are stored with a complete reply only, even when the provider reported them before failing.
+    alice = user()
+    reply = chat.send(alice, None, "count me", DROPPING)
+    assert "".join(drain(reply)) == "all of the answer"
+    outcome = reply.outcome
+    assert outcome is not None
+    assert (outcome.status, outcome.usage) == ("error", None)
+    assert outcome.error == "The connection to the model server dropped."
+    stored = store.recent_messages(alice, reply.conversation_id)[-1]
+    assert (stored.role, stored.content, stored.status) == ("assistant", "all of the answer", "error")
+    assert (stored.input_tokens, stored.output_tokens) == (None, None)
 
 
 def test_a_reply_whose_final_state_cannot_be_saved_says_so(
