@@ -151,7 +151,9 @@ TARGETS: tuple[Target, ...] = (
 )
 
 # Copied beside the mutated file so the tests can import everything they need.
-PROJECT_PARTS = ("services", "components", "pages", "api", "app.py", "supabase", ".streamlit", "tests", "devtools")
+PROJECT_PARTS = (
+    "services", "components", "pages", "api", "app.py", "supabase", ".streamlit", "tests", "devtools", "bench",
+)  # fmt: skip
 
 
 def tracked_copy(dest: Path) -> None:
@@ -182,6 +184,9 @@ def setup_cfg(target: Target) -> str:
         f"only_mutate = {target.source}\n"
         "also_copy =\n    " + "\n    ".join(also) + "\n"
         f"pytest_add_cli_args_test_selection =\n    {tests}\n"
+        # Each test module's tests together (bench/mutation_order.py): mutmut's own order rebuilt a module's
+        # database each time the run came back to it.
+        "pytest_add_cli_args =\n    -p\n    bench.mutation_order\n"
         # The database fixtures start a PostgreSQL per run: give slow mutants room before calling them hung.
         "timeout_constant = 60\n"
         f"timeout_multiplier = {target.timeout_multiplier}\n"
@@ -196,12 +201,20 @@ def shared_database() -> Iterator[dict[str, str]]:
     """One PostgreSQL for the whole target, handed to every test session through TEST_PG_ADMIN_URL
     (tests/conftest.py): starting one per mutant took 10 s of a loaded machine's time, more than the tests."""
     sys.path.insert(0, str(ROOT))
+    import psycopg
+
     from services.store import embedded
 
     # Outside the copy (mutmut hashes what is in it), and short: the socket path is limited to ~107 bytes.
     base = Path(tempfile.mkdtemp(prefix="mutpg-", dir="/tmp"))
     os.chmod(base, 0o755)
     db = embedded.start(base / "data", database="postgres_bootstrap")
+    # A throwaway server: every test module drops its database, and each drop waits for a checkpoint.
+    with psycopg.connect(db.admin_url, autocommit=True) as conn:
+        conn.execute("alter system set fsync = off")
+        conn.execute("alter system set synchronous_commit = off")
+        conn.execute("alter system set full_page_writes = off")
+        conn.execute("select pg_reload_conf()")
     try:
         yield {**os.environ, "TEST_PG_ADMIN_URL": db.admin_url}
     finally:
