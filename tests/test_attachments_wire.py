@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from devtools.files import image_bytes, pdf_bytes
-from devtools.wire_servers import WireServer
+from devtools.wire_servers import Script, WireServer
 from services.attachments import AttachmentRefused, Upload
 from services.auth import Principal
 from services.chat import ChatService, Reply
@@ -329,3 +329,29 @@ def test_each_message_of_a_chat_brings_its_own_files_and_a_text_model_is_told_of
         {"role": "user", "content": "And this report" + PDF_BLOCK},
     ]
     assert later.notices == ("Images of earlier messages were not sent: local · llama3 does not take images.",)
+
+
+def test_an_image_whose_reply_failed_goes_again_with_the_next_question(
+    store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # The reply to the image failed (stored empty, as an error): the next question is merged into the same
+    # user turn, and the image must stay in it.
+    chat, wire, who = service(store, wires), wires["openai"], user()
+    wire.queue(Script(status=500))
+    failed = chat.send(who, None, "Look", "openai/gpt-4o-mini", files=[Upload("cat.png", PNG)])
+    try:
+        assert "".join(failed) == ""
+    finally:
+        failed.close()
+    assert failed.outcome is not None and failed.outcome.status == "error"
+    before = len(wire.requests)
+    finish(chat.send(who, failed.conversation_id, "And now?", "openai/gpt-4o-mini"))
+    assert sent(wire, before)["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Look\n\nAnd now?"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(PNG)}"}},
+            ],
+        }
+    ]
