@@ -717,3 +717,18 @@ def test_latency_and_time_to_first_text_are_measured_from_the_request_in_millise
     assert (outcome.first_token_ms, outcome.latency_ms) == (2_000, 4_000)
     _, assistant = messages(store, alice, reply)
     assert (assistant.content, assistant.latency_ms) == ("first and the rest", 4_000)
+
+
+def test_a_reply_read_at_the_very_end_of_its_time_is_not_cut_off(
+    store: PostgresStore, wires: dict[str, WireServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The turn may last the provider timeout plus the longest reply: at exactly that moment it still may.
+    monkeypatch.setattr(chat_module, "LONGEST_REPLY_S", 0)
+    clock = _Clock(1_000.0)
+    monkeypatch.setattr(chat_module, "time", clock)
+    wires["openai"].queue(Script(chunks=["just ", "in ", "time"]))
+    reply = patient_chat(store, wires, "600").send(user("punctual"), None, "Hello", OPENAI_MODEL)
+    reply.start(wait_s=30)
+    clock.now = 1_600.0  # the request was opened at 1000 s; 600 s is the provider timeout
+    assert "".join(drain(reply)) == "just in time"
+    assert reply.outcome is not None and reply.outcome.status == "complete"
