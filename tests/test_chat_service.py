@@ -732,3 +732,33 @@ def test_a_reply_read_at_the_very_end_of_its_time_is_not_cut_off(
     clock.now = 1_600.0  # the request was opened at 1000 s; 600 s is the provider timeout
     assert "".join(drain(reply)) == "just in time"
     assert reply.outcome is not None and reply.outcome.status == "complete"
+
+
+def test_no_reply_row_is_stored_before_the_first_text_and_then_one_per_checkpoint_interval(
+    store: PostgresStore, catalogue: Catalogue, wires: dict[str, WireServer]
+) -> None:
+    # While the provider is silent the page gets "" ticks and nothing is written; the first text is saved at
+    # once; later text waits for the next checkpoint (an hour away here), and the end stores everything.
+    chat = ChatService(store, catalogue, None, settings=settings_from({}), checkpoint_s=3_600.0, tick_s=0.02)
+    gates = [threading.Event() for _ in range(3)]
+    wires["openai"].queue(Script(chunks=["A", "B", "C"], gate_before=dict(enumerate(gates))))
+    alice = user("quiet")
+    reply = chat.send(alice, None, "Wait for it", OPENAI_MODEL)
+    try:
+        it = iter(reply)
+        assert next(it) == ""  # a tick while the provider says nothing
+        assert next(it) == ""
+        assert [m.role for m in messages(store, alice, reply)] == ["user"]
+        gates[0].set()
+        assert next(text for text in it if text) == "A"
+        gates[1].set()
+        assert next(text for text in it if text) == "B"
+        assert next(it) == ""  # "C" is held: a tick, after "B" was handed over
+        assert [(m.content, m.status) for m in messages(store, alice, reply)][-1] == ("A", "streaming")
+        gates[2].set()
+        assert "".join(it) == "C"
+    finally:
+        for gate in gates:
+            gate.set()
+        reply.close()
+    assert [(m.content, m.status) for m in messages(store, alice, reply)][-1] == ("ABC", "complete")
