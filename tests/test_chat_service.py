@@ -172,9 +172,11 @@ def test_a_reply_closed_before_it_started_stores_only_the_user_message(chat: Cha
     assert reply.outcome is None
 
 
-def test_the_reply_is_saved_while_it_streams(store: PostgresStore) -> None:
-    # checkpoint_s=0: every hand-over is also a checkpoint, so this test needs no clock. The demo model is
-    # paced (about 90 words over half a second) so the reply arrives in many hand-overs.
+def test_the_reply_is_saved_while_it_streams(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # checkpoint_s=0: every hand-over is also a checkpoint, even when no time has passed at all (the service's
+    # clock is stopped here). The demo model is paced (about 90 words over half a second, on its own clock) so
+    # the reply arrives in many hand-overs.
+    monkeypatch.setattr(chat_module, "time", _Clock(1_000.0))
     paced = Catalogue(
         {"demo": DemoProvider(chars_per_s=1_000)}, [ModelOption(DEMO_MODEL, "demo", "echo-1", "d")], DEMO_MODEL
     )
@@ -762,3 +764,18 @@ def test_no_reply_row_is_stored_before_the_first_text_and_then_one_per_checkpoin
             gate.set()
         reply.close()
     assert [(m.content, m.status) for m in messages(store, alice, reply)][-1] == ("ABC", "complete")
+
+
+def test_a_reply_past_its_time_says_how_long_a_reply_may_take(
+    store: PostgresStore, wires: dict[str, WireServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock(1_000.0)
+    monkeypatch.setattr(chat_module, "time", clock)
+    wires["openai"].queue(Script(chunks=["too ", "late"]))
+    reply = patient_chat(store, wires, "600").send(user("slow"), None, "Hello", OPENAI_MODEL)
+    reply.start(wait_s=30)
+    clock.now = 2_200.5  # past the provider timeout (600 s) and the longest reply (LONGEST_REPLY_S, 600 s)
+    drain(reply)
+    outcome = reply.outcome
+    assert outcome is not None and (outcome.status, outcome.error_kind) == ("error", "timeout")
+    assert outcome.error == "The reply took longer than 10 minutes."
