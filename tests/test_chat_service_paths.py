@@ -151,11 +151,16 @@ def test_the_original_error_is_reported_when_the_cleanup_also_fails(
 
 
 def test_an_unexpected_provider_failure_ends_the_reply_as_an_error_and_keeps_the_text(
-    chat: ChatService, store: PostgresStore
+    chat: ChatService, store: PostgresStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     alice = user()
     reply = chat.send(alice, None, "ask the buggy model", BROKEN)
-    assert "".join(drain(reply)) == "partial answer"
+    with caplog.at_level(logging.WARNING, logger="services.chat"):
+        assert "".join(drain(reply)) == "partial answer"
+    # The bug is logged with its traceback for the operator, and kept out of what the user sees.
+    [record] = [r for r in caplog.records if r.name == "services.chat"]
+    assert (record.levelno, record.getMessage()) == (logging.ERROR, "unexpected failure while streaming a reply")
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
     outcome = reply.outcome
     assert outcome is not None
     assert (outcome.status, outcome.error_kind) == ("error", "server")
