@@ -18,7 +18,7 @@ from services import chat as chat_module
 from services.auth import AuthError, Principal
 from services.chat import WINDOW, ChatService, Reply, build_context, title_from
 from services.config import settings_from
-from services.providers import Turn
+from services.providers import Turn, Usage
 from services.providers.anthropic_chat import AnthropicProvider
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
@@ -93,6 +93,7 @@ def test_a_complete_reply_is_stored_with_usage_and_latency(
     assert reply.created_conversation is True  # the chat page redraws its conversation list for it
     assert "".join(drain(reply)) == "The answer is 42."
     assert reply.outcome is not None and reply.outcome.status == "complete" and reply.outcome.error is None
+    assert reply.outcome.usage == Usage(17, 5)  # what the HTTP API reports to its client
     user_msg, assistant = messages(store, alice, reply)
     assert (user_msg.role, user_msg.content, user_msg.status) == ("user", "What is the answer?", "complete")
     assert (assistant.role, assistant.content, assistant.status) == ("assistant", "The answer is 42.", "complete")
@@ -779,3 +780,22 @@ def test_a_reply_past_its_time_says_how_long_a_reply_may_take(
     outcome = reply.outcome
     assert outcome is not None and (outcome.status, outcome.error_kind) == ("error", "timeout")
     assert outcome.error == "The reply took longer than 10 minutes."
+
+
+def test_a_reply_without_text_is_stored_with_its_counts_under_the_message_it_answers(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # Nothing was saved while it streamed (there was no text), so the reply is stored only at its end; another
+    # tab has sent a message meanwhile, and the reply still answers the question it was asked.
+    wires["openai"].queue(Script(chunks=[], usage=(9, 0)))
+    alice = user("speechless")
+    reply = chat.send(alice, None, "Say nothing", OPENAI_MODEL)
+    assert reply.user_message is not None
+    store.add_message(alice, reply.conversation_id, "user", "from the other tab", OPENAI_MODEL)
+    assert drain(reply) == []
+    outcome = reply.outcome
+    assert outcome is not None and outcome.status == "complete" and outcome.message is not None
+    stored = store.get_message(alice, outcome.message.id)
+    assert (stored.content, stored.status, stored.input_tokens, stored.output_tokens) == ("", "complete", 9, 0)
+    assert stored.parent_id == reply.user_message.id
+    assert stored.latency_ms is not None
