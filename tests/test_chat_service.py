@@ -799,3 +799,19 @@ def test_a_reply_without_text_is_stored_with_its_counts_under_the_message_it_ans
     assert (stored.content, stored.status, stored.input_tokens, stored.output_tokens) == ("", "complete", 9, 0)
     assert stored.parent_id == reply.user_message.id
     assert stored.latency_ms is not None
+
+
+@pytest.mark.parametrize("started_first", [False, True])
+def test_a_reply_reads_its_provider_as_it_arrives_unless_told_to_gather(
+    chat: ChatService, wires: dict[str, WireServer], started_first: bool
+) -> None:
+    # The chat page reads each chunk as it comes; the HTTP API sets `gather_s` (before or after the request
+    # is opened) and its reader then lets chunks gather between hand-overs (services.streaming.Pump).
+    wires["openai"].queue(Script(chunks=["gathered ", "text"]))
+    reply = chat.send(user("gatherer"), None, "Hello", OPENAI_MODEL)
+    assert reply.gather_s == 0.0
+    if started_first:
+        reply.start()
+    reply.gather_s = 0.25
+    assert reply.pump().gather_s == 0.25
+    assert "".join(drain(reply)) == "gathered text"

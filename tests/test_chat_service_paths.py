@@ -9,6 +9,7 @@ stand-ins."""
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Generator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -296,3 +297,46 @@ def test_a_reply_built_without_a_provider_request_refuses_to_open_one() -> None:
     reply.start()  # nothing to open: does nothing
     with pytest.raises(RuntimeError, match=r"^this Reply has no provider request to open$"):
         reply.pump()
+
+
+class SlowToOpenProvider:
+    """A provider whose request opens only once `opened` is set (a model server slow to answer)."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+
+    def stream(self, model: str, turns: Sequence[Turn], *, max_tokens: int) -> _LateStream:
+        self.opened.wait(30)
+        return _LateStream()
+
+
+class _LateStream:
+    usage: Usage | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield "late"
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_head_start_does_not_wait_longer_than_it_was_given(store: PostgresStore) -> None:
+    # The page gives the request a short head start before it draws on; a provider slow to answer must not
+    # hold the page for longer (a timer opens the request after ten seconds, in case the wait never ends).
+    slow = SlowToOpenProvider()
+    option = ModelOption("slow/s-1", "slow", "s-1", "Slow")
+    chat = ChatService(store, Catalogue({"slow": slow}, [option], default=option.id), None, settings=settings_from({}))
+    reply = chat.send(user(), None, "hello", option.id)
+    timer = threading.Timer(10, slow.opened.set)
+    timer.start()
+    try:
+        reply.start(wait_s=0.05)
+        assert not slow.opened.is_set(), "start() waited for the request to open"
+        slow.opened.set()
+        assert "".join(drain(reply)) == "late"
+    finally:
+        slow.opened.set()
+        timer.cancel()
+    assert reply.outcome is not None and reply.outcome.status == "complete"
