@@ -15,7 +15,7 @@ from devtools.wire_servers import Script, WireServer
 from services.auth import Principal
 from services.chat import ChatService, Reply, build_context
 from services.config import settings_from
-from services.providers import Provider
+from services.providers import Provider, Turn
 from services.providers.anthropic_chat import AnthropicProvider
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
@@ -433,3 +433,24 @@ def test_a_message_another_tab_sends_meanwhile_stays_out_of_the_context_of_a_sen
     # The other tab's messages are stored, each under the message the reply answers (its own branch).
     other = [m for m in store.iter_history(me, answer.conversation_id) if m.content == "from the other tab"]
     assert len(other) == 2 and not racing.armed
+
+
+def test_a_given_context_reaches_the_model_as_it_is_without_standing_instructions(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # What the OpenAI-compatible door does: the client's own transcript is the context. A conversation it
+    # starts gets no standing instructions (not even the server's default), and continuing one that has
+    # some does not add them to what the client sent.
+    o, me = wires["openai"], user("door")
+    started, body = said(o, chat, "Hi there", lambda: chat.send(me, None, "Hi", OPENAI, context=[Turn("user", "Hi")]))
+    assert body["messages"] == [{"role": "user", "content": "Hi"}]
+    assert chat.open_conversation(me, started.conversation_id).instructions == ""
+    pirate, _ = said(o, chat, "Arr", lambda: chat.send(me, None, "Hello", OPENAI))
+    assert chat.open_conversation(me, pirate.conversation_id).instructions == "Answer like a pirate."
+    sent_turns = [Turn("user", "Hello"), Turn("assistant", "Arr"), Turn("user", "Again")]
+    _, body = said(o, chat, "Aye", lambda: chat.send(me, pirate.conversation_id, "Again", OPENAI, context=sent_turns))
+    assert body["messages"] == [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Arr"},
+        {"role": "user", "content": "Again"},
+    ]
