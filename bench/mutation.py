@@ -12,7 +12,9 @@ Not part of the test command (minutes per target). Run from the repository root:
 Tool: mutmut 3 (requirements-dev.txt). It needs a copy of the project to write its `mutants/` tree in,
 so each target runs in its own temporary copy of the tracked files; nothing here is changed. Each
 target mutates one file (optionally only some functions of it, by mutmut's mutant-name patterns) and
-runs only the test files that cover it, which is what keeps a run in minutes.
+runs only the test files that cover it, which is what keeps a run in minutes. mutmut hands pytest a
+mutant's tests in no order; bench/mutation_order.py (a pytest plugin every run loads) puts each test
+module's tests back together, so that a module's database is built once per mutant, not once per visit.
 
 mutmut 3 does not mutate decorated functions, and the transaction helper is two @contextmanager
 functions; so that target lists its mutants by hand (HAND_MUTANTS: the operators mutmut would apply
