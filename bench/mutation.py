@@ -12,7 +12,9 @@ Not part of the test command (minutes per target). Run from the repository root:
 Tool: mutmut 3 (requirements-dev.txt). It needs a copy of the project to write its `mutants/` tree in,
 so each target runs in its own temporary copy of the tracked files; nothing here is changed. Each
 target mutates one file (optionally only some functions of it, by mutmut's mutant-name patterns) and
-runs only the test files that cover it, which is what keeps a run in minutes.
+runs only the test files that cover it, which is what keeps a run in minutes. mutmut hands pytest a
+mutant's tests in no order; bench/mutation_order.py (a pytest plugin every run loads) puts each test
+module's tests back together, so that a module's database is built once per mutant, not once per visit.
 
 mutmut 3 does not mutate decorated functions, and the transaction helper is two @contextmanager
 functions; so that target lists its mutants by hand (HAND_MUTANTS: the operators mutmut would apply
@@ -138,6 +140,8 @@ TARGETS: tuple[Target, ...] = (
             "tests/test_paging.py",
             "tests/test_logs.py",
             "tests/test_metrics.py",
+            # The attachments' path through send, check_files and _files_for_model, checked on the wire.
+            "tests/test_attachments_wire.py",
         ),
     ),
     Target(
@@ -149,7 +153,9 @@ TARGETS: tuple[Target, ...] = (
 )
 
 # Copied beside the mutated file so the tests can import everything they need.
-PROJECT_PARTS = ("services", "components", "pages", "api", "app.py", "supabase", ".streamlit", "tests", "devtools")
+PROJECT_PARTS = (
+    "services", "components", "pages", "api", "app.py", "supabase", ".streamlit", "tests", "devtools", "bench",
+)  # fmt: skip
 
 
 def tracked_copy(dest: Path) -> None:
@@ -180,6 +186,9 @@ def setup_cfg(target: Target) -> str:
         f"only_mutate = {target.source}\n"
         "also_copy =\n    " + "\n    ".join(also) + "\n"
         f"pytest_add_cli_args_test_selection =\n    {tests}\n"
+        # Each test module's tests together (bench/mutation_order.py): mutmut's own order rebuilt a module's
+        # database each time the run came back to it.
+        "pytest_add_cli_args =\n    -p\n    bench.mutation_order\n"
         # The database fixtures start a PostgreSQL per run: give slow mutants room before calling them hung.
         "timeout_constant = 60\n"
         f"timeout_multiplier = {target.timeout_multiplier}\n"
@@ -194,12 +203,20 @@ def shared_database() -> Iterator[dict[str, str]]:
     """One PostgreSQL for the whole target, handed to every test session through TEST_PG_ADMIN_URL
     (tests/conftest.py): starting one per mutant took 10 s of a loaded machine's time, more than the tests."""
     sys.path.insert(0, str(ROOT))
+    import psycopg
+
     from services.store import embedded
 
     # Outside the copy (mutmut hashes what is in it), and short: the socket path is limited to ~107 bytes.
     base = Path(tempfile.mkdtemp(prefix="mutpg-", dir="/tmp"))
     os.chmod(base, 0o755)
     db = embedded.start(base / "data", database="postgres_bootstrap")
+    # A throwaway server: every test module drops its database, and each drop waits for a checkpoint.
+    with psycopg.connect(db.admin_url, autocommit=True) as conn:
+        conn.execute("alter system set fsync = off")
+        conn.execute("alter system set synchronous_commit = off")
+        conn.execute("alter system set full_page_writes = off")
+        conn.execute("select pg_reload_conf()")
     try:
         yield {**os.environ, "TEST_PG_ADMIN_URL": db.admin_url}
     finally:

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from devtools.files import image_bytes, pdf_bytes
-from devtools.wire_servers import WireServer
+from devtools.wire_servers import Script, WireServer
 from services.attachments import AttachmentRefused, Upload
 from services.auth import Principal
 from services.chat import ChatService, Reply
@@ -165,7 +165,11 @@ def test_a_model_without_images_is_refused_before_anything_is_stored_or_sent(
     files = [Upload("cat.png", PNG), Upload("notes.txt", b"keep me")]
     with pytest.raises(AttachmentRefused) as refused:
         chat.send(who, None, "What is this?", model, files=files)
-    assert "does not take images" in refused.value.message and "nothing was sent" in refused.value.message
+    label = model.replace("/", " · ")
+    assert refused.value.message == (
+        f"{label} does not take images, so nothing was sent. Pick a model that does, "
+        "or remove the images and send again."
+    )
     assert refused.value.kept == tuple(files)  # every file is held for the retry with another model
     assert {name: len(w.requests) for name, w in wires.items()} == before
     assert chat.recent_conversations(who)[0] == []
@@ -265,3 +269,89 @@ def test_an_edited_message_keeps_its_files_and_sends_them_with_the_new_text(
     assert [m.content for m in window.messages][0] == "What animal is this?"
     assert [a.name for a in window.attachments[window.messages[0].id]] == ["cat.png"]
     assert len(window.versions[window.messages[0].id].ids) == 2  # the refused edit stored nothing
+
+
+@pytest.mark.parametrize("typed", ["", "  \n "])
+def test_files_sent_without_words_are_stored_and_sent_as_a_message_naming_them(
+    store: PostgresStore, wires: dict[str, WireServer], typed: str
+) -> None:
+    chat, wire, who = service(store, wires), wires["openai"], user()
+    before = len(wire.requests)
+    files = [Upload("report.pdf", PDF), Upload("notes.txt", b"keep me")]
+    reply = chat.send(who, None, typed, "openai/gpt-4o-mini", files=files)
+    finish(reply)
+    words = "Attached: report.pdf, notes.txt"
+    notes_block = "\n\n[File: notes.txt]\nkeep me\n[End of file: notes.txt]"
+    assert sent(wire, before)["messages"] == [{"role": "user", "content": words + PDF_BLOCK + notes_block}]
+    window = chat.window(who, chat.open_conversation(who, reply.conversation_id))
+    assert [(m.role, m.content) for m in window.messages][0] == ("user", words)
+    assert chat.open_conversation(who, reply.conversation_id).title == words
+
+
+def test_regenerating_an_answer_to_an_image_with_a_text_model_is_refused_before_anything_is_sent(
+    store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    chat, who = service(store, wires), user()
+    first = chat.send(who, None, "What is this?", "openai/gpt-4o-mini", files=[Upload("cat.png", PNG)])
+    finish(first)
+    before = {name: len(w.requests) for name, w in wires.items()}
+    with pytest.raises(AttachmentRefused) as refused:
+        chat.regenerate(who, first.conversation_id, "local/llama3")
+    assert refused.value.message == (
+        "local · llama3 does not take images, so nothing was sent. Pick a model that does, "
+        "or remove the images and send again."
+    )
+    assert {name: len(w.requests) for name, w in wires.items()} == before
+    assert [m.role for m in chat.window(who, chat.open_conversation(who, first.conversation_id)).messages] == [
+        "user",
+        "assistant",
+    ]
+
+
+def test_each_message_of_a_chat_brings_its_own_files_and_a_text_model_is_told_of_dropped_images(
+    store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # A first message without files, then an image (to a model that takes it), then a PDF to a text model:
+    # the PDF follows its own message, the image is left out, and the user is told.
+    chat, local, who = service(store, wires), wires["local"], user()
+    hello = chat.send(who, None, "Hello", "local/llama3")
+    said = [finish(hello)]
+    cid = hello.conversation_id
+    said.append(finish(chat.send(who, cid, "Look", "openai/gpt-4o-mini", files=[Upload("cat.png", PNG)])))
+    before = len(local.requests)
+    later = chat.send(who, cid, "And this report", "local/llama3", files=[Upload("report.pdf", PDF)])
+    finish(later)
+    assert sent(local, before)["messages"] == [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": said[0]},
+        {"role": "user", "content": "Look"},
+        {"role": "assistant", "content": said[1]},
+        {"role": "user", "content": "And this report" + PDF_BLOCK},
+    ]
+    assert later.notices == ("Images of earlier messages were not sent: local · llama3 does not take images.",)
+
+
+def test_an_image_whose_reply_failed_goes_again_with_the_next_question(
+    store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # The reply to the image failed (stored empty, as an error): the next question is merged into the same
+    # user turn, and the image must stay in it.
+    chat, wire, who = service(store, wires), wires["openai"], user()
+    wire.queue(Script(status=500))
+    failed = chat.send(who, None, "Look", "openai/gpt-4o-mini", files=[Upload("cat.png", PNG)])
+    try:
+        assert "".join(failed) == ""
+    finally:
+        failed.close()
+    assert failed.outcome is not None and failed.outcome.status == "error"
+    before = len(wire.requests)
+    finish(chat.send(who, failed.conversation_id, "And now?", "openai/gpt-4o-mini"))
+    assert sent(wire, before)["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Look\n\nAnd now?"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64(PNG)}"}},
+            ],
+        }
+    ]

@@ -18,7 +18,7 @@ from services import chat as chat_module
 from services.auth import AuthError, Principal
 from services.chat import WINDOW, ChatService, Reply, build_context, title_from
 from services.config import settings_from
-from services.providers import Turn
+from services.providers import Turn, Usage
 from services.providers.anthropic_chat import AnthropicProvider
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
@@ -90,8 +90,10 @@ def test_a_complete_reply_is_stored_with_usage_and_latency(
     wires[kind].queue(Script(chunks=["The ", "answer ", "is ", "42."], usage=(17, 5)))
     alice = user("alice")
     reply = chat.send(alice, None, "What is the answer?", model)
+    assert reply.created_conversation is True  # the chat page redraws its conversation list for it
     assert "".join(drain(reply)) == "The answer is 42."
     assert reply.outcome is not None and reply.outcome.status == "complete" and reply.outcome.error is None
+    assert reply.outcome.usage == Usage(17, 5)  # what the HTTP API reports to its client
     user_msg, assistant = messages(store, alice, reply)
     assert (user_msg.role, user_msg.content, user_msg.status) == ("user", "What is the answer?", "complete")
     assert (assistant.role, assistant.content, assistant.status) == ("assistant", "The answer is 42.", "complete")
@@ -171,9 +173,11 @@ def test_a_reply_closed_before_it_started_stores_only_the_user_message(chat: Cha
     assert reply.outcome is None
 
 
-def test_the_reply_is_saved_while_it_streams(store: PostgresStore) -> None:
-    # checkpoint_s=0: every hand-over is also a checkpoint, so this test needs no clock. The demo model is
-    # paced (about 90 words over half a second) so the reply arrives in many hand-overs.
+def test_the_reply_is_saved_while_it_streams(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # checkpoint_s=0: every hand-over is also a checkpoint, even when no time has passed at all (the service's
+    # clock is stopped here). The demo model is paced (about 90 words over half a second, on its own clock) so
+    # the reply arrives in many hand-overs.
+    monkeypatch.setattr(chat_module, "time", _Clock(1_000.0))
     paced = Catalogue(
         {"demo": DemoProvider(chars_per_s=1_000)}, [ModelOption(DEMO_MODEL, "demo", "echo-1", "d")], DEMO_MODEL
     )
@@ -287,7 +291,9 @@ def test_context_is_the_conversation_so_far(chat: ChatService, wires: dict[str, 
     first = chat.send(alice, None, "My name is Ada.", OPENAI_MODEL)
     drain(first)  # default script: "Hello, world!"
     before = len(wires["openai"].requests)
-    drain(chat.send(alice, first.conversation_id, "What is my name?", OPENAI_MODEL))
+    second = chat.send(alice, first.conversation_id, "What is my name?", OPENAI_MODEL)
+    assert second.created_conversation is False
+    drain(second)
     (request,) = wires["openai"].requests[before:]
     assert request.body["messages"] == [
         {"role": "user", "content": "My name is Ada."},
@@ -465,11 +471,20 @@ def test_checkpoints_follow_the_clock_while_the_provider_pauses(
         reply.close()
 
 
+@pytest.mark.parametrize("final_write_s", [None, 3_600])
 def test_a_reply_finishes_under_the_sign_in_that_started_it(
-    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+    chat: ChatService,
+    store: PostgresStore,
+    wires: dict[str, WireServer],
+    monkeypatch: pytest.MonkeyPatch,
+    final_write_s: int | None,
 ) -> None:
     # The token expires about half a second into a reply that takes over a second: the reply must finish
-    # and be stored whole; the next turn needs a valid sign-in again.
+    # and be stored whole; the next turn needs a valid sign-in again. The turn's sign-in lasts the provider
+    # timeout, the longest reply and the final write together: a final write allowed longer than the other
+    # two still extends it (the three add up, none is taken off).
+    if final_write_s is not None:
+        monkeypatch.setattr(chat_module, "FINAL_WRITE_S", final_write_s)
     name = f"user_expiring_{uuid.uuid4().hex[:8]}"
     expires = datetime.fromtimestamp(time.time() + 0.6, tz=UTC)
     alice = Principal(user_id=name, expires_at=expires)
@@ -667,3 +682,136 @@ def test_a_first_hand_over_of_one_character_is_saved_at_once(
     finally:
         held.set()
         reply.close()
+
+
+class _Clock:
+    """services.chat's monotonic clock, moved by the test: durations come out exact (the wire server and the
+    provider's reader keep the real clock)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_latency_and_time_to_first_text_are_measured_from_the_request_in_milliseconds(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock(1_000.0)
+    monkeypatch.setattr(chat_module, "time", clock)
+    held = threading.Event()
+    wires["openai"].queue(Script(chunks=["first", " and the rest"], gate_before={1: held}))
+    alice = user("timed")
+    reply = chat.send(alice, None, "How long?", OPENAI_MODEL)
+    reply.start(wait_s=30)  # the request is opened at 1000 s
+    clock.now = 1_002.0  # the first text arrives two seconds later
+    try:
+        it = iter(reply)
+        assert next(text for text in it if text) == "first"
+        clock.now = 1_004.0  # and the reply ends two seconds after that
+        held.set()
+        assert "".join(it) == " and the rest"
+    finally:
+        held.set()
+        reply.close()
+    outcome = reply.outcome
+    assert outcome is not None and outcome.status == "complete"
+    assert (outcome.first_token_ms, outcome.latency_ms) == (2_000, 4_000)
+    _, assistant = messages(store, alice, reply)
+    assert (assistant.content, assistant.latency_ms) == ("first and the rest", 4_000)
+
+
+def test_a_reply_read_at_the_very_end_of_its_time_is_not_cut_off(
+    store: PostgresStore, wires: dict[str, WireServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The turn may last the provider timeout plus the longest reply: at exactly that moment it still may.
+    monkeypatch.setattr(chat_module, "LONGEST_REPLY_S", 0)
+    clock = _Clock(1_000.0)
+    monkeypatch.setattr(chat_module, "time", clock)
+    wires["openai"].queue(Script(chunks=["just ", "in ", "time"]))
+    reply = patient_chat(store, wires, "600").send(user("punctual"), None, "Hello", OPENAI_MODEL)
+    reply.start(wait_s=30)
+    clock.now = 1_600.0  # the request was opened at 1000 s; 600 s is the provider timeout
+    assert "".join(drain(reply)) == "just in time"
+    assert reply.outcome is not None and reply.outcome.status == "complete"
+
+
+def test_no_reply_row_is_stored_before_the_first_text_and_then_one_per_checkpoint_interval(
+    store: PostgresStore, catalogue: Catalogue, wires: dict[str, WireServer]
+) -> None:
+    # While the provider is silent the page gets "" ticks and nothing is written; the first text is saved at
+    # once; later text waits for the next checkpoint (an hour away here), and the end stores everything.
+    chat = ChatService(store, catalogue, None, settings=settings_from({}), checkpoint_s=3_600.0, tick_s=0.02)
+    gates = [threading.Event() for _ in range(3)]
+    wires["openai"].queue(Script(chunks=["A", "B", "C"], gate_before=dict(enumerate(gates))))
+    alice = user("quiet")
+    reply = chat.send(alice, None, "Wait for it", OPENAI_MODEL)
+    try:
+        it = iter(reply)
+        assert next(it) == ""  # a tick while the provider says nothing
+        assert next(it) == ""
+        assert [m.role for m in messages(store, alice, reply)] == ["user"]
+        gates[0].set()
+        assert next(text for text in it if text) == "A"
+        gates[1].set()
+        assert next(text for text in it if text) == "B"
+        assert next(it) == ""  # "C" is held: a tick, after "B" was handed over
+        assert [(m.content, m.status) for m in messages(store, alice, reply)][-1] == ("A", "streaming")
+        gates[2].set()
+        assert "".join(it) == "C"
+    finally:
+        for gate in gates:
+            gate.set()
+        reply.close()
+    assert [(m.content, m.status) for m in messages(store, alice, reply)][-1] == ("ABC", "complete")
+
+
+def test_a_reply_past_its_time_says_how_long_a_reply_may_take(
+    store: PostgresStore, wires: dict[str, WireServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock(1_000.0)
+    monkeypatch.setattr(chat_module, "time", clock)
+    wires["openai"].queue(Script(chunks=["too ", "late"]))
+    reply = patient_chat(store, wires, "600").send(user("slow"), None, "Hello", OPENAI_MODEL)
+    reply.start(wait_s=30)
+    clock.now = 2_200.5  # past the provider timeout (600 s) and the longest reply (LONGEST_REPLY_S, 600 s)
+    drain(reply)
+    outcome = reply.outcome
+    assert outcome is not None and (outcome.status, outcome.error_kind) == ("error", "timeout")
+    assert outcome.error == "The reply took longer than 10 minutes."
+
+
+def test_a_reply_without_text_is_stored_with_its_counts_under_the_message_it_answers(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # Nothing was saved while it streamed (there was no text), so the reply is stored only at its end; another
+    # tab has sent a message meanwhile, and the reply still answers the question it was asked.
+    wires["openai"].queue(Script(chunks=[], usage=(9, 0)))
+    alice = user("speechless")
+    reply = chat.send(alice, None, "Say nothing", OPENAI_MODEL)
+    assert reply.user_message is not None
+    store.add_message(alice, reply.conversation_id, "user", "from the other tab", OPENAI_MODEL)
+    assert drain(reply) == []
+    outcome = reply.outcome
+    assert outcome is not None and outcome.status == "complete" and outcome.message is not None
+    stored = store.get_message(alice, outcome.message.id)
+    assert (stored.content, stored.status, stored.input_tokens, stored.output_tokens) == ("", "complete", 9, 0)
+    assert stored.parent_id == reply.user_message.id
+    assert stored.latency_ms is not None
+
+
+@pytest.mark.parametrize("started_first", [False, True])
+def test_a_reply_reads_its_provider_as_it_arrives_unless_told_to_gather(
+    chat: ChatService, wires: dict[str, WireServer], started_first: bool
+) -> None:
+    # The chat page reads each chunk as it comes; the HTTP API sets `gather_s` (before or after the request
+    # is opened) and its reader then lets chunks gather between hand-overs (services.streaming.Pump).
+    wires["openai"].queue(Script(chunks=["gathered ", "text"]))
+    reply = chat.send(user("gatherer"), None, "Hello", OPENAI_MODEL)
+    assert reply.gather_s == 0.0
+    if started_first:
+        reply.start()
+    reply.gather_s = 0.25
+    assert reply.pump().gather_s == 0.25
+    assert "".join(drain(reply)) == "gathered text"

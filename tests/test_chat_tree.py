@@ -15,7 +15,7 @@ from devtools.wire_servers import Script, WireServer
 from services.auth import Principal
 from services.chat import ChatService, Reply, build_context
 from services.config import settings_from
-from services.providers import Provider
+from services.providers import Provider, Turn
 from services.providers.anthropic_chat import AnthropicProvider
 from services.providers.catalogue import Catalogue, ModelOption
 from services.providers.demo import DemoProvider, demo_reply
@@ -392,3 +392,65 @@ def test_regenerate_and_edit_count_against_the_rate_limit(
     with pytest.raises(RateLimited):
         limited.edit(me, answer.parent_id, "Hi again", OPENAI)  # type: ignore[arg-type]
     assert len(list(store.iter_history(me, answer.conversation_id))) == stored
+
+
+class _AnotherTabWrites:
+    """The real store, except that just before the next path is read another tab of the same user sends a
+    message (at the current leaf, through the real store): a send or an edit is two statements apart from
+    the read of its context."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self.armed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def path_messages(self, principal: Principal, conversation_id: uuid.UUID, **kwargs: Any) -> list[Message]:
+        if self.armed:
+            self.armed = False
+            self._store.add_message(principal, conversation_id, "user", "from the other tab", DEMO)
+        return self._store.path_messages(principal, conversation_id, **kwargs)
+
+
+def test_a_message_another_tab_sends_meanwhile_stays_out_of_the_context_of_a_send_or_an_edit(
+    store: PostgresStore, chat: ChatService, wires: dict[str, WireServer]
+) -> None:
+    o, me = wires["openai"], user("two_tabs")
+    racing = _AnotherTabWrites(store)
+    tabbed = ChatService(racing, chat.catalogue, None, settings=settings_from({}))  # type: ignore[arg-type]
+    answer, _ = said(o, tabbed, "A1", lambda: tabbed.send(me, None, "Q1", OPENAI))
+    racing.armed = True
+    _, body = said(o, tabbed, "A2", lambda: tabbed.send(me, answer.conversation_id, "Q2", OPENAI))
+    assert body["messages"] == [
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "Q2"},
+    ]
+    racing.armed = True
+    _, body = said(o, tabbed, "A1e", lambda: tabbed.edit(me, answer.parent_id, "Q1 edited", OPENAI))  # type: ignore[arg-type]
+    assert body["messages"] == [{"role": "user", "content": "Q1 edited"}]
+    # The other tab's messages are stored, each under the message the reply answers (its own branch).
+    other = [m for m in store.iter_history(me, answer.conversation_id) if m.content == "from the other tab"]
+    assert len(other) == 2 and not racing.armed
+
+
+def test_a_given_context_reaches_the_model_as_it_is_without_standing_instructions(
+    chat: ChatService, store: PostgresStore, wires: dict[str, WireServer]
+) -> None:
+    # What the OpenAI-compatible door does: the client's own transcript is the context. A conversation it
+    # starts gets no standing instructions (not even the server's default), and continuing one that has
+    # some does not add them to what the client sent.
+    o, me = wires["openai"], user("door")
+    started, body = said(o, chat, "Hi there", lambda: chat.send(me, None, "Hi", OPENAI, context=[Turn("user", "Hi")]))
+    assert body["messages"] == [{"role": "user", "content": "Hi"}]
+    assert chat.open_conversation(me, started.conversation_id).instructions == ""
+    pirate, _ = said(o, chat, "Arr", lambda: chat.send(me, None, "Hello", OPENAI))
+    assert chat.open_conversation(me, pirate.conversation_id).instructions == "Answer like a pirate."
+    sent_turns = [Turn("user", "Hello"), Turn("assistant", "Arr"), Turn("user", "Again")]
+    _, body = said(o, chat, "Aye", lambda: chat.send(me, pirate.conversation_id, "Again", OPENAI, context=sent_turns))
+    assert body["messages"] == [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Arr"},
+        {"role": "user", "content": "Again"},
+    ]

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from devtools.wire_servers import Script, WireServer
+from services import chat as chat_module
 from services.app_tokens import APP_ISSUER, signin_claims, sweeper_claims, user_claims
 from services.auth import Principal
 from services.chat import ChatService
@@ -37,12 +38,15 @@ def wire() -> Iterator[WireServer]:
         yield w
 
 
+def chat_catalogue(wire: WireServer) -> Catalogue:
+    provider = OpenAIProvider(api_key="sk-test", base_url=wire.base_url, timeout_s=30.0)
+    return Catalogue({"openai": provider}, [ModelOption(MODEL, "openai", "gpt-test", "GPT test")], default=MODEL)
+
+
 @pytest.fixture(scope="module")
 def chat(store: PostgresStore, wire: WireServer) -> ChatService:
-    provider = OpenAIProvider(api_key="sk-test", base_url=wire.base_url, timeout_s=30.0)
-    catalogue = Catalogue({"openai": provider}, [ModelOption(MODEL, "openai", "gpt-test", "GPT test")], default=MODEL)
     return ChatService(
-        store, catalogue, None, settings=settings_from({}), checkpoint_s=0.1, tick_s=0.02, heartbeat_s=0.1
+        store, chat_catalogue(wire), None, settings=settings_from({}), checkpoint_s=0.1, tick_s=0.02, heartbeat_s=0.1
     )
 
 
@@ -208,3 +212,36 @@ def test_the_heartbeat_beats_at_least_three_times_within_the_stale_time(
     assert service("6").heartbeat_s == 2.0
     assert service("3600").heartbeat_s == 5.0
     assert service("6", heartbeat_s=0.1).heartbeat_s == 0.1  # tests beat faster
+
+
+class _StoppedClock:
+    """services.chat's monotonic clock, stopped: no time passes between two ticks."""
+
+    @staticmethod
+    def monotonic() -> float:
+        return 1_000.0
+
+
+def test_with_a_heartbeat_of_zero_every_silent_tick_beats_even_on_a_stopped_clock(
+    store: PostgresStore, wire: WireServer, database: EmbeddedDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_module, "time", _StoppedClock())
+    catalogue, settings = chat_catalogue(wire), settings_from({})
+    chat = ChatService(store, catalogue, None, settings=settings, checkpoint_s=3_600, tick_s=0.02, heartbeat_s=0)
+    resume = threading.Event()
+    wire.queue(Script(chunks=["Hold on", "."], gate_before={1: resume}))
+    alice = user()
+    reply = chat.send(alice, None, "beat please", MODEL)
+    it = iter(reply)
+    try:
+        assert next(text for text in it if text) == "Hold on"
+        assert next(it) == ""  # the first text is saved when the reply is read on, then a silent tick
+        stored = store.recent_messages(alice, reply.conversation_id)[-1]
+        before = heartbeat(database, stored.id)[1]
+        assert next(it) == ""  # another silent tick: zero seconds since the last write is the heartbeat's due
+        assert heartbeat(database, stored.id)[1] > before
+        resume.set()
+        assert "".join(it) == "."
+    finally:
+        resume.set()
+        reply.close()
