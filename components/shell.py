@@ -24,13 +24,16 @@ def page_services() -> Services:
     """The per-process services, or stop this run with the reason they could not be started."""
     try:
         if is_started():
-            return shared_services()
-        with st.spinner("Starting the database…"):
             services = shared_services()
+        else:
+            with st.spinner("Starting the database…"):
+                services = shared_services()
     except (ConfigError, StartupError) as exc:
         st.error(str(exc))
         st.stop()
         raise AssertionError("unreachable") from None  # st.stop() raises
+    # Asked on every run, not only by the run that started the services: an HTTP request (a readiness probe)
+    # may have started them first. After the first time it returns at once.
     freeze_startup_heap()
     return services
 

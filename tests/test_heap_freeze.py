@@ -10,8 +10,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from components import shell
+from services.runtime import is_started
 from tests.chat_page_support import app  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,3 +47,18 @@ def test_a_page_run_freezes_the_heap_once_services_have_started(app: Callable[..
     at = app().run()
     assert not at.exception, at.exception
     assert gc.get_freeze_count() > 200_000
+
+
+def test_every_page_run_asks_for_the_freeze_whoever_started_the_services(
+    app: Callable[..., AppTest],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The HTTP API (a readiness probe) may start the services before any page runs: the first page run must
+    still freeze the heap, so every run asks (it is a no-op after the first time)."""
+    at = app().run()
+    assert is_started()
+    asked: list[bool] = []
+    monkeypatch.setattr(shell, "freeze_startup_heap", lambda: asked.append(True))
+    at.run()
+    assert not at.exception, at.exception
+    assert asked == [True]
